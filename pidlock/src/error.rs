@@ -1,0 +1,176 @@
+//! What can go wrong when taking or letting go of a lock.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why [`PidLockFile::acquire`](crate::PidLockFile::acquire) did not take the lock.
+///
+/// ```
+/// use std::time::Duration;
+/// use pidlock::{LockError, PidLockFile};
+///
+/// let path = std::env::temp_dir().join(format!("pidlock-doc-lockerror-{}.pid", std::process::id()));
+/// let mut first = PidLockFile::new(&path);
+/// first.acquire(None)?;
+///
+/// let mut second = PidLockFile::new(&path);
+/// match second.acquire(Some(Duration::ZERO)) {
+///     Err(LockError::AlreadyLocked { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+///     other => panic!("expected AlreadyLocked, got {other:?}"),
+/// }
+/// # first.release()?;
+/// # Ok::<(), pidlock::Error>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// Another holder has the lock, and the caller asked not to wait (a zero timeout), or this
+    /// very instance already holds it (the lock is not reentrant).
+    #[error("{} is locked by {}", path.display(), Holder(*pid))]
+    AlreadyLocked {
+        /// The lock file.
+        path: PathBuf,
+        /// The holder's PID as its PID file gives it, if it could be read.
+        pid: Option<u32>,
+    },
+
+    /// Another holder kept the lock for the whole timeout.
+    #[error("{} is locked by {} (gave up after {timeout:?})", path.display(), Holder(*pid))]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// The holder's PID as its PID file gives it, if it could be read.
+        pid: Option<u32>,
+        /// How long the caller waited.
+        timeout: Duration,
+    },
+
+    /// The lock could not be taken for a reason other than another holder: the directory is
+    /// missing, the path is a symlink, a directory or a FIFO, permissions, a full disk, ...
+    /// pidlock never treats such an error as "not locked".
+    #[error("cannot lock {}: {source}", path.display())]
+    LockFailed {
+        /// The lock file.
+        path: PathBuf,
+        /// What the operating system reported, or what pidlock found wrong with the path.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl LockError {
+    /// The lock file this error is about.
+    ///
+    /// ```
+    /// # use pidlock::PidLockFile;
+    /// let err = PidLockFile::new("/nonexistent-dir/app.pid").acquire(None).unwrap_err();
+    /// assert_eq!(err.path(), std::path::Path::new("/nonexistent-dir/app.pid"));
+    /// ```
+    pub fn path(&self) -> &Path {
+        match self {
+            LockError::AlreadyLocked { path, .. }
+            | LockError::LockTimeout { path, .. }
+            | LockError::LockFailed { path, .. } => path,
+        }
+    }
+
+    /// The PID of the process holding the lock, when the error is about a holder and its PID
+    /// file could be read.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            LockError::AlreadyLocked { pid, .. } | LockError::LockTimeout { pid, .. } => *pid,
+            LockError::LockFailed { .. } => None,
+        }
+    }
+}
+
+/// Why [`PidLockFile::release`](crate::PidLockFile::release) did not release the lock.
+///
+/// ```
+/// use pidlock::{PidLockFile, UnlockError};
+///
+/// let path = std::env::temp_dir().join(format!("pidlock-doc-unlockerror-{}.pid", std::process::id()));
+/// let mut lock = PidLockFile::new(&path);
+/// assert!(matches!(lock.release(), Err(UnlockError::NotLocked { .. })));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnlockError {
+    /// Nobody holds the lock.
+    #[error("{} is not locked", path.display())]
+    NotLocked {
+        /// The lock file.
+        path: PathBuf,
+    },
+
+    /// Someone else holds the lock: another process, another instance, or the parent this
+    /// process was forked from (a child never releases its parent's lock).
+    #[error("{} is locked by {}, not by this lock", path.display(), Holder(*pid))]
+    NotMyLock {
+        /// The lock file.
+        path: PathBuf,
+        /// The holder's PID as its PID file gives it, if it could be read.
+        pid: Option<u32>,
+    },
+
+    /// The lock was released, but its PID file could not be removed. The file left behind is
+    /// stale: the next `acquire` takes it over, so this is worth a log line, not a retry.
+    #[error("released the lock on {}, but could not remove the file: {source}", path.display())]
+    RemoveFailed {
+        /// The lock file.
+        path: PathBuf,
+        /// Why `unlink(2)` failed.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl UnlockError {
+    /// The lock file this error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            UnlockError::NotLocked { path }
+            | UnlockError::NotMyLock { path, .. }
+            | UnlockError::RemoveFailed { path, .. } => path,
+        }
+    }
+}
+
+/// Either kind of error, so that `?` works in a function that both locks and unlocks.
+///
+/// ```
+/// use pidlock::PidLockFile;
+///
+/// fn run(path: &std::path::Path) -> Result<(), pidlock::Error> {
+///     let mut lock = PidLockFile::new(path);
+///     lock.acquire(None)?; // LockError
+///     lock.release()?; // UnlockError
+///     Ok(())
+/// }
+/// # run(&std::env::temp_dir().join(format!("pidlock-doc-error-{}.pid", std::process::id()))).unwrap();
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Taking the lock failed.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// Letting go of the lock failed.
+    #[error(transparent)]
+    Unlock(#[from] UnlockError),
+}
+
+/// Formats a holder for messages: "process 4242", or "another process" when the PID file could
+/// not be read.
+struct Holder(Option<u32>);
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(pid) => write!(f, "process {pid}"),
+            None => f.write_str("another process"),
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! `PidLockFile`: the whole acquire/release algorithm, in the manner of FreeBSD's `flopen(3)` and
+//! `pidfile(3)`.
+//!
+//! The kernel decides who holds the lock: the holder keeps an exclusive `flock` on the PID file
+//! for as long as it holds the lock, and the kernel drops it when the holder dies, however it
+//! dies. The PID written in the file only tells people who the holder is.
+
+use std::fs::{self, File, Metadata, TryLockError};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::{LockError, UnlockError};
+use crate::guard::PidLockGuard;
+use crate::sys::{self, ReleaseWatch};
+use crate::{pidfile, probe};
+
+/// How long a try-lock keeps retrying while the only locks on the file are readers' shared
+/// probes. A probe holds its lock for microseconds; this bound only matters if readers probe
+/// back to back without end.
+const PROBE_RIDE_OUT: Duration = Duration::from_millis(20);
+
+/// A lock that is also a classic Unix PID file containing `"<pid>\n"`.
+///
+/// `PidLockFile::new` does no I/O; [`acquire`](Self::acquire) takes the lock and
+/// [`release`](Self::release) (or dropping the value) lets it go. See the [crate
+/// documentation](crate) for what "locked" means under crashes, forks and signals.
+///
+/// ```
+/// use std::time::Duration;
+/// use pidlock::PidLockFile;
+///
+/// let path = std::env::temp_dir().join(format!("pidlock-doc-pidlockfile-{}.pid", std::process::id()));
+/// let mut lock = PidLockFile::new(&path);
+/// lock.acquire(Some(Duration::from_secs(5)))?;
+/// assert!(lock.is_locked());
+/// assert!(lock.i_am_locking());
+/// assert_eq!(lock.read_pid(), Some(std::process::id()));
+/// lock.release()?;
+/// assert!(!path.exists());
+/// # Ok::<(), pidlock::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct PidLockFile {
+    path: PathBuf,
+    held: Option<Held>,
+}
+
+/// The open, locked PID file, and what we need to let go of it safely.
+#[derive(Debug)]
+struct Held {
+    file: File,
+    /// The process that acquired. After `fork`, the child has a copy of this value whose
+    /// descriptor shares the parent's lock; only `owner` may rewrite, unlink or unlock.
+    owner: u32,
+    dev: u64,
+    ino: u64,
+}
+
+impl PidLockFile {
+    /// A lock on the file at exactly `path`. Nothing is opened or created until
+    /// [`acquire`](Self::acquire).
+    ///
+    /// ```
+    /// let lock = pidlock::PidLockFile::new("/run/user/1000/myapp.pid");
+    /// assert_eq!(lock.path(), std::path::Path::new("/run/user/1000/myapp.pid"));
+    /// ```
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        PidLockFile {
+            path: path.into(),
+            held: None,
+        }
+    }
+
+    /// Takes the lock on `path` and returns a guard that releases it when dropped.
+    ///
+    /// `timeout` means the same as for [`acquire`](Self::acquire).
+    ///
+    /// ```
+    /// use pidlock::PidLockFile;
+    ///
+    /// let path = std::env::temp_dir().join(format!("pidlock-doc-lock-{}.pid", std::process::id()));
+    /// {
+    ///     let _guard = PidLockFile::lock(&path, None)?;
+    ///     // ... the only copy of this program runs here ...
+    /// }
+    /// assert!(!PidLockFile::new(&path).is_locked());
+    /// # Ok::<(), pidlock::LockError>(())
+    /// ```
+    #[must_use = "the lock is released as soon as the guard is dropped"]
+    pub fn lock(
+        path: impl Into<PathBuf>,
+        timeout: Option<Duration>,
+    ) -> Result<PidLockGuard, LockError> {
+        let mut lock = PidLockFile::new(path);
+        lock.acquire(timeout)?;
+        Ok(PidLockGuard::new(lock))
+    }
+
+    /// The lock file's path, as given to [`new`](Self::new).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Takes the lock, creating the PID file if needed and writing this process's PID into it.
+    ///
+    /// - `None`: wait as long as it takes.
+    /// - `Some(Duration::ZERO)`: try once; [`LockError::AlreadyLocked`] if someone holds it.
+    /// - `Some(d)`: wait up to `d` (on the monotonic clock); [`LockError::LockTimeout`] after.
+    ///
+    /// A waiter is woken by the release itself (a blocking `flock`, or on Linux an inotify close
+    /// event when there is a deadline), not by polling. A file left by a dead holder is not
+    /// locked and is taken over at once. The lock is not reentrant: calling this on an instance
+    /// that holds the lock returns `AlreadyLocked` at once instead of deadlocking.
+    ///
+    /// Any error other than "someone holds it" is [`LockError::LockFailed`]; in particular a
+    /// symlink, directory, FIFO or hard-linked file at `path` is refused and never written.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pidlock::{LockError, PidLockFile};
+    ///
+    /// let path = std::env::temp_dir().join(format!("pidlock-doc-acquire-{}.pid", std::process::id()));
+    /// let mut holder = PidLockFile::new(&path);
+    /// holder.acquire(None)?;
+    ///
+    /// let mut waiter = PidLockFile::new(&path);
+    /// let err = waiter.acquire(Some(Duration::from_millis(50))).unwrap_err();
+    /// assert!(matches!(err, LockError::LockTimeout { .. }));
+    /// assert!(err.to_string().contains("is locked by process"));
+    ///
+    /// holder.release()?;
+    /// waiter.acquire(Some(Duration::ZERO))?;
+    /// # Ok::<(), pidlock::Error>(())
+    /// ```
+    pub fn acquire(&mut self, timeout: Option<Duration>) -> Result<(), LockError> {
+        let me = process::id();
+        match &self.held {
+            Some(held) if held.owner == me => {
+                return Err(LockError::AlreadyLocked {
+                    path: self.path.clone(),
+                    pid: Some(me),
+                });
+            }
+            // Inherited across fork: the lock is the parent's. Dropping our copy of the
+            // descriptor leaves it alone (unlocking it would not).
+            Some(_) => self.held = None,
+            None => {}
+        }
+
+        // A deadline too far away to represent is no deadline.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut watch = None;
+        let (file, meta) = loop {
+            // Never O_TRUNC: a contender that loses must leave the holder's PID alone.
+            let file = open_lock_file(&self.path).map_err(|e| self.failed(e))?;
+            let locked = match deadline {
+                None => lock_blocking(&file),
+                Some(deadline) => lock_before(&file, deadline, &mut watch),
+            };
+            if !locked.map_err(|e| self.failed(e))? {
+                return Err(self.busy(timeout.unwrap_or_default()));
+            }
+            let meta = file.metadata().map_err(|e| self.failed(e))?;
+            // The holder we waited for unlinked the file before letting go, or someone replaced
+            // it: then we hold a lock on an inode nobody else will look at. Start over.
+            if still_named_by(&self.path, &meta).map_err(|e| self.failed(e))? {
+                break (file, meta);
+            }
+        };
+        check_writable_pid_file(&meta).map_err(|e| self.failed(e))?;
+
+        if let Err(e) = pidfile::write(&file, me) {
+            // A failed write (ENOSPC, EIO) must not leave a half-written file behind. We still
+            // hold the lock, so removing the file cannot hurt anyone; closing it releases.
+            let _ = fs::remove_file(&self.path);
+            return Err(self.failed(e));
+        }
+        self.held = Some(Held {
+            file,
+            owner: me,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        });
+        Ok(())
+    }
+
+    /// Releases the lock: removes the PID file while still holding the lock, then unlocks.
+    ///
+    /// Fails with [`UnlockError::NotLocked`] if nobody holds the lock, and with
+    /// [`UnlockError::NotMyLock`] if someone else does, including the parent of a forked child:
+    /// the child's copy of the descriptor is closed, but the parent's lock and file stay.
+    ///
+    /// ```
+    /// use pidlock::{PidLockFile, UnlockError};
+    ///
+    /// let path = std::env::temp_dir().join(format!("pidlock-doc-release-{}.pid", std::process::id()));
+    /// let mut mine = PidLockFile::new(&path);
+    /// mine.acquire(None)?;
+    /// let mut other = PidLockFile::new(&path);
+    /// assert!(matches!(other.release(), Err(UnlockError::NotMyLock { .. })));
+    /// mine.release()?;
+    /// assert!(matches!(mine.release(), Err(UnlockError::NotLocked { .. })));
+    /// # Ok::<(), pidlock::Error>(())
+    /// ```
+    pub fn release(&mut self) -> Result<(), UnlockError> {
+        match self.held.take() {
+            Some(held) if held.owner == process::id() => held.release(&self.path),
+            // Inherited across fork: dropping `_inherited` closes only this process's copy.
+            Some(_inherited) => Err(UnlockError::NotMyLock {
+                path: self.path.clone(),
+                pid: probe::holder_pid(&self.path),
+            }),
+            None if probe::lock_is_held(&self.path) => Err(UnlockError::NotMyLock {
+                path: self.path.clone(),
+                pid: probe::holder_pid(&self.path),
+            }),
+            None => Err(UnlockError::NotLocked {
+                path: self.path.clone(),
+            }),
+        }
+    }
+
+    /// Whether a live process holds the lock, through any instance.
+    ///
+    /// Unlike the seed's "the file exists" rule, a file left behind by a dead holder does not
+    /// count: only a held kernel lock does. On Linux this reads the kernel's lock table and
+    /// does not touch the lock; elsewhere it takes a shared lock for an instant, which
+    /// concurrent `acquire` calls ride out.
+    ///
+    /// ```
+    /// use pidlock::PidLockFile;
+    ///
+    /// let path = std::env::temp_dir().join(format!("pidlock-doc-is-locked-{}.pid", std::process::id()));
+    /// std::fs::write(&path, "4242\n")?; // a leftover from a crashed holder
+    /// let lock = PidLockFile::new(&path);
+    /// assert!(!lock.is_locked());
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn is_locked(&self) -> bool {
+        self.holds() || probe::lock_is_held(&self.path)
+    }
+
+    /// Whether the current process holds the lock, through this instance or any other: the lock
+    /// is held and the PID file names this process.
+    ///
+    /// ```
+    /// use pidlock::PidLockFile;
+    ///
+    /// let path = std::env::temp_dir().join(format!("pidlock-doc-i-am-locking-{}.pid", std::process::id()));
+    /// let mut lock = PidLockFile::new(&path);
+    /// assert!(!lock.i_am_locking());
+    /// lock.acquire(None)?;
+    /// assert!(PidLockFile::new(&path).i_am_locking());
+    /// # Ok::<(), pidlock::LockError>(())
+    /// ```
+    pub fn i_am_locking(&self) -> bool {
+        self.holds()
+            || (probe::lock_is_held(&self.path) && pidfile::read(&self.path) == Some(process::id()))
+    }
+
+    /// The PID written in the lock file, read the way FHS asks readers to (whitespace, leading
+    /// zeros, a missing newline and extra lines are fine). `None` if there is no file or it does
+    /// not hold a valid PID. If the lock is held and the file is still empty, the holder is just
+    /// starting, and this re-reads for a few milliseconds.
+    ///
+    /// The file of a dead holder still names it; use [`is_locked`](Self::is_locked) to know
+    /// whether the PID belongs to a live holder.
+    ///
+    /// ```
+    /// use pidlock::PidLockFile;
+    ///
+    /// let path = std::env::temp_dir().join(format!("pidlock-doc-read-pid-{}.pid", std::process::id()));
+    /// std::fs::write(&path, " 0042 \n")?;
+    /// assert_eq!(PidLockFile::new(&path).read_pid(), Some(42));
+    /// std::fs::write(&path, "0x42\n")?;
+    /// assert_eq!(PidLockFile::new(&path).read_pid(), None);
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn read_pid(&self) -> Option<u32> {
+        probe::holder_pid(&self.path)
+    }
+
+    /// Whether this instance holds the lock in this process (not a copy inherited by fork).
+    fn holds(&self) -> bool {
+        self.held
+            .as_ref()
+            .is_some_and(|held| held.owner == process::id())
+    }
+
+    fn failed(&self, source: io::Error) -> LockError {
+        LockError::LockFailed {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn busy(&self, timeout: Duration) -> LockError {
+        let path = self.path.clone();
+        let pid = probe::holder_pid(&self.path);
+        if timeout.is_zero() {
+            LockError::AlreadyLocked { path, pid }
+        } else {
+            LockError::LockTimeout { path, pid, timeout }
+        }
+    }
+}
+
+impl Drop for PidLockFile {
+    /// Releases the lock if this instance holds it. Errors are ignored: the kernel lock is gone
+    /// in any case, and a file left behind is stale and taken over by the next `acquire`.
+    fn drop(&mut self) {
+        if let Some(held) = self.held.take() {
+            if held.owner == process::id() {
+                let _ = held.release(&self.path);
+            }
+        }
+    }
+}
+
+impl Held {
+    fn release(self, path: &Path) -> Result<(), UnlockError> {
+        // Unlink while still holding the lock, so that no one can lock the old inode after we
+        // let go and believe it is the lock at `path`. Only unlink the file we locked: if
+        // someone replaced it behind our back, the new one is not ours to remove.
+        let removed = match fs::symlink_metadata(path) {
+            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => fs::remove_file(path),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        };
+        // Unlock explicitly instead of relying on close: children forked since `acquire`
+        // share this lock and would otherwise keep it alive. An unlock error would mean the
+        // descriptor is bad, and then closing it releases the lock as well.
+        let _ = self.file.unlock();
+        drop(self.file);
+        removed.map_err(|source| UnlockError::RemoveFailed {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Opens (creating with mode 0644 if needed) the lock file for locking, without following a
+/// symlink and without truncating it.
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(sys::NOFOLLOW_NONBLOCK)
+        .open(path)
+        .map_err(|e| explain_open_error(path, e))
+}
+
+/// Turns the bare errno of a refused open into a sentence about the path.
+fn explain_open_error(path: &Path, err: io::Error) -> io::Error {
+    let kind = err.kind();
+    let found = fs::symlink_metadata(path).ok();
+    let reason = match &found {
+        // ELOOP on Linux and macOS, EMLINK on FreeBSD: O_NOFOLLOW met a symlink.
+        Some(meta) if meta.file_type().is_symlink() => {
+            "it is a symbolic link, and pidlock does not follow symbolic links".to_owned()
+        }
+        Some(meta) if meta.is_dir() => "it is a directory".to_owned(),
+        None if kind == io::ErrorKind::NotFound => "its parent directory does not exist".to_owned(),
+        _ => return err,
+    };
+    io::Error::new(kind, format!("{reason} ({err})"))
+}
+
+/// Waits as long as it takes for the lock.
+fn lock_blocking(file: &File) -> io::Result<bool> {
+    loop {
+        match file.lock() {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Tries for the lock until `deadline`, sleeping between tries until the file is closed by
+/// someone (the holder's release), not for fixed intervals.
+fn lock_before(
+    file: &File,
+    deadline: Instant,
+    watch: &mut Option<ReleaseWatch>,
+) -> io::Result<bool> {
+    let mut armed = false;
+    loop {
+        if try_lock(file)? {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        let watch = watch.get_or_insert_with(ReleaseWatch::new);
+        if armed {
+            watch.wait(deadline);
+        } else {
+            // Try once more after arming: a release between the try above and the watch would
+            // otherwise go unnoticed until the safety re-check.
+            watch.arm(file);
+            armed = true;
+        }
+    }
+}
+
+/// One non-blocking attempt at the exclusive lock, riding out readers' probes.
+///
+/// A holder's lock is exclusive; a reader's probe (see `probe.rs`) is a shared lock held for an
+/// instant. If a shared lock of our own goes through, only probes are in the way, so we try
+/// again rather than report a holder that does not exist.
+fn try_lock(file: &File) -> io::Result<bool> {
+    let give_up = Instant::now() + PROBE_RIDE_OUT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(true),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+        match file.try_lock_shared() {
+            Ok(()) => file.unlock()?,
+            Err(TryLockError::WouldBlock) => return Ok(false),
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+        if Instant::now() >= give_up {
+            return Ok(false);
+        }
+        thread::yield_now();
+    }
+}
+
+/// Whether `path` still names the inode described by `locked`.
+fn still_named_by(path: &Path, locked: &Metadata) -> io::Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(meta.dev() == locked.dev() && meta.ino() == locked.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Refuses to write a PID into anything but a plain regular file with a single name. A FIFO or
+/// device planted at the path is not a PID file, and a hard link could point our write at
+/// someone else's file.
+fn check_writable_pid_file(meta: &Metadata) -> io::Result<()> {
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        if meta.nlink() == 1 {
+            return Ok(());
+        }
+        format!(
+            "it has {} hard links, so writing to it could change another file",
+            meta.nlink()
+        )
+    } else if kind.is_fifo() {
+        "it is a FIFO, not a regular file".to_owned()
+    } else if kind.is_socket() {
+        "it is a socket, not a regular file".to_owned()
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "it is a device, not a regular file".to_owned()
+    } else {
+        "it is not a regular file".to_owned()
+    };
+    Err(io::Error::new(io::ErrorKind::InvalidInput, what))
+}

@@ -1,0 +1,49 @@
+//! Looking at a lock from the outside: is it held, and by whom. Nothing here may make a
+//! concurrent `acquire` fail or wait for long.
+
+use std::fs::{self, TryLockError};
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::{pidfile, sys};
+
+/// How long a reader that finds the lock held and the PID file not yet written keeps re-reading
+/// it. A new holder writes its PID right after it locks, so this only spans a scheduling delay.
+const HOLDER_STARTUP_GRACE: Duration = Duration::from_millis(5);
+
+/// Whether some process holds the lock on the file at `path`.
+///
+/// On Linux the kernel's lock table answers without touching the lock. Where it cannot (other
+/// platforms, overlay file systems, NFS), a shared lock is tried and dropped at once: it succeeds
+/// only when nobody holds the exclusive one. `acquire` rides out such a probe (see `lock.rs`).
+pub(crate) fn lock_is_held(path: &Path) -> bool {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return false;
+    };
+    if !meta.is_file() {
+        return false;
+    }
+    if sys::kernel_reports_holder(&meta) {
+        return true;
+    }
+    let Ok(file) = pidfile::open_for_reading(path) else {
+        return false;
+    };
+    matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
+}
+
+/// The PID in the lock file, for messages and ownership checks. If the file does not hold a PID
+/// yet while the lock is held, the holder is just starting: re-read briefly before giving up.
+pub(crate) fn holder_pid(path: &Path) -> Option<u32> {
+    let give_up = Instant::now() + HOLDER_STARTUP_GRACE;
+    loop {
+        if let Some(pid) = pidfile::read(path) {
+            return Some(pid);
+        }
+        if Instant::now() >= give_up || !lock_is_held(path) {
+            return None;
+        }
+        thread::sleep(Duration::from_micros(250));
+    }
+}

@@ -1,0 +1,34 @@
+//! Platforms without inotify or a readable kernel lock table (macOS, the BSDs): waiting falls back
+//! to a bounded backoff, and readers always use the shared-lock probe.
+
+use std::fs::{File, Metadata};
+use std::time::Instant;
+
+use super::backoff::Backoff;
+
+/// Waits for a lock file's holder to let go, by sleeping in growing steps.
+#[derive(Debug)]
+pub(crate) struct ReleaseWatch {
+    backoff: Backoff,
+}
+
+impl ReleaseWatch {
+    pub(crate) fn new() -> Self {
+        ReleaseWatch {
+            backoff: Backoff::new(),
+        }
+    }
+
+    /// Nothing to arm without a notification mechanism.
+    pub(crate) fn arm(&mut self, _file: &File) {}
+
+    /// Returns after a short sleep, or at `deadline`, whichever is first.
+    pub(crate) fn wait(&mut self, deadline: Instant) {
+        self.backoff.wait(deadline);
+    }
+}
+
+/// No kernel lock table to read here; the caller falls back to its probe.
+pub(crate) fn kernel_reports_holder(_file: &Metadata) -> bool {
+    false
+}
