@@ -6,8 +6,10 @@
 //! ```text
 //! lock-helper hold PATH [TIMEOUT]      acquire, print "locked PID NS", then obey stdin lines:
 //!                                      "release" (print "released NS"), "exit" (process::exit,
-//!                                      skipping destructors), "drop"; EOF returns from main
-//! lock-helper try PATH [TIMEOUT]       acquire once and print the outcome (see `outcome`)
+//!                                      skipping destructors), "abort", "drop", "status";
+//!                                      EOF returns from main
+//! lock-helper try PATH [TIMEOUT]       acquire once, print "OUTCOME NS CPU_NS SWITCHES" (see
+//!                                      `outcome`), and exit (0 locked, 1 busy, 2 failed)
 //! lock-helper contend PATH N LOG       N rounds of acquire / record / release; intervals go to LOG
 //! lock-helper fork-drop PATH           acquire, fork; the child drops and releases its copy
 //! lock-helper exec-child PATH          acquire, spawn a long-lived exec'd child, print its PID
@@ -47,6 +49,16 @@ fn now_ns() -> u128 {
 fn cpu_ns() -> u128 {
     let t = clock_gettime(ClockId::ProcessCPUTime);
     u128::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u128::try_from(t.tv_nsec).unwrap_or(0)
+}
+
+/// How often this process has gone to sleep voluntarily: a waiter that polls wakes up often.
+fn voluntary_switches() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn timeout(arg: &str) -> Option<Duration> {
@@ -100,6 +112,7 @@ fn hold(path: &str, timeout: Option<Duration>) {
                 return;
             }
             "exit" => process::exit(0),
+            "abort" => process::abort(),
             "status" => say(&format!(
                 "status {} {} {}",
                 lock.is_locked(),
@@ -115,7 +128,12 @@ fn try_once(path: &str, timeout: Option<Duration>) {
     let mut lock = PidLockFile::new(path);
     let result = lock.acquire(timeout);
     let acquired_ns = now_ns();
-    say(&format!("{} {acquired_ns} {}", outcome(&result), cpu_ns()));
+    say(&format!(
+        "{} {acquired_ns} {} {}",
+        outcome(&result),
+        cpu_ns(),
+        voluntary_switches()
+    ));
     process::exit(match result {
         Ok(()) => 0,
         Err(LockError::LockFailed { .. }) => 2,
@@ -232,6 +250,7 @@ fn exec_child(path: &str) {
         .arg("60")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn();
     match child {
         Ok(child) => say(&format!("child {}", child.id())),

@@ -186,3 +186,31 @@ pub fn now_ns() -> u128 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     u128::try_from(t.tv_sec).unwrap() * 1_000_000_000 + u128::try_from(t.tv_nsec).unwrap()
 }
+
+/// Waits (bounded) until process `pid` is asleep in the kernel, which for a helper that has
+/// started its `acquire` against a held lock means it is blocked waiting for the release.
+/// Linux only: it reads `/proc/PID/stat`.
+pub fn wait_until_sleeping(pid: u32) {
+    let give_up = Instant::now() + PATIENCE;
+    let stat = format!("/proc/{pid}/stat");
+    let mut asleep_in_a_row = 0;
+    while asleep_in_a_row < 3 {
+        let text = std::fs::read_to_string(&stat).unwrap_or_default();
+        // The state follows the parenthesised command name.
+        let state = text
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.trim_start().chars().next());
+        let blocked = state == Some('S') && wchan_is_a_lock_wait(pid);
+        asleep_in_a_row = if blocked { asleep_in_a_row + 1 } else { 0 };
+        assert!(Instant::now() < give_up, "process {pid} never blocked");
+        thread::yield_now();
+    }
+}
+
+fn wchan_is_a_lock_wait(pid: u32) -> bool {
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    // flock_lock_inode_wait / locks_lock_inode_wait for a blocking flock; do_sys_poll and
+    // friends for an inotify wait; "0" where the kernel hides wchan.
+    wchan.contains("lock") || wchan.contains("poll") || wchan == "0" || wchan.is_empty()
+}
