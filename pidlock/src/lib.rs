@@ -53,6 +53,11 @@ fn main() {
 //! cut to length.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// Input from users and other processes must never panic the runtime.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 #[cfg(not(unix))]
 compile_error!(

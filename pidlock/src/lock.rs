@@ -58,6 +58,8 @@ struct Held {
     owner: u32,
     dev: u64,
     ino: u64,
+    /// An unlinked inode we locked on the way here, if any, closed at release (see `acquire`).
+    superseded: Option<File>,
 }
 
 impl PidLockFile {
@@ -154,36 +156,72 @@ impl PidLockFile {
         // A deadline too far away to represent is no deadline.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut watch = None;
-        let (file, meta) = loop {
+        let mut spare = None;
+        let mut superseded = None;
+        let (file, meta, pid_written) = loop {
             // Never O_TRUNC: a contender that loses must leave the holder's PID alone.
             let file = open_lock_file(&self.path).map_err(|e| self.failed(e))?;
-            let locked = match deadline {
-                None => lock_blocking(&file),
-                Some(deadline) => lock_before(&file, deadline, &mut watch),
-            };
-            if !locked.map_err(|e| self.failed(e))? {
-                return Err(self.busy(timeout.unwrap_or_default()));
+            if !try_lock(&file).map_err(|e| self.failed(e))? {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(self.busy(timeout.unwrap_or_default()));
+                }
+                if spare.is_none() {
+                    spare = Some(sys::prepare_spare(parent_dir(&self.path), me));
+                }
+                let locked = match deadline {
+                    None => lock_blocking(&file),
+                    Some(deadline) => lock_before(&file, deadline, &mut watch),
+                };
+                if !locked.map_err(|e| self.failed(e))? {
+                    return Err(self.busy(timeout.unwrap_or_default()));
+                }
             }
-            let meta = file.metadata().map_err(|e| self.failed(e))?;
-            // The holder we waited for unlinked the file before letting go, or someone replaced
-            // it: then we hold a lock on an inode nobody else will look at. Start over.
-            if still_named_by(&self.path, &meta).map_err(|e| self.failed(e))? {
-                break (file, meta);
+            // FreeBSD's flopen: the holder we waited for unlinked the file before letting go,
+            // or someone replaced it, and then we hold a lock on an inode nobody else will look
+            // at. Start over, or put our ready-made successor in place.
+            match fs::symlink_metadata(&self.path) {
+                Ok(named) => {
+                    let meta = file.metadata().map_err(|e| self.failed(e))?;
+                    if named.dev() == meta.dev() && named.ino() == meta.ino() {
+                        break (file, meta, false);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if let Some((ready, ready_meta)) = spare.take().flatten()
+                        && sys::link_spare(&ready, &self.path).is_ok()
+                        && still_named_by(&self.path, &ready_meta).map_err(|e| self.failed(e))?
+                    {
+                        let _ = file.unlock();
+                        superseded = Some(file);
+                        break (ready, ready_meta, true);
+                    }
+                }
+                Err(e) => return Err(self.failed(e)),
             }
+            // Let other waiters on the stale inode go on to the new file, but keep the
+            // descriptor until we release: its final close frees the unlinked inode, which
+            // takes longer than all the rest of a handoff and need not delay this one.
+            let _ = file.unlock();
+            superseded = Some(file);
         };
-        check_writable_pid_file(&meta).map_err(|e| self.failed(e))?;
-
-        if let Err(e) = pidfile::write(&file, me) {
-            // A failed write (ENOSPC, EIO) must not leave a half-written file behind. We still
-            // hold the lock, so removing the file cannot hurt anyone; closing it releases.
-            let _ = fs::remove_file(&self.path);
-            return Err(self.failed(e));
+        // A spare is our own unnamed file, written before it got its name; anything else
+        // gets checked, then written.
+        if !pid_written {
+            check_writable_pid_file(&meta).map_err(|e| self.failed(e))?;
+            if let Err(e) = pidfile::write(&file, me, meta.len()) {
+                // A failed write (ENOSPC, EIO) must not leave a half-written file behind. We
+                // still hold the lock, so removing the file cannot hurt anyone; closing it
+                // releases.
+                let _ = fs::remove_file(&self.path);
+                return Err(self.failed(e));
+            }
         }
         self.held = Some(Held {
             file,
             owner: me,
             dev: meta.dev(),
             ino: meta.ino(),
+            superseded,
         });
         Ok(())
     }
@@ -315,10 +353,10 @@ impl Drop for PidLockFile {
     /// Releases the lock if this instance holds it. Errors are ignored: the kernel lock is gone
     /// in any case, and a file left behind is stale and taken over by the next `acquire`.
     fn drop(&mut self) {
-        if let Some(held) = self.held.take() {
-            if held.owner == process::id() {
-                let _ = held.release(&self.path);
-            }
+        if let Some(held) = self.held.take()
+            && held.owner == process::id()
+        {
+            let _ = held.release(&self.path);
         }
     }
 }
@@ -339,6 +377,8 @@ impl Held {
         // descriptor is bad, and then closing it releases the lock as well.
         let _ = self.file.unlock();
         drop(self.file);
+        // Only now, with the next holder already woken, pay for freeing the stale inode.
+        drop(self.superseded);
         removed.map_err(|source| UnlockError::RemoveFailed {
             path: path.to_owned(),
             source,
@@ -387,13 +427,16 @@ fn lock_blocking(file: &File) -> io::Result<bool> {
 }
 
 /// Tries for the lock until `deadline`, sleeping between tries until the file is closed by
-/// someone (the holder's release), not for fixed intervals.
+/// someone (the holder's release), not for fixed intervals. The caller has tried once already.
 fn lock_before(
     file: &File,
     deadline: Instant,
     watch: &mut Option<ReleaseWatch>,
 ) -> io::Result<bool> {
-    let mut armed = false;
+    let watch = watch.get_or_insert_with(ReleaseWatch::new);
+    // Arm, then try again: a release between the caller's try and the watch would otherwise go
+    // unnoticed until the safety re-check.
+    watch.arm(file);
     loop {
         if try_lock(file)? {
             return Ok(true);
@@ -401,15 +444,7 @@ fn lock_before(
         if Instant::now() >= deadline {
             return Ok(false);
         }
-        let watch = watch.get_or_insert_with(ReleaseWatch::new);
-        if armed {
-            watch.wait(deadline);
-        } else {
-            // Try once more after arming: a release between the try above and the watch would
-            // otherwise go unnoticed until the safety re-check.
-            watch.arm(file);
-            armed = true;
-        }
+        watch.wait(deadline);
     }
 }
 
@@ -435,6 +470,14 @@ fn try_lock(file: &File) -> io::Result<bool> {
             return Ok(false);
         }
         thread::yield_now();
+    }
+}
+
+/// The directory the lock file lives in.
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
     }
 }
 

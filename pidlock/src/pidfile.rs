@@ -56,15 +56,17 @@ pub(crate) fn open_for_reading(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Replaces the contents of `file` with `"<pid>\n"`.
+/// Replaces the contents of `file`, which is `old_len` bytes long, with `"<pid>\n"`.
 ///
 /// The new PID is written over the old one and only then is the file cut to length, so a reader at
 /// any moment sees the old PID, or the new PID as the first line (possibly followed by the tail of a
 /// longer old value on a later line, which readers ignore). It never sees an empty file.
-pub(crate) fn write(file: &File, pid: u32) -> io::Result<()> {
+pub(crate) fn write(file: &File, pid: u32, old_len: u64) -> io::Result<()> {
     let text = format!("{pid}\n");
     file.write_all_at(text.as_bytes(), 0)?;
-    file.set_len(text.len() as u64)
+    let len = text.len() as u64;
+    // A new file (the common case after an unlinking release) has nothing to cut.
+    if old_len > len { file.set_len(len) } else { Ok(()) }
 }
 
 #[cfg(test)]

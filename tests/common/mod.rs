@@ -104,6 +104,18 @@ impl Proc {
         holder
     }
 
+    /// The channel this child's output arrives on, to hand to another reader.
+    pub fn lines_mut(&mut self) -> &mut Receiver<String> {
+        &mut self.lines
+    }
+
+    /// Whether the child has exited (reaping it if so).
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .try_wait()
+            .map_or(true, |status| status.is_some())
+    }
+
     pub fn id(&self) -> u32 {
         self.child.id()
     }

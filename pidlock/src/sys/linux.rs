@@ -1,14 +1,17 @@
-//! Linux: inotify tells a waiter when the lock file is closed, and `/proc/locks` tells a reader
-//! whether someone holds the lock without taking part in it.
+//! Linux: inotify tells a waiter when the lock file is closed, `O_TMPFILE` lets a waiter have its
+//! successor file ready before the release, and `/proc/locks` tells a reader whether someone holds
+//! the lock without taking part in it.
 
 use std::fs::{self, File, Metadata};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::process;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
-use rustix::fs::{major, minor};
+use rustix::fs::{AtFlags, CWD, Mode, OFlags, linkat, major, minor, openat};
 
 use super::backoff::Backoff;
 
@@ -17,19 +20,31 @@ use super::backoff::Backoff;
 /// that unlock without closing (`flock -u`) or live on another machine (NFS).
 const SAFETY_RECHECK: Duration = Duration::from_millis(100);
 
+/// Idle inotify instances, with the process that made them. Closing an instance that has held a
+/// watch waits for an RCU grace period in the kernel (often milliseconds), which would delay the
+/// return of every `acquire` that had to wait; so instances are kept for the next waiter.
+static IDLE: Mutex<Vec<(u32, OwnedFd)>> = Mutex::new(Vec::new());
+
+/// Idle instances kept at most: one per thread that waits at the same time, in most programs.
+const MAX_IDLE: usize = 4;
+
 /// Waits until the lock file may have been released: a close of the file, the safety re-check,
 /// or the deadline. Falls back to [`Backoff`] when inotify is unavailable (no instances left,
 /// `/proc` not mounted).
 #[derive(Debug)]
 pub(crate) struct ReleaseWatch {
     inotify: Option<OwnedFd>,
+    watches: Vec<i32>,
     backoff: Backoff,
 }
 
 impl ReleaseWatch {
     pub(crate) fn new() -> Self {
+        let inotify = take_idle()
+            .or_else(|| inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).ok());
         ReleaseWatch {
-            inotify: inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).ok(),
+            inotify,
+            watches: Vec::new(),
             backoff: Backoff::new(),
         }
     }
@@ -42,8 +57,9 @@ impl ReleaseWatch {
         // since been unlinked or replaced, which watching the path itself would not.
         let link = format!("/proc/self/fd/{}", file.as_raw_fd());
         let events = WatchFlags::CLOSE_WRITE | WatchFlags::CLOSE_NOWRITE;
-        if inotify::add_watch(inotify, link, events).is_err() {
-            self.inotify = None;
+        match inotify::add_watch(inotify, link, events) {
+            Ok(watch) => self.watches.push(watch),
+            Err(_) => self.inotify = None,
         }
     }
 
@@ -63,6 +79,35 @@ impl ReleaseWatch {
     }
 }
 
+impl Drop for ReleaseWatch {
+    /// Returns the instance, emptied, to the idle list.
+    fn drop(&mut self) {
+        let Some(inotify) = self.inotify.take() else { return };
+        for watch in self.watches.drain(..) {
+            // Fails harmlessly for a watch the kernel already dropped with its inode.
+            let _ = inotify::remove_watch(&inotify, watch);
+        }
+        drain(&inotify);
+        let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push((process::id(), inotify));
+        }
+    }
+}
+
+/// An idle instance made by this process. One inherited across `fork` is shared with the
+/// parent, whose events it would steal; it is closed instead (cheaply: the parent still has it).
+fn take_idle() -> Option<OwnedFd> {
+    let me = process::id();
+    let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
+    while let Some((owner, inotify)) = idle.pop() {
+        if owner == me {
+            return Some(inotify);
+        }
+    }
+    None
+}
+
 fn timespec(duration: Duration) -> Timespec {
     Timespec {
         tv_sec: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
@@ -70,10 +115,11 @@ fn timespec(duration: Duration) -> Timespec {
     }
 }
 
-/// Discards queued events; which file was closed does not matter, only that one was.
+/// Discards queued events; which file was closed does not matter, only that one was. One read
+/// takes what a handoff queues; anything left over only causes a harmless early wake-up.
 fn drain(inotify: &OwnedFd) {
-    let mut buf = [0_u8; 1024];
-    while matches!(rustix::io::read(inotify, &mut buf), Ok(n) if n > 0) {}
+    let mut buf = [0_u8; 4096];
+    let _ = rustix::io::read(inotify, &mut buf);
 }
 
 /// Whether the kernel's lock table shows an exclusive `flock` on the file `meta` describes.
@@ -145,4 +191,31 @@ mod tests {
         );
         assert_eq!(parse_lock_line(""), None);
     }
+}
+
+/// Makes a waiter's successor file ahead of time: an unnamed file (`O_TMPFILE`) in the lock
+/// file's directory, already locked and already holding `"<pid>\n"`. When the holder unlinks the
+/// lock file and lets go, the waiter links this file into place ([`link_spare`]) instead of
+/// creating and writing one: creating a file is the slowest step of a handoff, and this way no
+/// reader ever sees the new file empty. Nobody else can open an unnamed file, so the lock is ours
+/// at once; if the waiter dies, the kernel frees the file with it.
+///
+/// `None` where the file system has no `O_TMPFILE` (NFS, old kernels) or anything else fails:
+/// the caller then creates the file the ordinary way.
+pub(crate) fn prepare_spare(dir: &std::path::Path, pid: u32) -> Option<(File, Metadata)> {
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    let fd = openat(CWD, dir, flags, Mode::from_raw_mode(0o644)).ok()?;
+    let file = File::from(fd);
+    file.try_lock().ok()?;
+    crate::pidfile::write(&file, pid, 0).ok()?;
+    let meta = file.metadata().ok()?;
+    Some((file, meta))
+}
+
+/// Gives the spare file the lock file's name. Fails with `AlreadyExists` if another contender
+/// created the lock file first; `link(2)` never replaces or follows what is at the target.
+pub(crate) fn link_spare(spare: &File, path: &std::path::Path) -> std::io::Result<()> {
+    let source = format!("/proc/self/fd/{}", spare.as_raw_fd());
+    linkat(CWD, source, CWD, path, AtFlags::SYMLINK_FOLLOW)?;
+    Ok(())
 }

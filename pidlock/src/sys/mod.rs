@@ -1,5 +1,6 @@
-//! The platform-specific parts: how a waiter learns that the lock may have been released, and how
-//! a reader asks the kernel who holds a lock without touching it.
+//! The platform-specific parts: how a waiter learns that the lock may have been released, how it
+//! prepares its successor file while it waits, and how a reader asks the kernel who holds a lock
+//! without touching it.
 //!
 //! Both are optimisations: the portable fallbacks in [`backoff`] and the shared-lock probe in
 //! `probe.rs` are correct everywhere; Linux only makes them faster and quieter.
@@ -9,12 +10,12 @@ mod backoff;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{ReleaseWatch, kernel_reports_holder};
+pub(crate) use linux::{ReleaseWatch, kernel_reports_holder, link_spare, prepare_spare};
 
 #[cfg(not(target_os = "linux"))]
 mod portable;
 #[cfg(not(target_os = "linux"))]
-pub(crate) use portable::{ReleaseWatch, kernel_reports_holder};
+pub(crate) use portable::{ReleaseWatch, kernel_reports_holder, link_spare, prepare_spare};
 
 use rustix::fs::OFlags;
 

@@ -2,6 +2,8 @@
 //! to a bounded backoff, and readers always use the shared-lock probe.
 
 use std::fs::{File, Metadata};
+use std::io;
+use std::path::Path;
 use std::time::Instant;
 
 use super::backoff::Backoff;
@@ -31,4 +33,14 @@ impl ReleaseWatch {
 /// No kernel lock table to read here; the caller falls back to its probe.
 pub(crate) fn kernel_reports_holder(_file: &Metadata) -> bool {
     false
+}
+
+/// No unnamed files here: waiters create their successor file when the holder lets go.
+pub(crate) fn prepare_spare(_dir: &Path, _pid: u32) -> Option<(File, Metadata)> {
+    None
+}
+
+/// Never called without a spare; present so that the lock algorithm reads the same everywhere.
+pub(crate) fn link_spare(_spare: &File, _path: &Path) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
