@@ -30,7 +30,7 @@ fn hold_intervals_never_overlap_even_when_holders_are_killed() {
     let lock_path = scratch.path("app.pid");
     let (tx, rx) = mpsc::channel::<u32>();
     let mut contenders: HashMap<u32, Contender> = HashMap::new();
-    let mut spawn = |index: usize, rounds: u32, contenders: &mut HashMap<u32, Contender>| {
+    let spawn = |index: usize, rounds: u32, contenders: &mut HashMap<u32, Contender>| {
         let log = scratch.path(&format!("log-{index}"));
         let mut proc = Proc::helper(&[
             "contend",

@@ -1,1 +1,16 @@
-//! Implementation detail of the `pidlock` crate.
+//! Implementation detail of the `pidlock` crate: the `#[single_instance]` attribute.
+//!
+//! Depend on `pidlock` and use `pidlock::single_instance`; its documentation lives there.
+
+mod args;
+mod expand;
+mod function;
+
+use proc_macro::TokenStream;
+
+/// Runs the function only while this process holds a PID-file lock. See `pidlock`'s
+/// documentation of `single_instance` for the arguments and the behaviour.
+#[proc_macro_attribute]
+pub fn single_instance(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::single_instance(args.into(), item.into()).into()
+}

@@ -174,3 +174,18 @@ impl fmt::Display for Holder {
         }
     }
 }
+
+impl From<Error> for std::io::Error {
+    /// For `fn main() -> std::io::Result<()>` and other `io::Result` code: a held lock becomes
+    /// `WouldBlock` (or `TimedOut`), a failure keeps the kind of its cause.
+    fn from(error: Error) -> Self {
+        let kind = match &error {
+            Error::Lock(LockError::AlreadyLocked { .. }) => io::ErrorKind::WouldBlock,
+            Error::Lock(LockError::LockTimeout { .. }) => io::ErrorKind::TimedOut,
+            Error::Lock(LockError::LockFailed { source, .. })
+            | Error::Unlock(UnlockError::RemoveFailed { source, .. }) => source.kind(),
+            Error::Unlock(_) => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, error)
+    }
+}

@@ -60,6 +60,9 @@ struct Held {
     ino: u64,
     /// An unlinked inode we locked on the way here, if any, closed at release (see `acquire`).
     superseded: Option<File>,
+    /// The watch we waited with, if any, put back for reuse at release rather than on the way
+    /// out of `acquire`, where it would delay the handoff.
+    watch: Option<ReleaseWatch>,
 }
 
 impl PidLockFile {
@@ -178,25 +181,19 @@ impl PidLockFile {
             }
             // FreeBSD's flopen: the holder we waited for unlinked the file before letting go,
             // or someone replaced it, and then we hold a lock on an inode nobody else will look
-            // at. Start over, or put our ready-made successor in place.
-            match fs::symlink_metadata(&self.path) {
-                Ok(named) => {
-                    let meta = file.metadata().map_err(|e| self.failed(e))?;
-                    if named.dev() == meta.dev() && named.ino() == meta.ino() {
-                        break (file, meta, false);
-                    }
+            // at. If the name is free, our ready-made successor takes it (`link` fails if the
+            // name exists, so this costs nothing to try); otherwise check what it names.
+            if let Some((ready, ready_meta)) = spare.take().flatten() {
+                if sys::link_spare(&ready, &self.path).is_ok() {
+                    let _ = file.unlock();
+                    superseded = Some(file);
+                    break (ready, ready_meta, true);
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if let Some((ready, ready_meta)) = spare.take().flatten()
-                        && sys::link_spare(&ready, &self.path).is_ok()
-                        && still_named_by(&self.path, &ready_meta).map_err(|e| self.failed(e))?
-                    {
-                        let _ = file.unlock();
-                        superseded = Some(file);
-                        break (ready, ready_meta, true);
-                    }
-                }
-                Err(e) => return Err(self.failed(e)),
+                spare = Some(Some((ready, ready_meta)));
+            }
+            let meta = file.metadata().map_err(|e| self.failed(e))?;
+            if still_named_by(&self.path, &meta).map_err(|e| self.failed(e))? {
+                break (file, meta, false);
             }
             // Let other waiters on the stale inode go on to the new file, but keep the
             // descriptor until we release: its final close frees the unlinked inode, which
@@ -216,12 +213,15 @@ impl PidLockFile {
                 return Err(self.failed(e));
             }
         }
+        // An unused spare is closed at release too, for the same reason as a stale inode.
+        let superseded = superseded.or_else(|| spare.flatten().map(|(unused, _)| unused));
         self.held = Some(Held {
             file,
             owner: me,
             dev: meta.dev(),
             ino: meta.ino(),
             superseded,
+            watch,
         });
         Ok(())
     }
@@ -379,6 +379,7 @@ impl Held {
         drop(self.file);
         // Only now, with the next holder already woken, pay for freeing the stale inode.
         drop(self.superseded);
+        drop(self.watch);
         removed.map_err(|source| UnlockError::RemoveFailed {
             path: path.to_owned(),
             source,

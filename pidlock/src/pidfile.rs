@@ -66,7 +66,11 @@ pub(crate) fn write(file: &File, pid: u32, old_len: u64) -> io::Result<()> {
     file.write_all_at(text.as_bytes(), 0)?;
     let len = text.len() as u64;
     // A new file (the common case after an unlinking release) has nothing to cut.
-    if old_len > len { file.set_len(len) } else { Ok(()) }
+    if old_len > len {
+        file.set_len(len)
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

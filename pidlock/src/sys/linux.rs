@@ -6,12 +6,14 @@ use std::fs::{self, File, Metadata};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::process;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
 use rustix::fs::{AtFlags, CWD, Mode, OFlags, linkat, major, minor, openat};
+use rustix::io::Errno;
 
 use super::backoff::Backoff;
 
@@ -82,7 +84,9 @@ impl ReleaseWatch {
 impl Drop for ReleaseWatch {
     /// Returns the instance, emptied, to the idle list.
     fn drop(&mut self) {
-        let Some(inotify) = self.inotify.take() else { return };
+        let Some(inotify) = self.inotify.take() else {
+            return;
+        };
         for watch in self.watches.drain(..) {
             // Fails harmlessly for a watch the kernel already dropped with its inode.
             let _ = inotify::remove_watch(&inotify, watch);
@@ -158,6 +162,44 @@ fn parse_lock_line(line: &str) -> Option<(u32, u32, u64)> {
     Some((dev_major, dev_minor, ino))
 }
 
+/// Makes a waiter's successor file ahead of time: an unnamed file (`O_TMPFILE`) in the lock
+/// file's directory, already locked and already holding `"<pid>\n"`. When the holder unlinks the
+/// lock file and lets go, the waiter links this file into place ([`link_spare`]) instead of
+/// creating and writing one: creating a file is the slowest step of a handoff, and this way no
+/// reader ever sees the new file empty. Nobody else can open an unnamed file, so the lock is ours
+/// at once; if the waiter dies, the kernel frees the file with it.
+///
+/// `None` where the file system has no `O_TMPFILE` (NFS, old kernels) or anything else fails:
+/// the caller then creates the file the ordinary way.
+pub(crate) fn prepare_spare(dir: &std::path::Path, pid: u32) -> Option<(File, Metadata)> {
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    let fd = openat(CWD, dir, flags, Mode::from_raw_mode(0o644)).ok()?;
+    let file = File::from(fd);
+    file.try_lock().ok()?;
+    crate::pidfile::write(&file, pid, 0).ok()?;
+    let meta = file.metadata().ok()?;
+    Some((file, meta))
+}
+
+/// Gives the spare file the lock file's name. Fails with `AlreadyExists` if another contender
+/// created the lock file first; `link(2)` never replaces or follows what is at the target.
+pub(crate) fn link_spare(spare: &File, path: &std::path::Path) -> std::io::Result<()> {
+    // Linking a descriptor directly needs CAP_DAC_READ_SEARCH (or a recent kernel); the /proc
+    // link of the descriptor works for everyone and costs one more path walk.
+    static DIRECT_WORKS: AtomicBool = AtomicBool::new(true);
+    if DIRECT_WORKS.load(Ordering::Relaxed) {
+        match linkat(spare, "", CWD, path, AtFlags::EMPTY_PATH) {
+            Err(e) if e == Errno::NOENT || e == Errno::PERM || e == Errno::INVAL => {
+                DIRECT_WORKS.store(false, Ordering::Relaxed);
+            }
+            result => return Ok(result?),
+        }
+    }
+    let source = format!("/proc/self/fd/{}", spare.as_raw_fd());
+    linkat(CWD, source, CWD, path, AtFlags::SYMLINK_FOLLOW)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_lock_line;
@@ -191,31 +233,4 @@ mod tests {
         );
         assert_eq!(parse_lock_line(""), None);
     }
-}
-
-/// Makes a waiter's successor file ahead of time: an unnamed file (`O_TMPFILE`) in the lock
-/// file's directory, already locked and already holding `"<pid>\n"`. When the holder unlinks the
-/// lock file and lets go, the waiter links this file into place ([`link_spare`]) instead of
-/// creating and writing one: creating a file is the slowest step of a handoff, and this way no
-/// reader ever sees the new file empty. Nobody else can open an unnamed file, so the lock is ours
-/// at once; if the waiter dies, the kernel frees the file with it.
-///
-/// `None` where the file system has no `O_TMPFILE` (NFS, old kernels) or anything else fails:
-/// the caller then creates the file the ordinary way.
-pub(crate) fn prepare_spare(dir: &std::path::Path, pid: u32) -> Option<(File, Metadata)> {
-    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
-    let fd = openat(CWD, dir, flags, Mode::from_raw_mode(0o644)).ok()?;
-    let file = File::from(fd);
-    file.try_lock().ok()?;
-    crate::pidfile::write(&file, pid, 0).ok()?;
-    let meta = file.metadata().ok()?;
-    Some((file, meta))
-}
-
-/// Gives the spare file the lock file's name. Fails with `AlreadyExists` if another contender
-/// created the lock file first; `link(2)` never replaces or follows what is at the target.
-pub(crate) fn link_spare(spare: &File, path: &std::path::Path) -> std::io::Result<()> {
-    let source = format!("/proc/self/fd/{}", spare.as_raw_fd());
-    linkat(CWD, source, CWD, path, AtFlags::SYMLINK_FOLLOW)?;
-    Ok(())
 }

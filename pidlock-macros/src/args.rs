@@ -1,0 +1,234 @@
+//! Parsing and validating the arguments of `#[single_instance(...)]`.
+//!
+//! Every mistake gets its own message, placed on the user's offending tokens.
+
+use proc_macro2::{Span, TokenStream};
+use syn::meta::ParseNestedMeta;
+use syn::parse::Parser;
+use syn::{Expr, ExprLit, Lit, LitStr};
+
+const EXPECTED: &str = "expected one of `path`, `timeout`, `exit_code`, `quiet`, `crate`";
+
+/// How long to wait for the lock.
+pub(crate) enum Timeout {
+    /// Not given: fail at once.
+    Immediate,
+    /// `timeout = N` (seconds).
+    Seconds(f64, Span),
+    /// `timeout = "forever"`.
+    Forever,
+}
+
+/// The validated arguments.
+pub(crate) struct Args {
+    /// `path = <expr>`; `None` means the per-user, per-program default.
+    pub(crate) path: Option<Expr>,
+    pub(crate) timeout: Timeout,
+    pub(crate) exit_code: Option<(u8, Span)>,
+    pub(crate) quiet: bool,
+    /// `crate = "..."`; `None` means `::pidlock`.
+    pub(crate) krate: Option<syn::Path>,
+}
+
+impl Args {
+    pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
+        let mut args = Args {
+            path: None,
+            timeout: Timeout::Immediate,
+            exit_code: None,
+            quiet: false,
+            krate: None,
+        };
+        let mut seen: Vec<String> = Vec::new();
+        let parser = syn::meta::parser(|meta| {
+            let Some(ident) = meta.path.get_ident() else {
+                return Err(meta.error(format_args!("unknown argument; {EXPECTED}")));
+            };
+            let name = ident.to_string();
+            let name = name.trim_start_matches("r#");
+            if seen.iter().any(|s| s == name) {
+                return Err(meta.error(format_args!("duplicate argument `{name}`")));
+            }
+            seen.push(name.to_owned());
+            match name {
+                "path" => args.path = Some(parse_path(&meta)?),
+                "timeout" => args.timeout = parse_timeout(&meta)?,
+                "exit_code" => args.exit_code = Some(parse_exit_code(&meta)?),
+                "quiet" => args.quiet = parse_flag(&meta)?,
+                "crate" => args.krate = Some(parse_crate(&meta)?),
+                other => {
+                    let hint = suggestion(other)
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                    return Err(meta.error(format_args!(
+                        "unknown argument `{other}`{hint} ({EXPECTED})"
+                    )));
+                }
+            }
+            Ok(())
+        });
+        parser.parse2(tokens)?;
+        Ok(args)
+    }
+}
+
+/// `path = "<non-empty string>"` or `path = <any expression of a type that is AsRef<Path>>`.
+fn parse_path(meta: &ParseNestedMeta) -> syn::Result<Expr> {
+    let expr: Expr = meta.value()?.parse()?;
+    match &expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) if s.value().is_empty() => Err(syn::Error::new(
+            s.span(),
+            "`path` must not be empty; give the lock file's path, such as \
+             `path = \"/run/user/1000/myapp.pid\"`, or leave `path` out for the default",
+        )),
+        Expr::Lit(ExprLit { lit, .. }) if !matches!(lit, Lit::Str(_)) => Err(syn::Error::new(
+            lit.span(),
+            "`path` must be a string literal or an expression whose type implements \
+             `AsRef<Path>`, such as `std::env::temp_dir().join(\"myapp.pid\")`",
+        )),
+        _ => Ok(expr),
+    }
+}
+
+/// `timeout = 5`, `timeout = 0.5`, or `timeout = "forever"`.
+fn parse_timeout(meta: &ParseNestedMeta) -> syn::Result<Timeout> {
+    const ACCEPTED: &str = "`timeout` takes a number of seconds (an integer or float literal, \
+                            such as `timeout = 5` or `timeout = 0.5`) or `timeout = \"forever\"`";
+    let value = meta.value()?;
+    if value.peek(syn::Token![-]) {
+        let expr: Expr = value.parse()?;
+        return Err(syn::Error::new_spanned(
+            expr,
+            "`timeout` must not be negative; use `timeout = 0` (the default) to fail at once",
+        ));
+    }
+    let lit: Lit = value
+        .parse()
+        .map_err(|e| syn::Error::new(e.span(), ACCEPTED))?;
+    let seconds = match &lit {
+        Lit::Int(int) => int.base10_parse::<u64>().map(|n| n as f64)?,
+        Lit::Float(float) => float.base10_parse::<f64>()?,
+        Lit::Str(s) if s.value() == "forever" => return Ok(Timeout::Forever),
+        Lit::Str(s) => {
+            return Err(syn::Error::new(
+                s.span(),
+                format!("unknown timeout {:?}; {ACCEPTED}", s.value()),
+            ));
+        }
+        other => return Err(syn::Error::new(other.span(), ACCEPTED)),
+    };
+    // Duration::from_secs_f64 panics above u64::MAX seconds; nothing needs that long.
+    if !seconds.is_finite() || seconds > 1e15 {
+        return Err(syn::Error::new(
+            lit.span(),
+            "`timeout` must be a finite number of seconds; use `timeout = \"forever\"` to wait \
+             without a limit",
+        ));
+    }
+    Ok(Timeout::Seconds(seconds, lit.span()))
+}
+
+/// `exit_code = 0..=255`.
+fn parse_exit_code(meta: &ParseNestedMeta) -> syn::Result<(u8, Span)> {
+    const ACCEPTED: &str =
+        "`exit_code` takes an integer literal from 0 to 255, such as `exit_code = 75`";
+    let value = meta.value()?;
+    if value.peek(syn::Token![-]) {
+        let expr: Expr = value.parse()?;
+        return Err(syn::Error::new_spanned(expr, ACCEPTED));
+    }
+    let lit: Lit = value
+        .parse()
+        .map_err(|e| syn::Error::new(e.span(), ACCEPTED))?;
+    let Lit::Int(int) = &lit else {
+        return Err(syn::Error::new(lit.span(), ACCEPTED));
+    };
+    match int.base10_parse::<u64>() {
+        Ok(code) => u8::try_from(code)
+            .map(|code| (code, int.span()))
+            .map_err(|_| {
+                syn::Error::new(
+                    int.span(),
+                    format!("exit code {code} is out of range; {ACCEPTED}"),
+                )
+            }),
+        Err(_) => Err(syn::Error::new(int.span(), ACCEPTED)),
+    }
+}
+
+/// `quiet` or `quiet = true` / `quiet = false`.
+fn parse_flag(meta: &ParseNestedMeta) -> syn::Result<bool> {
+    if meta.input.is_empty() || meta.input.peek(syn::Token![,]) {
+        return Ok(true);
+    }
+    let lit: Lit = meta.value()?.parse()?;
+    match lit {
+        Lit::Bool(b) => Ok(b.value),
+        other => Err(syn::Error::new(
+            other.span(),
+            "`quiet` takes `true` or `false`, or stands alone: `quiet`",
+        )),
+    }
+}
+
+/// `crate = "path::to::pidlock"`.
+fn parse_crate(meta: &ParseNestedMeta) -> syn::Result<syn::Path> {
+    const ACCEPTED: &str = "`crate` takes the path to the pidlock crate as a string, such as \
+                            `crate = \"::my_reexports::pidlock\"`";
+    let lit: Lit = meta.value()?.parse()?;
+    let Lit::Str(s) = &lit else {
+        return Err(syn::Error::new(lit.span(), ACCEPTED));
+    };
+    parse_crate_path(s).map_err(|_| {
+        syn::Error::new(
+            s.span(),
+            format!("`{}` is not a path; {ACCEPTED}", s.value()),
+        )
+    })
+}
+
+fn parse_crate_path(s: &LitStr) -> syn::Result<syn::Path> {
+    let path = s.parse_with(syn::Path::parse_mod_style)?;
+    // Point generated references at the user's string, so a wrong path is reported there.
+    Ok(respan_path(path, s.span()))
+}
+
+fn respan_path(path: syn::Path, span: Span) -> syn::Path {
+    let respanned: TokenStream = quote::quote!(#path)
+        .into_iter()
+        .map(|mut tt| {
+            tt.set_span(span);
+            tt
+        })
+        .collect();
+    syn::parse2(respanned).unwrap_or(path)
+}
+
+/// The accepted name closest to a misspelled one, if any is close.
+fn suggestion(unknown: &str) -> Option<&'static str> {
+    ["path", "timeout", "exit_code", "quiet", "crate"]
+        .into_iter()
+        .map(|known| (edit_distance(unknown, known), known))
+        .filter(|(d, known)| *d <= known.len() / 3 + 1)
+        .min()
+        .map(|(_, known)| known)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}

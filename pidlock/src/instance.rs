@@ -1,0 +1,128 @@
+//! What `#[single_instance]` needs at run time: the default lock path, the messages, and what
+//! to do on a conflict. The generated code calls these through `__private`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use std::{env, process};
+
+use crate::{Error, LockError, PidLockFile, PidLockGuard};
+
+/// The lock file `#[single_instance]` uses when no `path` is given, for `program`:
+/// `$XDG_RUNTIME_DIR/<program>.pid` when `XDG_RUNTIME_DIR` is set to an absolute path (that
+/// directory belongs to the user alone), else `<temp dir>/<program>-<uid>.pid`.
+///
+/// ```
+/// let path = pidlock::default_path("myapp");
+/// assert!(path.to_string_lossy().contains("myapp"));
+/// assert_eq!(path.extension().unwrap(), "pid");
+/// ```
+pub fn default_path(program: &str) -> PathBuf {
+    match env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir.join(format!("{program}.pid")),
+        _ => {
+            let uid = rustix::process::getuid().as_raw();
+            env::temp_dir().join(format!("{program}-{uid}.pid"))
+        }
+    }
+}
+
+/// The name of the running program: the binary's name as cargo built it, else the file name
+/// of the executable.
+fn program_name(built_as: Option<&'static str>) -> String {
+    if let Some(name) = built_as {
+        return name.to_owned();
+    }
+    env::current_exe()
+        .ok()
+        .or_else(|| env::args_os().next().map(PathBuf::from))
+        .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "this program".to_owned())
+}
+
+/// The arguments of one `#[single_instance]`, as the generated code builds them.
+#[derive(Debug)]
+pub struct Options {
+    /// `path = ...`, or `None` for [`default_path`].
+    pub path: Option<PathBuf>,
+    /// `None` waits without a limit.
+    pub timeout: Option<Duration>,
+    /// No "waiting for" line.
+    pub quiet: bool,
+    /// `CARGO_BIN_NAME` where the function was compiled, if set.
+    pub program: Option<&'static str>,
+}
+
+impl Options {
+    fn program(&self) -> String {
+        program_name(self.program)
+    }
+
+    fn path(&self) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| default_path(&self.program()))
+    }
+}
+
+/// Turns any `AsRef<Path>` the user gave as `path` into a path.
+pub fn path_from<P: AsRef<Path>>(path: P) -> PathBuf {
+    path.as_ref().to_owned()
+}
+
+/// Takes the lock as the options say, telling the user on stderr when it has to wait.
+pub fn acquire(options: &Options) -> Result<PidLockGuard, Error> {
+    let path = options.path();
+    let wait = match options.timeout {
+        Some(timeout) if timeout.is_zero() => return Ok(PidLockFile::lock(path, Some(timeout))?),
+        wait => wait,
+    };
+    match PidLockFile::lock(&path, Some(Duration::ZERO)) {
+        Err(LockError::AlreadyLocked { pid, .. }) => {
+            if !options.quiet {
+                let holder =
+                    pid.map_or_else(|| "another process".to_owned(), |p| format!("process {p}"));
+                let limit =
+                    wait.map_or_else(|| "no time limit".to_owned(), |t| format!("up to {t:?}"));
+                eprintln!(
+                    "Blocking waiting for {} ({holder}) to release lock file {} ({limit})",
+                    options.program(),
+                    path.display()
+                );
+            }
+            Ok(PidLockFile::lock(path, wait)?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// The one-line message for a lock that could not be taken.
+fn message(options: &Options, error: &Error) -> String {
+    let program = options.program();
+    let holder =
+        |pid: Option<u32>| pid.map_or_else(|| "pid unknown".to_owned(), |p| format!("pid {p}"));
+    match error {
+        Error::Lock(LockError::AlreadyLocked { path, pid }) => format!(
+            "{program} is already running ({}, lock file {})",
+            holder(*pid),
+            path.display()
+        ),
+        Error::Lock(LockError::LockTimeout { path, pid, timeout }) => format!(
+            "{program} is still running after waiting {timeout:?} ({}, lock file {})",
+            holder(*pid),
+            path.display()
+        ),
+        other => format!("{program} cannot take its lock: {other}"),
+    }
+}
+
+/// A conflict in a `main` that cannot return an error: one line on stderr, then exit.
+pub fn exit(options: &Options, error: Error, code: u8) -> ! {
+    eprintln!("error: {}", message(options, &error));
+    process::exit(i32::from(code))
+}
+
+/// A conflict in a function that cannot return an error: panic with the same message.
+#[allow(clippy::panic)]
+pub fn panic(options: &Options, error: Error) -> ! {
+    panic!("{}", message(options, &error))
+}
