@@ -177,11 +177,14 @@ fn parse_flag(meta: &ParseNestedMeta) -> syn::Result<bool> {
 fn parse_crate(meta: &ParseNestedMeta) -> syn::Result<syn::Path> {
     const ACCEPTED: &str = "`crate` takes the path to the pidlock crate as a string, such as \
                             `crate = \"::my_reexports::pidlock\"`";
-    let lit: Lit = meta.value()?.parse()?;
-    let Lit::Str(s) = &lit else {
-        return Err(syn::Error::new(lit.span(), ACCEPTED));
+    let value = meta.value()?;
+    let Ok(Lit::Str(s)) = value.parse::<Lit>() else {
+        let found: Expr = value
+            .parse()
+            .map_err(|e| syn::Error::new(e.span(), ACCEPTED))?;
+        return Err(syn::Error::new_spanned(found, ACCEPTED));
     };
-    parse_crate_path(s).map_err(|_| {
+    parse_crate_path(&s).map_err(|_| {
         syn::Error::new(
             s.span(),
             format!("`{}` is not a path; {ACCEPTED}", s.value()),

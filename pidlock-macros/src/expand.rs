@@ -47,16 +47,16 @@ fn with_error(item: TokenStream, error: syn::Error) -> TokenStream {
 fn check(function: &Function) -> syn::Result<()> {
     let mut errors: Vec<syn::Error> = Vec::new();
     if let Some(constness) = &function.sig.constness {
-        errors.push(syn::Error::new(
-            constness.span(),
+        errors.push(syn::Error::new_spanned(
+            constness,
             "#[single_instance] cannot go on a `const fn`: taking a lock is I/O at run time",
         ));
     }
     if function.sig.asyncness.is_none()
         && let Some(future) = function.returned_future()
     {
-        errors.push(syn::Error::new(
-            future.span(),
+        errors.push(syn::Error::new_spanned(
+            future,
             "#[single_instance] cannot guard a function that returns a future: the lock would be \
              released when the function returns, before the future runs. Make it an `async fn` \
              instead",
@@ -69,8 +69,8 @@ fn check(function: &Function) -> syn::Result<()> {
             .last()
             .is_some_and(|s| s.ident == "single_instance")
         {
-            errors.push(syn::Error::new(
-                attr.span(),
+            errors.push(syn::Error::new_spanned(
+                attr,
                 "duplicate #[single_instance]: a function takes one lock",
             ));
         }
@@ -90,7 +90,9 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
         Some(path) => path.to_token_stream(),
         None => quote!(::pidlock),
     };
-    let private = quote!(#krate::__private);
+    // Named once, in a `use`, so that a wrong `crate = "..."` is reported once, on the string.
+    let private = Ident::new("__pidlock_private", Span::mixed_site());
+    let import = quote!(use #krate::__private as #private;);
     // Mixed-site names: the body can neither see nor clash with them.
     let options = Ident::new("pidlock_options", Span::mixed_site());
     let guard = Ident::new("_pidlock_guard", Span::mixed_site());
@@ -123,27 +125,44 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
 
     let returns = function.returns();
     let on_conflict = match returns {
-        Returns::Result => quote! {
-            return ::core::result::Result::Err(::core::convert::From::from(#error));
-        },
+        Returns::Result => {
+            // An error type without `From<pidlock::Error>` is reported on the return type.
+            let span = match &function.sig.output {
+                syn::ReturnType::Type(_, ty) => Span::call_site().located_at(ty.span()),
+                syn::ReturnType::Default => Span::call_site(),
+            };
+            let from = quote_spanned!(span=> ::core::convert::From::from);
+            quote! {
+                return ::core::result::Result::Err(#from(#error));
+            }
+        }
         _ if function.sig.ident == "main" => quote!(#private::exit(&#options, #error, #exit_code)),
         _ => quote!(#private::panic(&#options, #error)),
     };
 
     let body = &function.body;
     let annotation = function.nameable_return_type().map(|ty| quote!(: #ty));
+    // The return is unreachable when the body always diverges (as `#[tokio::main]`'s body does).
+    let finish = quote! {
+        #[allow(unreachable_code, clippy::needless_return)]
+        {
+            return #ret;
+        }
+    };
     let run = match (returns, &function.sig.asyncness) {
         // Never returns: nothing to bind, and `!` cannot be named in a `let`.
         (Returns::Never, None) => quote!(#body),
         (_, Some(_)) => quote! {
+            #[allow(clippy::diverging_sub_expression)]
             let #ret #annotation = async move { #body }.await;
-            #ret
+            #finish
         },
         (_, None) => quote! {
             // Bound first, so that the guard is dropped after the value and every temporary
-            // of the body, in either edition.
+            // of the body, in either edition. A body that always diverges is fine here.
+            #[allow(clippy::diverging_sub_expression)]
             let #ret #annotation = { #body };
-            #ret
+            #finish
         },
     };
 
@@ -158,6 +177,7 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
         #(#attrs)*
         #vis #sig {
             #(#inner_attrs)*
+            #import
             let #options = #private::Options {
                 path: #path,
                 timeout: #timeout,
@@ -192,7 +212,11 @@ mod tests {
                 }
             ),
         );
-        assert!(out.contains(":: pidlock :: __private :: exit"), "{out}");
+        assert!(
+            out.contains("use :: pidlock :: __private as __pidlock_private"),
+            "{out}"
+        );
+        assert!(out.contains("__pidlock_private :: exit"), "{out}");
         assert!(out.contains("from_secs (5u64)"), "{out}");
         assert!(!out.contains("compile_error"), "{out}");
     }
@@ -211,7 +235,7 @@ mod tests {
             out.contains("return :: core :: result :: Result :: Err"),
             "{out}"
         );
-        assert!(!out.contains("__private :: exit"), "{out}");
+        assert!(!out.contains("__pidlock_private :: exit"), "{out}");
     }
 
     #[test]
@@ -224,7 +248,7 @@ mod tests {
                 }
             ),
         );
-        assert!(out.contains("__private :: panic"), "{out}");
+        assert!(out.contains("__pidlock_private :: panic"), "{out}");
     }
 
     #[test]
@@ -235,7 +259,10 @@ mod tests {
                 fn main() {}
             ),
         );
-        assert!(out.contains(":: facade :: pidlock :: __private"), "{out}");
+        assert!(
+            out.contains("use :: facade :: pidlock :: __private"),
+            "{out}"
+        );
     }
 
     #[test]

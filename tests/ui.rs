@@ -1,0 +1,10 @@
+//! Compile-time behaviour of `#[single_instance]` (and the runtime crate's `#[must_use]`):
+//! `tests/ui/pass` must compile and run, `tests/ui/fail` must fail with the `.stderr` shown.
+//! After a toolchain change, regenerate the snapshots with `TRYBUILD=overwrite` and review them.
+
+#[test]
+fn ui() {
+    let cases = trybuild::TestCases::new();
+    cases.pass("tests/ui/pass/*.rs");
+    cases.compile_fail("tests/ui/fail/*.rs");
+}

@@ -1,0 +1,2 @@
+#[pidlock::single_instance(crate = "::no_such_crate")]
+fn main() {}

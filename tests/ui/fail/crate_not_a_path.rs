@@ -1,0 +1,2 @@
+#[pidlock::single_instance(crate = "not a path!")]
+fn main() {}

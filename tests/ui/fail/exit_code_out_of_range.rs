@@ -1,0 +1,2 @@
+#[pidlock::single_instance(exit_code = 256)]
+fn main() {}

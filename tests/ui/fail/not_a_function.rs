@@ -1,0 +1,4 @@
+#[pidlock::single_instance]
+struct Server;
+
+fn main() {}

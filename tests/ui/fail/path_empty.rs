@@ -1,0 +1,2 @@
+#[pidlock::single_instance(path = "")]
+fn main() {}

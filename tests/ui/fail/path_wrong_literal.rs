@@ -1,0 +1,2 @@
+#[pidlock::single_instance(path = 5)]
+fn main() {}

@@ -1,0 +1,2 @@
+#[pidlock::single_instance(quiet = 1)]
+fn main() {}

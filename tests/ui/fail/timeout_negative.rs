@@ -1,0 +1,2 @@
+#[pidlock::single_instance(timeout = -1)]
+fn main() {}

@@ -1,0 +1,2 @@
+#[pidlock::single_instance(tiemout = 5)]
+fn main() {}
