@@ -90,3 +90,8 @@ pub mod __private {
     pub use crate::instance::{Options, acquire, exit, panic, path_from};
     pub use core::time::Duration;
 }
+
+/// Compiles the README's code blocks as doctests, so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

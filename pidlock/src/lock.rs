@@ -62,7 +62,7 @@ struct Held {
     superseded: Option<File>,
     /// The watch we waited with, if any, put back for reuse at release rather than on the way
     /// out of `acquire`, where it would delay the handoff.
-    watch: Option<ReleaseWatch>,
+    _watch: Option<ReleaseWatch>,
 }
 
 impl PidLockFile {
@@ -221,7 +221,7 @@ impl PidLockFile {
             dev: meta.dev(),
             ino: meta.ino(),
             superseded,
-            watch,
+            _watch: watch,
         });
         Ok(())
     }
@@ -377,9 +377,9 @@ impl Held {
         // descriptor is bad, and then closing it releases the lock as well.
         let _ = self.file.unlock();
         drop(self.file);
-        // Only now, with the next holder already woken, pay for freeing the stale inode.
+        // Only now, with the next holder already woken, pay for freeing the stale inode (and,
+        // as `self` goes out of scope, for putting the watch back).
         drop(self.superseded);
-        drop(self.watch);
         removed.map_err(|source| UnlockError::RemoveFailed {
             path: path.to_owned(),
             source,
