@@ -6,16 +6,16 @@ mod common;
 use std::collections::HashMap;
 use std::fs;
 use std::sync::mpsc;
-use std::time::Instant;
 
 use common::{PATIENCE, Proc, Scratch, now_ns};
 use pidlock::PidLockFile;
 
 const PROCESSES: usize = 8;
 const ROUNDS: u32 = 100;
-/// Kill the current holder after this many acquisitions, and again each time as many more
-/// have happened.
-const KILL_EVERY: usize = 90;
+/// Each contender stops every this many rounds while it holds the lock.
+const PAUSE_EVERY: u32 = 25;
+/// How many paused holders get SIGKILL (the others are let go on).
+const KILLS: usize = 5;
 
 struct Contender {
     proc: Proc,
@@ -28,7 +28,7 @@ struct Contender {
 fn hold_intervals_never_overlap_even_when_holders_are_killed() {
     let scratch = Scratch::new("contention");
     let lock_path = scratch.path("app.pid");
-    let (tx, rx) = mpsc::channel::<u32>();
+    let (tx, rx) = mpsc::channel::<(u32, String)>();
     let mut contenders: HashMap<u32, Contender> = HashMap::new();
     let spawn = |index: usize, rounds: u32, contenders: &mut HashMap<u32, Contender>| {
         let log = scratch.path(&format!("log-{index}"));
@@ -37,6 +37,7 @@ fn hold_intervals_never_overlap_even_when_holders_are_killed() {
             lock_path.to_str().unwrap(),
             &rounds.to_string(),
             log.to_str().unwrap(),
+            &PAUSE_EVERY.to_string(),
         ]);
         let pid = proc.id();
         // Forward this child's reports to one channel, tagged with its PID.
@@ -44,12 +45,11 @@ fn hold_intervals_never_overlap_even_when_holders_are_killed() {
         let tx = tx.clone();
         std::thread::spawn(move || {
             while let Ok(line) = lines.recv() {
-                if line != "acquired" {
-                    eprintln!("contender {pid}: {line}");
-                } else if tx.send(pid).is_err() {
+                if tx.send((pid, line)).is_err() {
                     break;
                 }
             }
+            let _ = tx.send((pid, "closed".to_owned()));
         });
         contenders.insert(
             pid,
@@ -64,56 +64,39 @@ fn hold_intervals_never_overlap_even_when_holders_are_killed() {
         spawn(index, ROUNDS, &mut contenders);
     }
 
-    let mut acquisitions = 0;
     let mut acquired_by: HashMap<u32, u32> = HashMap::new();
+    let mut open = PROCESSES;
     let mut kills = 0;
     let mut replacements = PROCESSES;
-    let give_up = Instant::now() + PATIENCE * 2;
-    loop {
-        let running = contenders
-            .values_mut()
-            .filter(|c| c.killed_at.is_none())
-            .any(|c| !c.proc.has_exited());
-        if !running {
-            break;
-        }
-        assert!(Instant::now() < give_up, "contention run did not finish");
-        // Bounded so the exit check above runs even when nobody reports.
-        let Ok(pid) = rx.recv_timeout(std::time::Duration::from_millis(50)) else {
-            continue;
-        };
-        acquisitions += 1;
-        *acquired_by.entry(pid).or_default() += 1;
-        if acquisitions % KILL_EVERY == 0 {
-            // Kill whoever holds the lock right now, as its PID file says.
-            if let Some(holder) = PidLockFile::new(&lock_path).read_pid()
-                && let Some(victim) = contenders.get_mut(&holder)
-                && victim.killed_at.is_none()
-            {
+    while open > 0 {
+        let (pid, line) = rx.recv_timeout(PATIENCE).expect("contenders went quiet");
+        match line.as_str() {
+            "acquired" => *acquired_by.entry(pid).or_default() += 1,
+            "paused" if kills < KILLS => {
+                // This process holds the lock right now: kill it mid-hold.
+                let victim = contenders.get_mut(&pid).unwrap();
                 victim.killed_at = Some(now_ns());
                 victim.proc.kill();
                 kills += 1;
                 // A replacement does the rest of the victim's share, so the total is 8 × 100.
-                let done = acquired_by.get(&holder).copied().unwrap_or(0);
-                spawn(
-                    replacements,
-                    ROUNDS.saturating_sub(done).max(1),
-                    &mut contenders,
-                );
+                let done = acquired_by.get(&pid).copied().unwrap_or(0);
+                spawn(replacements, ROUNDS - done, &mut contenders);
                 replacements += 1;
+                open += 1;
             }
+            "paused" => contenders.get_mut(&pid).unwrap().proc.send("go"),
+            "closed" => open -= 1,
+            "done" => {}
+            other => panic!("contender {pid}: {other}"),
         }
     }
     for (pid, contender) in &mut contenders {
         if contender.killed_at.is_none() {
-            let (status, output) = contender.proc.finish();
-            assert!(
-                status.success(),
-                "contender {pid} failed ({status}): {output:?}"
-            );
+            let status = contender.proc.wait();
+            assert!(status.success(), "contender {pid} failed ({status})");
         }
     }
-    assert!(kills >= 3, "only {kills} holders were killed");
+    assert_eq!(kills, KILLS);
 
     // Collect every interval. An interval still open in a killed process lasted at least until
     // the kill was sent.

@@ -10,7 +10,9 @@
 //!                                      EOF returns from main
 //! lock-helper try PATH [TIMEOUT]       acquire once, print "OUTCOME NS CPU_NS SWITCHES" (see
 //!                                      `outcome`), and exit (0 locked, 1 busy, 2 failed)
-//! lock-helper contend PATH N LOG       N rounds of acquire / record / release; intervals go to LOG
+//! lock-helper contend PATH N LOG [K]   N rounds of acquire / record / release; intervals go to
+//!                                      LOG; every K-th round it says "paused" while holding the
+//!                                      lock and waits for a stdin line (the parent may kill it)
 //! lock-helper fork-drop PATH           acquire, fork; the child drops and releases its copy
 //! lock-helper exec-child PATH          acquire, spawn a long-lived exec'd child, print its PID
 //! ```
@@ -31,7 +33,12 @@ fn main() {
     match arg(0) {
         "hold" => hold(arg(1), timeout(arg(2))),
         "try" => try_once(arg(1), timeout(arg(2))),
-        "contend" => contend(arg(1), arg(2).parse().unwrap_or(0), arg(3)),
+        "contend" => contend(
+            arg(1),
+            arg(2).parse().unwrap_or(0),
+            arg(3),
+            arg(4).parse().unwrap_or(0),
+        ),
         "fork-drop" => fork_drop(arg(1)),
         "exec-child" => exec_child(arg(1)),
         other => {
@@ -143,8 +150,8 @@ fn try_once(path: &str, timeout: Option<Duration>) {
 
 /// `rounds` times: take the lock (alternating no deadline and a generous one, so both waiting
 /// paths are exercised), record the hold interval, check the file names us, release. Every
-/// acquisition is also announced on stdout, so the parent can pick holders to kill.
-fn contend(path: &str, rounds: u32, log: &str) {
+/// `pause_every`-th round it stops while holding and waits for the parent, which may kill it.
+fn contend(path: &str, rounds: u32, log: &str, pause_every: u32) {
     let mut log = match std::fs::OpenOptions::new()
         .append(true)
         .create(true)
@@ -173,6 +180,11 @@ fn contend(path: &str, rounds: u32, log: &str) {
         // One write per record, so a SIGKILL leaves whole lines only.
         let _ = log.write_all(format!("S {start}\n").as_bytes());
         say("acquired");
+        if pause_every > 0 && (round + 1) % pause_every == 0 {
+            say("paused");
+            let mut line = String::new();
+            let _ = io::stdin().lock().read_line(&mut line);
+        }
         let sane = lock.i_am_locking() && lock.read_pid() == Some(me);
         let end = now_ns();
         let _ = log.write_all(format!("E {end} {sane}\n").as_bytes());
