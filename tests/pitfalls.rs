@@ -365,8 +365,7 @@ fn p09_a_forked_child_dropping_its_copy_leaves_the_parents_lock_alone() {
 }
 
 // 10. Deadlines on the monotonic clock: a timed wait lasts its timeout (with a generous
-// margin for a noisy machine), whatever the wall clock does. Changing the real-time clock
-// on a shared machine is not an option, so this checks the measured duration instead.
+// margin for a noisy machine), even when the wall clock leaps forward at every read.
 #[test]
 fn p10_a_timeout_is_respected() {
     let scratch = Scratch::new("p10");
@@ -395,6 +394,60 @@ fn p10_a_timeout_is_respected() {
             path.display(),
             holder.id()
         )
+    );
+}
+
+#[test]
+fn p10_a_timeout_ignores_wall_clock_jumps() {
+    let scratch = Scratch::new("p10b");
+    let path = scratch.path("app.pid");
+    // A shim that moves the wall clock ten minutes ahead at every read (the monotonic clock is
+    // left alone), built with the C compiler that links Rust programs on this platform.
+    let shim = scratch.path("wall_clock_jumps.so");
+    let source = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/wall_clock_jumps.c"
+    );
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&shim)
+        .arg(source)
+        .arg("-ldl")
+        .status()
+        .expect("cc is needed to link Rust programs, so it should be here");
+    assert!(built.success());
+    // Prove the shim works: `date` under it is years ahead after a few reads.
+    let date = Command::new("date")
+        .arg("+%s")
+        .env("LD_PRELOAD", &shim)
+        .output()
+        .unwrap();
+    let shifted: u64 = String::from_utf8_lossy(&date.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let real = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        shifted >= real + 600,
+        "the shim did not move the wall clock"
+    );
+
+    let _holder = Proc::holder(&path);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lock-helper"));
+    command
+        .args(["try", s(&path), "500"])
+        .env("LD_PRELOAD", &shim);
+    let started = Instant::now();
+    let mut waiter = Proc::spawn(command);
+    let report = waiter.next_report();
+    let waited = started.elapsed();
+    assert!(report.starts_with("timeout "), "{report}");
+    assert!(
+        waited >= Duration::from_millis(500),
+        "gave up after {waited:?}: wall-clock deadline"
     );
 }
 

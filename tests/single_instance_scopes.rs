@@ -162,3 +162,54 @@ fn async_functions_hold_the_lock_across_awaits() {
     assert_eq!(runtime.block_on(async_work(1)), 2);
     assert!(!held("async"));
 }
+
+/// The function shapes the attribute must keep working for, here so that this file's
+/// `#![deny(warnings)]` and clippy's pedantic lints (CI runs clippy on tests) see their
+/// generated code too.
+mod shapes {
+    use super::path;
+    use std::fmt::Display;
+
+    #[pidlock::single_instance(path = path("shape-generic"))]
+    pub fn generic<T: Display>(value: &T) -> String {
+        value.to_string()
+    }
+
+    #[pidlock::single_instance(path = path("shape-impl-trait"))]
+    pub fn evens(limit: u32) -> impl Iterator<Item = u32> {
+        (0..limit).filter(|n| n % 2 == 0)
+    }
+
+    #[pidlock::single_instance(path = path("shape-never"))]
+    pub fn never() -> ! {
+        #![allow(clippy::panic)]
+        panic!("never returns")
+    }
+
+    pub struct Counter(pub u32);
+
+    impl Counter {
+        #[pidlock::single_instance(path = path("shape-ref-self"))]
+        pub fn bump(&mut self) -> u32 {
+            self.0 += 1;
+            self.0
+        }
+
+        #[must_use]
+        #[pidlock::single_instance(path = path("shape-self"))]
+        pub fn into_inner(self) -> u32 {
+            self.0
+        }
+    }
+}
+
+#[test]
+fn every_function_shape_runs_under_the_lock() {
+    assert_eq!(shapes::generic(&5), "5");
+    assert_eq!(shapes::evens(5).collect::<Vec<_>>(), [0, 2, 4]);
+    assert!(panic::catch_unwind(|| shapes::never()).is_err());
+    assert!(!held("shape-never"));
+    let mut counter = shapes::Counter(0);
+    assert_eq!(counter.bump(), 1);
+    assert_eq!(counter.into_inner(), 1);
+}
