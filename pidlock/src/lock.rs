@@ -366,10 +366,9 @@ impl Held {
         // Unlink while still holding the lock, so that no one can lock the old inode after we
         // let go and believe it is the lock at `path`. Only unlink the file we locked: if
         // someone replaced it behind our back, the new one is not ours to remove.
-        let removed = match fs::symlink_metadata(path) {
-            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => fs::remove_file(path),
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        let removed = match names(path, self.dev, self.ino) {
+            Ok(true) => fs::remove_file(path),
+            Ok(false) => Ok(()),
             Err(e) => Err(e),
         };
         // Unlock explicitly instead of relying on close: children forked since `acquire`
@@ -484,8 +483,13 @@ fn parent_dir(path: &Path) -> &Path {
 
 /// Whether `path` still names the inode described by `locked`.
 fn still_named_by(path: &Path, locked: &Metadata) -> io::Result<bool> {
+    names(path, locked.dev(), locked.ino())
+}
+
+/// Whether `path` (not followed if a symlink) is the inode `ino` on device `dev`.
+fn names(path: &Path, dev: u64, ino: u64) -> io::Result<bool> {
     match fs::symlink_metadata(path) {
-        Ok(meta) => Ok(meta.dev() == locked.dev() && meta.ino() == locked.ino()),
+        Ok(meta) => Ok(meta.dev() == dev && meta.ino() == ino),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
