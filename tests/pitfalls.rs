@@ -320,20 +320,29 @@ fn p07_a_directory_fifo_or_hard_link_at_the_path_is_refused() {
 fn p08_an_execd_child_does_not_keep_the_lock_alive() {
     let scratch = Scratch::new("p08");
     let path = scratch.path("app.pid");
+    /// Kills the exec'd grandchild however the test ends.
+    struct Reap(Pid);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = kill_process(self.0, Signal::KILL);
+        }
+    }
     let mut parent = Proc::helper(&["exec-child", s(&path)]);
     let report = parent.next_report();
-    let child: i32 = report.strip_prefix("child ").unwrap().parse().unwrap();
+    let child: i32 = report
+        .strip_prefix("child ")
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or(0);
+    let child = Reap(Pid::from_raw(child).expect("the helper reports its child's PID"));
     parent.wait();
-    let child = Pid::from_raw(child).unwrap();
     assert!(
-        kill_process(child, Signal::CONT).is_ok(),
+        kill_process(child.0, Signal::CONT).is_ok(),
         "the exec'd child should still run"
     );
 
     let mut lock = PidLockFile::new(&path);
-    let result = lock.acquire(Some(Duration::ZERO));
-    let _ = kill_process(child, Signal::KILL);
-    result.unwrap();
+    lock.acquire(Some(Duration::ZERO)).unwrap();
 }
 
 // 9. fork without exec: the child's drop and release leave the parent's lock and file alone.

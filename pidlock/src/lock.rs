@@ -454,7 +454,7 @@ fn lock_before(
 /// instant. If a shared lock of our own goes through, only probes are in the way, so we try
 /// again rather than report a holder that does not exist.
 fn try_lock(file: &File) -> io::Result<bool> {
-    let give_up = Instant::now() + PROBE_RIDE_OUT;
+    let mut give_up = None;
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(true),
@@ -466,7 +466,8 @@ fn try_lock(file: &File) -> io::Result<bool> {
             Err(TryLockError::WouldBlock) => return Ok(false),
             Err(TryLockError::Error(e)) => return Err(e),
         }
-        if Instant::now() >= give_up {
+        let now = Instant::now();
+        if now >= *give_up.get_or_insert(now + PROBE_RIDE_OUT) {
             return Ok(false);
         }
         thread::yield_now();
