@@ -48,9 +48,12 @@ fn main() {
 //! | PID namespaces (containers) | ownership never depends on the PID: a PID in the file may belong to another namespace or be reused. |
 //!
 //! The PID file is created with mode `0644` (less the umask), written as `"<pid>\n"` after the
-//! lock is taken, and removed on release while the lock is still held. Readers never see an
-//! empty or torn PID from a pidlock holder: the new PID overwrites the old one before the file is
-//! cut to length.
+//! lock is taken, and removed on release while the lock is still held. A holder taking over an
+//! existing file writes the new PID over the old one before cutting the file to length, so
+//! readers see the old PID or the new one, never a torn one. A file created from nothing is
+//! empty for an instant before its PID is written; readers that find it so while the lock is
+//! held re-read briefly. A waiter taking over from a holder links in a successor file that
+//! already holds its PID (Linux, `O_TMPFILE`), so a handoff never shows an empty file.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // Input from users and other processes must never panic the runtime.
