@@ -156,3 +156,39 @@ fn probing_a_stale_file_does_not_disturb_acquire_in_another_process() {
     stop.store(true, Ordering::Relaxed);
     looker.join().unwrap();
 }
+
+/// After a handoff (on Linux through the waiter's ready-made successor file), the lock file is
+/// an ordinary PID file naming the new holder.
+#[test]
+fn the_file_after_a_handoff_is_an_ordinary_pid_file() {
+    use std::os::unix::fs::MetadataExt;
+    let scratch = Scratch::new("handoff-file");
+    let path = scratch.path("app.pid");
+    for timeout in ["none", "60000"] {
+        let mut holder = Proc::holder(&path);
+        let mut waiter = Proc::helper(&["hold", path.to_str().unwrap(), timeout]);
+        common::wait_until_sleeping(waiter.id());
+        holder.send("release");
+        let report = waiter.next_report();
+        assert!(
+            report.starts_with(&format!("locked {} ", waiter.id())),
+            "{report}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{}\n", waiter.id())
+        );
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(meta.nlink(), 1);
+        assert_eq!(meta.mode() & 0o022, 0, "mode {:o}", meta.mode());
+        let lock = PidLockFile::new(&path);
+        assert!(lock.is_locked());
+        assert_eq!(lock.read_pid(), Some(waiter.id()));
+        // Nothing else was left in the directory: no temporary names.
+        let entries = std::fs::read_dir(scratch.dir()).unwrap().count();
+        assert_eq!(entries, 1);
+        waiter.send("release");
+        assert!(waiter.next_report().starts_with("released "));
+    }
+}
