@@ -223,6 +223,7 @@ pub fn wait_until_sleeping(pid: u32) {
 fn wchan_is_a_lock_wait(pid: u32) -> bool {
     let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
     // flock_lock_inode_wait / locks_lock_inode_wait for a blocking flock; do_sys_poll and
-    // friends for an inotify wait; "0" where the kernel hides wchan.
-    wchan.contains("lock") || wchan.contains("poll") || wchan == "0" || wchan.is_empty()
+    // friends for an inotify wait; hrtimer_nanosleep for the portable backoff; "0" where the
+    // kernel hides wchan.
+    ["lock", "poll", "sleep"].iter().any(|w| wchan.contains(w)) || wchan == "0" || wchan.is_empty()
 }

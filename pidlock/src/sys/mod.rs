@@ -7,14 +7,16 @@
 
 mod backoff;
 
-#[cfg(target_os = "linux")]
+// `--cfg pidlock_portable` builds the portable versions on Linux too, so that CI can run the
+// whole test suite against them where the tests run.
+#[cfg(all(target_os = "linux", not(pidlock_portable)))]
 mod linux;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(pidlock_portable)))]
 pub(crate) use linux::{ReleaseWatch, kernel_reports_holder, link_spare, prepare_spare};
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(any(not(target_os = "linux"), pidlock_portable))]
 mod portable;
-#[cfg(not(target_os = "linux"))]
+#[cfg(any(not(target_os = "linux"), pidlock_portable))]
 pub(crate) use portable::{ReleaseWatch, kernel_reports_holder, link_spare, prepare_spare};
 
 use rustix::fs::OFlags;
