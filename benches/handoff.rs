@@ -33,8 +33,8 @@ fn main() {
     let config = if quick {
         Config {
             handoffs: 60,
-            cycle_batches: 5,
-            cycles_per_batch: 500,
+            cycle_batches: 15,
+            cycles_per_batch: 300,
             blocked_for: Duration::from_secs(1),
         }
     } else {
@@ -211,12 +211,12 @@ fn pidlock_cycle(path: &Path, timeout: Option<Duration>) {
     lock.release().expect("release");
 }
 
-fn batch_rate(cycles: usize, mut f: impl FnMut()) -> f64 {
+fn batch_time(cycles: usize, mut f: impl FnMut()) -> Duration {
     let start = Instant::now();
     for _ in 0..cycles {
         f();
     }
-    cycles as f64 / start.elapsed().as_secs_f64()
+    start.elapsed()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -229,14 +229,21 @@ fn cycles(dir: &Path, config: &Config) {
     let pid_line = format!("{}\n", std::process::id());
     let n = config.cycles_per_batch;
     let (mut bare, mut zero, mut none) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut zero_ratio, mut none_ratio) = (Vec::new(), Vec::new());
     for _ in 0..config.cycle_batches {
-        bare.push(batch_rate(n, || bare_cycle(&path, pid_line.as_bytes())));
-        zero.push(batch_rate(n, || pidlock_cycle(&path, Some(Duration::ZERO))));
-        none.push(batch_rate(n, || pidlock_cycle(&path, None)));
+        // Back-to-back batches, compared pairwise: the machine's load drifts, and a ratio of
+        // neighbours cancels most of it.
+        let b = batch_time(n, || bare_cycle(&path, pid_line.as_bytes()));
+        let z = batch_time(n, || pidlock_cycle(&path, Some(Duration::ZERO)));
+        let w = batch_time(n, || pidlock_cycle(&path, None));
+        zero_ratio.push(z.as_secs_f64() / b.as_secs_f64());
+        none_ratio.push(w.as_secs_f64() / b.as_secs_f64());
+        for (v, t) in [(&mut bare, b), (&mut zero, z), (&mut none, w)] {
+            v.push(n as f64 / t.as_secs_f64());
+        }
     }
-    let (bare, zero, none) = (median(bare), median(zero), median(none));
     println!(
-        "uncontended acquire + release ({} batches of {n}, median)",
+        "uncontended acquire + release ({} batches of {n}, medians)",
         config.cycle_batches
     );
     println!(
@@ -245,19 +252,21 @@ fn cycles(dir: &Path, config: &Config) {
     );
     println!(
         "  {:<40} {:>12.0} {:>21.2}x",
-        "bare open+flock+write+unlink+close", bare, 1.0
+        "bare open+flock+write+unlink+close",
+        median(bare),
+        1.0
     );
     println!(
         "  {:<40} {:>12.0} {:>21.2}x",
         "pidlock acquire(Some(0)) + release",
-        zero,
-        bare / zero
+        median(zero),
+        median(zero_ratio)
     );
     println!(
         "  {:<40} {:>12.0} {:>21.2}x",
         "pidlock acquire(None) + release",
-        none,
-        bare / none
+        median(none),
+        median(none_ratio)
     );
     println!("  target: within 1.5x of the bare calls");
 }
