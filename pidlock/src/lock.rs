@@ -183,13 +183,13 @@ impl PidLockFile {
             // or someone replaced it, and then we hold a lock on an inode nobody else will look
             // at. If the name is free, our ready-made successor takes it (`link` fails if the
             // name exists, so this costs nothing to try); otherwise check what it names.
-            if let Some((ready, ready_meta)) = spare.take().flatten() {
-                if sys::link_spare(&ready, &self.path).is_ok() {
-                    let _ = file.unlock();
-                    superseded = Some(file);
-                    break (ready, ready_meta, true);
-                }
-                spare = Some(Some((ready, ready_meta)));
+            if let Some((ready, _)) = spare.as_ref().and_then(Option::as_ref)
+                && sys::link_spare(ready, &self.path).is_ok()
+                && let Some((ready, ready_meta)) = spare.take().flatten()
+            {
+                let _ = file.unlock();
+                superseded = Some(file);
+                break (ready, ready_meta, true);
             }
             let meta = file.metadata().map_err(|e| self.failed(e))?;
             if still_named_by(&self.path, &meta).map_err(|e| self.failed(e))? {
@@ -245,20 +245,21 @@ impl PidLockFile {
     /// # Ok::<(), pidlock::Error>(())
     /// ```
     pub fn release(&mut self) -> Result<(), UnlockError> {
-        match self.held.take() {
-            Some(held) if held.owner == process::id() => held.release(&self.path),
-            // Inherited across fork: dropping `_inherited` closes only this process's copy.
-            Some(_inherited) => Err(UnlockError::NotMyLock {
+        let inherited = match self.held.take() {
+            Some(held) if held.owner == process::id() => return held.release(&self.path),
+            // Inherited across fork: dropping it closes only this process's copy.
+            Some(_) => true,
+            None => false,
+        };
+        if inherited || probe::lock_is_held(&self.path) {
+            Err(UnlockError::NotMyLock {
                 path: self.path.clone(),
                 pid: probe::holder_pid(&self.path),
-            }),
-            None if probe::lock_is_held(&self.path) => Err(UnlockError::NotMyLock {
+            })
+        } else {
+            Err(UnlockError::NotLocked {
                 path: self.path.clone(),
-                pid: probe::holder_pid(&self.path),
-            }),
-            None => Err(UnlockError::NotLocked {
-                path: self.path.clone(),
-            }),
+            })
         }
     }
 
