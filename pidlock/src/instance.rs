@@ -5,26 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use std::{env, process};
 
-use crate::{Error, LockError, PidLockFile, PidLockGuard};
-
-/// The lock file `#[single_instance]` uses when no `path` is given, for `program`:
-/// `$XDG_RUNTIME_DIR/<program>.pid` when `XDG_RUNTIME_DIR` is set to an absolute path (that
-/// directory belongs to the user alone), else `<temp dir>/<program>-<uid>.pid`.
-///
-/// ```
-/// let path = pidlock::default_path("myapp");
-/// assert!(path.to_string_lossy().contains("myapp"));
-/// assert_eq!(path.extension().unwrap(), "pid");
-/// ```
-pub fn default_path(program: &str) -> PathBuf {
-    match env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        Some(dir) if dir.is_absolute() => dir.join(format!("{program}.pid")),
-        _ => {
-            let uid = rustix::process::getuid().as_raw();
-            env::temp_dir().join(format!("{program}-{uid}.pid"))
-        }
-    }
-}
+use crate::{Error, LockError, PidLockFile, PidLockGuard, default_path};
 
 /// The name of the running program: the binary's name as cargo built it, else the file name
 /// of the executable.

@@ -67,17 +67,20 @@ compile_error!(
     "pidlock supports Unix only (Linux, macOS, FreeBSD): it relies on flock(2). Windows is not supported yet."
 );
 
+mod closer;
+mod default_path;
 mod error;
 mod guard;
 mod instance;
 mod lock;
+mod owner;
 mod pidfile;
 mod probe;
 mod sys;
 
 pub use crate::error::{Error, LockError, UnlockError};
 pub use crate::guard::PidLockGuard;
-pub use crate::instance::default_path;
+pub use crate::default_path::default_path;
 pub use crate::lock::PidLockFile;
 
 #[cfg(feature = "macros")]

@@ -9,19 +9,14 @@ use std::fs::{self, File, Metadata, TryLockError};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{LockError, UnlockError};
 use crate::guard::PidLockGuard;
+use crate::owner::{self, Process};
 use crate::sys::{self, ReleaseWatch};
-use crate::{pidfile, probe};
-
-/// How long a try-lock keeps retrying while the only locks on the file are readers' shared
-/// probes. A probe holds its lock for microseconds; this bound only matters if readers probe
-/// back to back without end.
-const PROBE_RIDE_OUT: Duration = Duration::from_millis(20);
+use crate::{closer, pidfile, probe};
 
 /// A lock that is also a classic Unix PID file containing `"<pid>\n"`.
 ///
@@ -53,16 +48,12 @@ pub struct PidLockFile {
 #[derive(Debug)]
 struct Held {
     file: File,
-    /// The process that acquired. After `fork`, the child has a copy of this value whose
-    /// descriptor shares the parent's lock; only `owner` may rewrite, unlink or unlock.
-    owner: u32,
+    /// The process that acquired: its PID and PID namespace. After `fork`, the child has a copy
+    /// of this value whose descriptor shares the parent's lock; only `owner` may rewrite, unlink
+    /// or unlock.
+    owner: Process,
     dev: u64,
     ino: u64,
-    /// An unlinked inode we locked on the way here, if any, closed at release (see `acquire`).
-    superseded: Option<File>,
-    /// The watch we waited with, if any, put back for reuse at release rather than on the way
-    /// out of `acquire`, where it would delay the handoff.
-    _watch: Option<ReleaseWatch>,
 }
 
 impl PidLockFile {
@@ -142,14 +133,9 @@ impl PidLockFile {
     /// # Ok::<(), pidlock::Error>(())
     /// ```
     pub fn acquire(&mut self, timeout: Option<Duration>) -> Result<(), LockError> {
-        let me = process::id();
+        let me = Process::current();
         match &self.held {
-            Some(held) if held.owner == me => {
-                return Err(LockError::AlreadyLocked {
-                    path: self.path.clone(),
-                    pid: Some(me),
-                });
-            }
+            Some(held) if held.owner == me => return Err(self.mine()),
             // Inherited across fork: the lock is the parent's. Dropping our copy of the
             // descriptor leaves it alone (unlocking it would not).
             Some(_) => self.held = None,
@@ -168,12 +154,17 @@ impl PidLockFile {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(self.busy(timeout.unwrap_or_default()));
                 }
+                // A wait for a lock this very thread holds (through another instance) would
+                // never end, or end only at the deadline: say so at once.
+                if self.held_by_this_thread(&file) {
+                    return Err(self.mine());
+                }
                 if spare.is_none() {
-                    spare = Some(sys::prepare_spare(parent_dir(&self.path), me));
+                    spare = Some(sys::prepare_spare(parent_dir(&self.path), me.pid()));
                 }
                 let locked = match deadline {
                     None => lock_blocking(&file),
-                    Some(deadline) => lock_before(&file, deadline, &mut watch),
+                    Some(deadline) => lock_before(&file, deadline, &mut watch, me),
                 };
                 if !locked.map_err(|e| self.failed(e))? {
                     return Err(self.busy(timeout.unwrap_or_default()));
@@ -196,16 +187,20 @@ impl PidLockFile {
                 break (file, meta, false);
             }
             // Let other waiters on the stale inode go on to the new file, but keep the
-            // descriptor until we release: its final close frees the unlinked inode, which
-            // takes longer than all the rest of a handoff and need not delay this one.
+            // descriptor until the end: its final close frees the unlinked inode, which takes
+            // longer than all the rest of a handoff and need not delay this one.
             let _ = file.unlock();
             superseded = Some(file);
         };
+        // Done waiting: leave the shared inotify instance (see `sys/linux.rs`).
+        drop(watch);
         // A spare is our own unnamed file, written before it got its name; anything else
         // gets checked, then written.
         if !pid_written {
             check_writable_pid_file(&meta).map_err(|e| self.failed(e))?;
-            if let Err(e) = pidfile::write(&file, me, meta.len()) {
+            let written = sys::set_pid_file_mode(&file, &meta)
+                .and_then(|()| pidfile::write(&file, me.pid(), meta.len()));
+            if let Err(e) = written {
                 // A failed write (ENOSPC, EIO) must not leave a half-written file behind. We
                 // still hold the lock, so removing the file cannot hurt anyone; closing it
                 // releases.
@@ -213,15 +208,18 @@ impl PidLockFile {
                 return Err(self.failed(e));
             }
         }
-        // An unused spare is closed at release too, for the same reason as a stale inode.
-        let superseded = superseded.or_else(|| spare.flatten().map(|(unused, _)| unused));
+        // The stale inode and an unused spare are closed now, so that the lock is seen on the
+        // PID file alone, but not here: their final closes are slow.
+        let unused = spare.flatten().map(|(unused, _)| unused);
+        if superseded.is_some() || unused.is_some() {
+            closer::close_later(me, (superseded, unused));
+        }
+        owner::record(me, meta.dev(), meta.ino());
         self.held = Some(Held {
             file,
             owner: me,
             dev: meta.dev(),
             ino: meta.ino(),
-            superseded,
-            _watch: watch,
         });
         Ok(())
     }
@@ -246,7 +244,7 @@ impl PidLockFile {
     /// ```
     pub fn release(&mut self) -> Result<(), UnlockError> {
         let inherited = match self.held.take() {
-            Some(held) if held.owner == process::id() => return held.release(&self.path),
+            Some(held) if held.owner.is_current() => return held.release(&self.path),
             // Inherited across fork: dropping it closes only this process's copy.
             Some(_) => true,
             None => false,
@@ -284,8 +282,11 @@ impl PidLockFile {
         self.holds() || probe::lock_is_held(&self.path)
     }
 
-    /// Whether the current process holds the lock, through this instance or any other: the lock
-    /// is held and the PID file names this process.
+    /// Whether the current process holds the lock, through this instance or any other.
+    ///
+    /// This is answered from the locks this process has taken, never from the PID in the file:
+    /// two containers sharing a volume may both run their program as PID 1, and a PID file
+    /// saying "1" names neither for sure.
     ///
     /// ```
     /// use pidlock::PidLockFile;
@@ -299,7 +300,8 @@ impl PidLockFile {
     /// ```
     pub fn i_am_locking(&self) -> bool {
         self.holds()
-            || (probe::lock_is_held(&self.path) && pidfile::read(&self.path) == Some(process::id()))
+            || fs::symlink_metadata(&self.path)
+                .is_ok_and(|meta| owner::holding_thread(meta.dev(), meta.ino()).is_some())
     }
 
     /// The PID written in the lock file, read the way FHS asks readers to (whitespace, leading
@@ -327,9 +329,23 @@ impl PidLockFile {
 
     /// Whether this instance holds the lock in this process (not a copy inherited by fork).
     fn holds(&self) -> bool {
-        self.held
-            .as_ref()
-            .is_some_and(|held| held.owner == process::id())
+        self.held.as_ref().is_some_and(|held| held.owner.is_current())
+    }
+
+    /// Whether the thread calling holds the lock on the inode `file` has open, through any
+    /// instance.
+    fn held_by_this_thread(&self, file: &File) -> bool {
+        file.metadata().is_ok_and(|meta| {
+            owner::holding_thread(meta.dev(), meta.ino()) == Some(thread::current().id())
+        })
+    }
+
+    /// The error for a lock this process already holds: it is not reentrant.
+    fn mine(&self) -> LockError {
+        LockError::AlreadyLocked {
+            path: self.path.clone(),
+            pid: Some(std::process::id()),
+        }
     }
 
     fn failed(&self, source: io::Error) -> LockError {
@@ -355,7 +371,7 @@ impl Drop for PidLockFile {
     /// in any case, and a file left behind is stale and taken over by the next `acquire`.
     fn drop(&mut self) {
         if let Some(held) = self.held.take()
-            && held.owner == process::id()
+            && held.owner.is_current()
         {
             let _ = held.release(&self.path);
         }
@@ -364,6 +380,8 @@ impl Drop for PidLockFile {
 
 impl Held {
     fn release(self, path: &Path) -> Result<(), UnlockError> {
+        // From here on this process does not count itself as the holder.
+        owner::forget(self.owner, self.dev, self.ino);
         // Unlink while still holding the lock, so that no one can lock the old inode after we
         // let go and believe it is the lock at `path`. Only unlink the file we locked: if
         // someone replaced it behind our back, the new one is not ours to remove.
@@ -376,10 +394,10 @@ impl Held {
         // share this lock and would otherwise keep it alive. An unlock error would mean the
         // descriptor is bad, and then closing it releases the lock as well.
         let _ = self.file.unlock();
+        // Such a child also keeps our close from being the last, which is what wakes timed
+        // waiters.
+        sys::announce_release(&self.file);
         drop(self.file);
-        // Only now, with the next holder already woken, pay for freeing the stale inode (and,
-        // as `self` goes out of scope, for putting the watch back).
-        drop(self.superseded);
         removed.map_err(|source| UnlockError::RemoveFailed {
             path: path.to_owned(),
             source,
@@ -394,7 +412,7 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
         .read(true)
         .write(true)
         .create(true)
-        .mode(0o644)
+        .mode(sys::PID_FILE_MODE)
         .custom_flags(sys::NOFOLLOW_NONBLOCK)
         .open(path)
         .map_err(|e| explain_open_error(path, e))
@@ -433,8 +451,9 @@ fn lock_before(
     file: &File,
     deadline: Instant,
     watch: &mut Option<ReleaseWatch>,
+    me: Process,
 ) -> io::Result<bool> {
-    let watch = watch.get_or_insert_with(ReleaseWatch::new);
+    let watch = watch.get_or_insert_with(|| ReleaseWatch::new(me));
     // Arm, then try again: a release between the caller's try and the watch would otherwise go
     // unnoticed until the safety re-check.
     watch.arm(file);
@@ -452,10 +471,12 @@ fn lock_before(
 /// One non-blocking attempt at the exclusive lock, riding out readers' probes.
 ///
 /// A holder's lock is exclusive; a reader's probe (see `probe.rs`) is a shared lock held for an
-/// instant. If a shared lock of our own goes through, only probes are in the way, so we try
-/// again rather than report a holder that does not exist.
+/// instant. If a shared lock of our own goes through, nobody holds the exclusive one and only
+/// probes are in the way, so we try again, for as long as that stays true: a lock that nobody
+/// holds is never reported as held, however busy its readers are. Between tries we yield, then
+/// sleep a little longer each time, so that readers probing back to back leave a gap.
 fn try_lock(file: &File) -> io::Result<bool> {
-    let mut give_up = None;
+    let mut pause = Duration::ZERO;
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(true),
@@ -467,11 +488,12 @@ fn try_lock(file: &File) -> io::Result<bool> {
             Err(TryLockError::WouldBlock) => return Ok(false),
             Err(TryLockError::Error(e)) => return Err(e),
         }
-        let now = Instant::now();
-        if now >= *give_up.get_or_insert(now + PROBE_RIDE_OUT) {
-            return Ok(false);
+        if pause.is_zero() {
+            thread::yield_now();
+        } else {
+            thread::sleep(pause);
         }
-        thread::yield_now();
+        pause = (pause * 2).clamp(Duration::from_micros(20), Duration::from_millis(2));
     }
 }
 

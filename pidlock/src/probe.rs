@@ -2,6 +2,7 @@
 //! concurrent `acquire` fail or wait for long.
 
 use std::fs::{self, TryLockError};
+use std::io;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,9 +15,13 @@ const HOLDER_STARTUP_GRACE: Duration = Duration::from_millis(5);
 
 /// Whether some process holds the lock on the file at `path`.
 ///
-/// On Linux the kernel's lock table answers without touching the lock. Where it cannot (other
-/// platforms, overlay file systems, NFS), a shared lock is tried and dropped at once: it succeeds
-/// only when nobody holds the exclusive one. `acquire` rides out such a probe (see `lock.rs`).
+/// On Linux the kernel's lock table answers without touching the lock, where it is complete
+/// (see `sys::lock_table`). Elsewhere (other platforms, containers, overlay file systems, NFS),
+/// a shared lock is tried and dropped at once: it succeeds only when nobody holds the exclusive
+/// one. `acquire` rides out such a probe (see `lock.rs`).
+///
+/// A file that cannot be opened to probe (another user's, with a narrow mode) counts as held:
+/// "free" would be a guess, and a confident wrong "free" is the worse mistake.
 pub(crate) fn lock_is_held(path: &Path) -> bool {
     let Ok(meta) = fs::symlink_metadata(path) else {
         return false;
@@ -24,13 +29,13 @@ pub(crate) fn lock_is_held(path: &Path) -> bool {
     if !meta.is_file() {
         return false;
     }
-    if sys::kernel_reports_holder(&meta) {
-        return true;
+    if let Some(held) = sys::lock_table(path, &meta) {
+        return held;
     }
-    let Ok(file) = pidfile::open_for_reading(path) else {
-        return false;
-    };
-    matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
+    match pidfile::open_for_reading(path) {
+        Ok(file) => matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock)),
+        Err(e) => e.kind() != io::ErrorKind::NotFound,
+    }
 }
 
 /// The PID in the lock file, for messages and ownership checks. If the file does not hold a PID

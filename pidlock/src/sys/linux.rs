@@ -5,9 +5,9 @@
 use std::fs::{self, File, Metadata};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::process;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
@@ -16,37 +16,101 @@ use rustix::fs::{AtFlags, CWD, Mode, OFlags, linkat, major, minor, openat};
 use rustix::io::Errno;
 
 use super::backoff::Backoff;
+use crate::closer;
+use crate::owner::Process;
 
 /// How long a waiter sleeps without an event before it tries the lock again anyway. A release is
 /// a close of the holder's descriptor, which inotify reports; the re-check only covers holders
 /// that unlock without closing (`flock -u`) or live on another machine (NFS).
 const SAFETY_RECHECK: Duration = Duration::from_millis(100);
 
-/// Idle inotify instances, with the process that made them. Closing an instance that has held a
-/// watch waits for an RCU grace period in the kernel (often milliseconds), which would delay the
-/// return of every `acquire` that had to wait; so instances are kept for the next waiter.
-static IDLE: Mutex<Vec<(u32, OwnedFd)>> = Mutex::new(Vec::new());
+/// The one inotify instance of this process, shared by all its waiting threads and open only
+/// while one of them waits: inotify instances are a per-user resource (128 by default), and a
+/// program that merely holds a lock must not use one up.
+///
+/// One waiter at a time polls the instance; the others sleep on [`WOKEN`]. Every event the
+/// poller reads bumps `epoch`, and a waiter that sees the epoch move since its last try of the
+/// lock tries again at once, so no event is lost between a waiter's try and its sleep.
+#[derive(Debug)]
+struct Shared {
+    /// The process that opened `inotify`. A forked child inherits the parent's instance and
+    /// counts, which are not its own: it starts afresh.
+    owner: Option<Process>,
+    inotify: Option<Arc<OwnedFd>>,
+    waiters: usize,
+    polling: bool,
+    epoch: u64,
+    /// Watch descriptors and how many waiters use each: two waiters watching the same inode
+    /// get the same one.
+    watches: Vec<(i32, usize)>,
+}
 
-/// Idle instances kept at most: one per thread that waits at the same time, in most programs.
-const MAX_IDLE: usize = 4;
+static SHARED: Mutex<Shared> = Mutex::new(Shared {
+    owner: None,
+    inotify: None,
+    waiters: 0,
+    polling: false,
+    epoch: 0,
+    watches: Vec::new(),
+});
+
+/// Wakes the waiters that sleep while another one polls.
+static WOKEN: Condvar = Condvar::new();
+
+fn shared() -> MutexGuard<'static, Shared> {
+    SHARED.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Waits until the lock file may have been released: a close of the file, the safety re-check,
 /// or the deadline. Falls back to [`Backoff`] when inotify is unavailable (no instances left,
 /// `/proc` not mounted).
 #[derive(Debug)]
 pub(crate) struct ReleaseWatch {
-    inotify: Option<OwnedFd>,
+    me: Process,
+    /// `None`: back off instead.
+    inotify: Option<Arc<OwnedFd>>,
     watches: Vec<i32>,
+    /// The epoch of the last wake-up this waiter has acted on.
+    seen: u64,
     backoff: Backoff,
 }
 
 impl ReleaseWatch {
-    pub(crate) fn new() -> Self {
-        let inotify = take_idle()
-            .or_else(|| inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).ok());
+    /// Joins the process's waiters, opening the shared instance if this is the first.
+    pub(crate) fn new(me: Process) -> Self {
+        // Start the thread that will close what this waiter leaves behind now, while there is
+        // time, rather than at the handoff.
+        closer::prepare(me);
+        let mut shared = shared();
+        if shared.owner != Some(me) {
+            // Inherited across fork, or never used: the parent's instance and counts are not
+            // ours, and its events are not for us.
+            if let Some(inherited) = shared.inotify.take() {
+                closer::close_later(me, inherited);
+            }
+            *shared = Shared {
+                owner: Some(me),
+                inotify: None,
+                waiters: 0,
+                polling: false,
+                epoch: 0,
+                watches: Vec::new(),
+            };
+        }
+        if shared.inotify.is_none() {
+            shared.inotify = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
+                .ok()
+                .map(Arc::new);
+        }
+        let inotify = shared.inotify.clone();
+        if inotify.is_some() {
+            shared.waiters += 1;
+        }
         ReleaseWatch {
+            me,
             inotify,
             watches: Vec::new(),
+            seen: shared.epoch,
             backoff: Backoff::new(),
         }
     }
@@ -59,57 +123,96 @@ impl ReleaseWatch {
         // since been unlinked or replaced, which watching the path itself would not.
         let link = format!("/proc/self/fd/{}", file.as_raw_fd());
         let events = WatchFlags::CLOSE_WRITE | WatchFlags::CLOSE_NOWRITE;
-        match inotify::add_watch(inotify, link, events) {
-            Ok(watch) => self.watches.push(watch),
-            Err(_) => self.inotify = None,
+        let mut shared = shared();
+        self.seen = shared.epoch;
+        match inotify::add_watch(&**inotify, link, events) {
+            Ok(watch) => {
+                match shared.watches.iter_mut().find(|(w, _)| *w == watch) {
+                    Some((_, users)) => *users += 1,
+                    None => shared.watches.push((watch, 1)),
+                }
+                self.watches.push(watch);
+            }
+            // Without a watch this waiter would sleep through the release: back off instead.
+            Err(_) => {
+                drop(shared);
+                self.leave();
+            }
         }
     }
 
     /// Blocks until a watched file is closed by anyone, the safety re-check is due, or
     /// `deadline` passes.
     pub(crate) fn wait(&mut self, deadline: Instant) {
-        let Some(inotify) = &self.inotify else {
+        let Some(inotify) = self.inotify.clone() else {
             self.backoff.wait(deadline);
             return;
         };
-        let left = deadline.saturating_duration_since(Instant::now());
-        let timeout = timespec(left.min(SAFETY_RECHECK));
-        let mut fds = [PollFd::new(inotify, PollFlags::IN)];
+        let nap = deadline
+            .saturating_duration_since(Instant::now())
+            .min(SAFETY_RECHECK);
+        let mut shared = shared();
+        if shared.epoch != self.seen {
+            self.seen = shared.epoch;
+            return;
+        }
+        if shared.polling {
+            let (shared, _) = WOKEN
+                .wait_timeout(shared, nap)
+                .unwrap_or_else(PoisonError::into_inner);
+            self.seen = shared.epoch;
+            return;
+        }
+        shared.polling = true;
+        drop(shared);
+        let mut fds = [PollFd::new(&*inotify, PollFlags::IN)];
         // EINTR and spurious wake-ups are harmless: the caller tries the lock again either way.
-        let _ = poll(&mut fds, Some(&timeout));
-        drain(inotify);
+        let _ = poll(&mut fds, Some(&timespec(nap)));
+        let woken = drain(&inotify);
+        let mut shared = self::shared();
+        shared.polling = false;
+        if woken {
+            shared.epoch += 1;
+        }
+        self.seen = shared.epoch;
+        // Someone else polls next, or everyone tries again.
+        WOKEN.notify_all();
+    }
+
+    /// Stops using the shared instance: removes this waiter's watches, and closes the instance
+    /// (off this thread: see `closer.rs`) if no one else waits.
+    fn leave(&mut self) {
+        let Some(inotify) = self.inotify.take() else {
+            return;
+        };
+        let mut shared = shared();
+        if shared.owner != Some(self.me) {
+            return;
+        }
+        for watch in self.watches.drain(..) {
+            if let Some(at) = shared.watches.iter().position(|(w, _)| *w == watch) {
+                shared.watches[at].1 -= 1;
+                if shared.watches[at].1 == 0 {
+                    shared.watches.swap_remove(at);
+                    // Fails harmlessly for a watch the kernel already dropped with its inode.
+                    let _ = inotify::remove_watch(&*inotify, watch);
+                }
+            }
+        }
+        shared.waiters = shared.waiters.saturating_sub(1);
+        if shared.waiters == 0
+            && let Some(last) = shared.inotify.take()
+        {
+            drop(inotify);
+            closer::close_later(self.me, last);
+        }
     }
 }
 
 impl Drop for ReleaseWatch {
-    /// Returns the instance, emptied, to the idle list.
     fn drop(&mut self) {
-        let Some(inotify) = self.inotify.take() else {
-            return;
-        };
-        for watch in self.watches.drain(..) {
-            // Fails harmlessly for a watch the kernel already dropped with its inode.
-            let _ = inotify::remove_watch(&inotify, watch);
-        }
-        drain(&inotify);
-        let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE {
-            idle.push((process::id(), inotify));
-        }
+        self.leave();
     }
-}
-
-/// An idle instance made by this process. One inherited across `fork` is shared with the
-/// parent, whose events it would steal; it is closed instead (cheaply: the parent still has it).
-fn take_idle() -> Option<OwnedFd> {
-    let me = process::id();
-    let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
-    while let Some((owner, inotify)) = idle.pop() {
-        if owner == me {
-            return Some(inotify);
-        }
-    }
-    None
 }
 
 fn timespec(duration: Duration) -> Timespec {
@@ -119,27 +222,70 @@ fn timespec(duration: Duration) -> Timespec {
     }
 }
 
-/// Discards queued events; which file was closed does not matter, only that one was. One read
-/// takes what a handoff queues; anything left over only causes a harmless early wake-up.
-fn drain(inotify: &OwnedFd) {
+/// Discards queued events, and says whether there were any; which file was closed does not
+/// matter, only that one was.
+fn drain(inotify: &OwnedFd) -> bool {
     let mut buf = [0_u8; 4096];
-    let _ = rustix::io::read(inotify, &mut buf);
+    let mut any = false;
+    while let Ok(n) = rustix::io::read(inotify, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        any = true;
+    }
+    any
 }
 
-/// Whether the kernel's lock table shows an exclusive `flock` on the file `meta` describes.
+/// Makes sure timed waiters hear of a release. They sleep until the lock file is closed, but
+/// the kernel reports only the last close of a descriptor, and a child forked while the lock was
+/// held may still have one. Opening the inode anew and closing that is a close of our own.
+pub(crate) fn announce_release(file: &File) {
+    let link = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let _ = openat(
+        CWD,
+        link,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    );
+}
+
+/// What the kernel's lock table says of the file `meta` describes, at `path`: `Some(true)` if
+/// it shows an exclusive `flock` on it, `Some(false)` if it shows none and would show one if there
+/// were, `None` if it cannot tell (then the caller probes).
 ///
-/// `true` is reliable. `false` is not a proof that the file is unlocked: on overlay file systems
-/// `stat` may report another device than the lock table, and NFS emulates `flock` with POSIX
-/// locks; the caller then falls back to its probe.
-pub(crate) fn kernel_reports_holder(meta: &Metadata) -> bool {
-    let Ok(table) = fs::read_to_string("/proc/locks") else {
-        return false;
-    };
+/// A holder is always worth believing. An absence only counts where the table is complete and
+/// speaks of the same device numbers as `stat`:
+/// - the table lists only the locks of processes visible in the PID namespace of `/proc`, so a
+///   holder in another container is missing unless we are in the initial namespace;
+/// - overlayfs and btrfs report other device numbers from `stat` than the lock table does, and
+///   NFS emulates `flock` with POSIX locks; only file systems known to agree are trusted.
+pub(crate) fn lock_table(path: &Path, meta: &Metadata) -> Option<bool> {
+    let table = fs::read_to_string("/proc/locks").ok()?;
     let (dev_major, dev_minor, ino) = (major(meta.dev()), minor(meta.dev()), meta.ino());
-    table
+    if table
         .lines()
         .filter_map(parse_lock_line)
         .any(|entry| entry == (dev_major, dev_minor, ino))
+    {
+        return Some(true);
+    }
+    let complete = super::pid_namespace() == super::INITIAL_PID_NAMESPACE;
+    (complete && on_local_file_system(path)).then_some(false)
+}
+
+/// Whether `path` is on a local file system whose `stat` device numbers are the lock table's.
+fn on_local_file_system(path: &Path) -> bool {
+    const EXT: i64 = 0xEF53;
+    const XFS: i64 = 0x5846_5342;
+    const TMPFS: i64 = 0x0102_1994;
+    const RAMFS: i64 = 0x8584_58f6;
+    const F2FS: i64 = 0xF2F5_2010;
+    rustix::fs::statfs(path).is_ok_and(|fs| {
+        // `f_type` is signed on some architectures; the magic numbers are not.
+        #[allow(clippy::cast_possible_wrap, clippy::useless_conversion)]
+        let kind = i64::from(fs.f_type) & 0xFFFF_FFFF;
+        [EXT, XFS, TMPFS, RAMFS, F2FS].contains(&kind)
+    })
 }
 
 /// Parses one `/proc/locks` line, such as `1: FLOCK  ADVISORY  WRITE 4242 fe:00:1234 0 EOF`,
@@ -171,19 +317,20 @@ fn parse_lock_line(line: &str) -> Option<(u32, u32, u64)> {
 ///
 /// `None` where the file system has no `O_TMPFILE` (NFS, old kernels) or anything else fails:
 /// the caller then creates the file the ordinary way.
-pub(crate) fn prepare_spare(dir: &std::path::Path, pid: u32) -> Option<(File, Metadata)> {
+pub(crate) fn prepare_spare(dir: &Path, pid: u32) -> Option<(File, Metadata)> {
     let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
-    let fd = openat(CWD, dir, flags, Mode::from_raw_mode(0o644)).ok()?;
+    let fd = openat(CWD, dir, flags, Mode::from_raw_mode(super::PID_FILE_MODE)).ok()?;
     let file = File::from(fd);
     file.try_lock().ok()?;
     crate::pidfile::write(&file, pid, 0).ok()?;
     let meta = file.metadata().ok()?;
+    super::set_pid_file_mode(&file, &meta).ok()?;
     Some((file, meta))
 }
 
 /// Gives the spare file the lock file's name. Fails with `AlreadyExists` if another contender
 /// created the lock file first; `link(2)` never replaces or follows what is at the target.
-pub(crate) fn link_spare(spare: &File, path: &std::path::Path) -> std::io::Result<()> {
+pub(crate) fn link_spare(spare: &File, path: &Path) -> std::io::Result<()> {
     // Linking a descriptor directly needs CAP_DAC_READ_SEARCH (or a recent kernel); the /proc
     // link of the descriptor works for everyone and costs one more path walk.
     static DIRECT_WORKS: AtomicBool = AtomicBool::new(true);

@@ -12,12 +12,12 @@ mod backoff;
 #[cfg(all(target_os = "linux", not(pidlock_portable)))]
 mod linux;
 #[cfg(all(target_os = "linux", not(pidlock_portable)))]
-pub(crate) use linux::{ReleaseWatch, kernel_reports_holder, link_spare, prepare_spare};
+pub(crate) use linux::{ReleaseWatch, announce_release, link_spare, lock_table, prepare_spare};
 
 #[cfg(any(not(target_os = "linux"), pidlock_portable))]
 mod portable;
 #[cfg(any(not(target_os = "linux"), pidlock_portable))]
-pub(crate) use portable::{ReleaseWatch, kernel_reports_holder, link_spare, prepare_spare};
+pub(crate) use portable::{ReleaseWatch, announce_release, link_spare, lock_table, prepare_spare};
 
 use rustix::fs::OFlags;
 
@@ -28,3 +28,40 @@ use rustix::fs::OFlags;
 #[allow(clippy::cast_possible_wrap)]
 pub(crate) const NOFOLLOW_NONBLOCK: i32 =
     (OFlags::NOFOLLOW.bits() | OFlags::NONBLOCK.bits()) as i32;
+
+/// The PID namespace of the calling process, as the inode of `/proc/self/ns/pid`: together with
+/// the PID it tells this process from a child forked into a new namespace with the same PID.
+/// This is correctness, not an optimisation, so the portable build on Linux uses it too.
+#[cfg(target_os = "linux")]
+pub(crate) fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    // Without /proc every process reads 0; the PID alone then decides, as it must elsewhere.
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |ns| ns.ino())
+}
+
+/// Elsewhere a process cannot be forked into a PID namespace: the PID alone names it.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn pid_namespace() -> u64 {
+    0
+}
+
+/// The inode of the initial PID namespace (`PROC_PID_INIT_INO`), fixed by the kernel.
+#[cfg(target_os = "linux")]
+pub(crate) const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
+
+/// The mode of every PID file pidlock creates, whatever the umask: other users' probes and
+/// `read_pid()` must be able to read it, and nobody but its owner may write it.
+pub(crate) const PID_FILE_MODE: u32 = 0o644;
+
+/// Gives a PID file that this user owns [`PID_FILE_MODE`], which the umask may have narrowed
+/// when it was created. A file of another user's keeps the mode its owner gave it.
+pub(crate) fn set_pid_file_mode(file: &std::fs::File, meta: &std::fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    use rustix::fs::Mode;
+    if meta.mode() & 0o7777 == PID_FILE_MODE || meta.uid() != rustix::process::geteuid().as_raw()
+    {
+        return Ok(());
+    }
+    rustix::fs::fchmod(file, Mode::RUSR | Mode::WUSR | Mode::RGRP | Mode::ROTH)?;
+    Ok(())
+}

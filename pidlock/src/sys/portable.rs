@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::backoff::Backoff;
+use crate::owner::Process;
 
 /// Waits for a lock file's holder to let go, by sleeping in growing steps.
 #[derive(Debug)]
@@ -15,7 +16,7 @@ pub(crate) struct ReleaseWatch {
 }
 
 impl ReleaseWatch {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(_me: Process) -> Self {
         ReleaseWatch {
             backoff: Backoff::new(),
         }
@@ -31,9 +32,12 @@ impl ReleaseWatch {
 }
 
 /// No kernel lock table to read here; the caller falls back to its probe.
-pub(crate) fn kernel_reports_holder(_file: &Metadata) -> bool {
-    false
+pub(crate) fn lock_table(_path: &Path, _meta: &Metadata) -> Option<bool> {
+    None
 }
+
+/// Nobody waits on close events here: waiters back off and try again.
+pub(crate) fn announce_release(_file: &File) {}
 
 /// No unnamed files here: waiters create their successor file when the holder lets go.
 pub(crate) fn prepare_spare(_dir: &Path, _pid: u32) -> Option<(File, Metadata)> {

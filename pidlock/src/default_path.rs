@@ -1,0 +1,128 @@
+//! Where a program's lock lives when nobody says: a directory that belongs to the user alone.
+//!
+//! A lock file at a predictable name in a shared directory such as `/tmp` is a denial of
+//! service waiting to happen: any local user can create that name first, and then every start
+//! of the program fails with "Permission denied". So the default lock lives in a per-user
+//! directory that this user owns and no one else may enter, checked as tmux checks its socket
+//! directory.
+
+use std::fs::{self, DirBuilder, Metadata};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::{LockError, PidLockFile};
+
+/// The lock file `#[single_instance]` uses when no `path` is given, for `program`:
+/// `$XDG_RUNTIME_DIR/<program>.pid` when `XDG_RUNTIME_DIR` is set to an absolute path (that
+/// directory belongs to the user alone), else `<temp dir>/pidlock-<uid>/<program>.pid`, in a
+/// directory of mode `0700` that [`PidLockFile::for_program`] creates and checks.
+///
+/// This only computes the path; use [`PidLockFile::for_program`] to get a lock there.
+///
+/// ```
+/// let path = pidlock::default_path("myapp");
+/// assert!(path.to_string_lossy().contains("myapp"));
+/// assert_eq!(path.extension().unwrap(), "pid");
+/// ```
+pub fn default_path(program: &str) -> PathBuf {
+    let file = format!("{program}.pid");
+    match runtime_dir() {
+        Some(dir) => dir.join(file),
+        None => private_temp_dir().join(file),
+    }
+}
+
+/// `$XDG_RUNTIME_DIR`, if it is set to an absolute path.
+fn runtime_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+}
+
+/// `<temp dir>/pidlock-<uid>`: the directory this user's default locks live in when there is no
+/// `XDG_RUNTIME_DIR` (cron, services, ssh sessions, containers).
+fn private_temp_dir() -> PathBuf {
+    let uid = rustix::process::geteuid().as_raw();
+    std::env::temp_dir().join(format!("pidlock-{uid}"))
+}
+
+impl PidLockFile {
+    /// A lock at [`default_path`]`(program)`, the one `#[single_instance]` takes when no `path`
+    /// is given. Nothing is locked yet.
+    ///
+    /// Without `XDG_RUNTIME_DIR`, the per-user directory in the temp dir is created with mode
+    /// `0700` if it is missing, and refused with [`LockError::LockFailed`] if it is not a
+    /// directory that this user owns and no one else may enter: another user could otherwise
+    /// make the program fail to start, or read and replace its lock file.
+    ///
+    /// ```
+    /// # let program = format!("pidlock-doc-for-program-{}", std::process::id());
+    /// let mut lock = pidlock::PidLockFile::for_program(&program)?;
+    /// lock.acquire(None)?;
+    /// assert_eq!(lock.path(), pidlock::default_path(&program));
+    /// # Ok::<(), pidlock::Error>(())
+    /// ```
+    pub fn for_program(program: &str) -> Result<PidLockFile, LockError> {
+        let path = default_path(program);
+        if runtime_dir().is_none() {
+            let dir = private_temp_dir();
+            ensure_private_dir(&dir).map_err(|source| LockError::LockFailed {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(PidLockFile::new(path))
+    }
+}
+
+/// Creates `dir` with mode `0700` if it is missing, then checks that it is a real directory that
+/// this user owns and that no one else can enter.
+fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+    match DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {
+            // The umask may have taken bits we need; the directory is ours, so put them back.
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = fs::symlink_metadata(dir)?;
+    match refusal(&meta) {
+        None => Ok(()),
+        Some(why) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing to keep the lock in {}: {why}. Remove it, set XDG_RUNTIME_DIR, or \
+                 give the lock an explicit path",
+                dir.display()
+            ),
+        )),
+    }
+}
+
+/// Why a directory found at the private directory's name cannot be trusted, if it cannot.
+fn refusal(meta: &Metadata) -> Option<String> {
+    let me = rustix::process::geteuid().as_raw();
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        return Some("it is a symbolic link, not a directory".to_owned());
+    }
+    if !kind.is_dir() {
+        return Some("it is not a directory".to_owned());
+    }
+    if meta.uid() != me {
+        return Some(format!(
+            "it is owned by uid {}, not by this user (uid {me}), who may have made it to keep \
+             this program from starting",
+            meta.uid()
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Some(format!(
+            "other users may use it (mode {mode:04o}; it must be 0700)"
+        ));
+    }
+    None
+}
