@@ -78,9 +78,9 @@ mod pidfile;
 mod probe;
 mod sys;
 
+pub use crate::default_path::default_path;
 pub use crate::error::{Error, LockError, UnlockError};
 pub use crate::guard::PidLockGuard;
-pub use crate::default_path::default_path;
 pub use crate::lock::PidLockFile;
 
 #[cfg(feature = "macros")]

@@ -160,7 +160,10 @@ impl PidLockFile {
                     return Err(self.mine());
                 }
                 if spare.is_none() {
+                    // Get ready for the handoff while there is time: a successor file, and
+                    // the thread that will close what we leave behind (see `closer.rs`).
                     spare = Some(sys::prepare_spare(parent_dir(&self.path), me.pid()));
+                    closer::prepare(me);
                 }
                 let locked = match deadline {
                     None => lock_blocking(&file),
@@ -329,7 +332,9 @@ impl PidLockFile {
 
     /// Whether this instance holds the lock in this process (not a copy inherited by fork).
     fn holds(&self) -> bool {
-        self.held.as_ref().is_some_and(|held| held.owner.is_current())
+        self.held
+            .as_ref()
+            .is_some_and(|held| held.owner.is_current())
     }
 
     /// Whether the thread calling holds the lock on the inode `file` has open, through any

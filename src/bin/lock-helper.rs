@@ -13,8 +13,21 @@
 //! lock-helper contend PATH N LOG [K]   N rounds of acquire / record / release; intervals go to
 //!                                      LOG; every K-th round it says "paused" while holding the
 //!                                      lock and waits for a stdin line (the parent may kill it)
-//! lock-helper fork-drop PATH           acquire, fork; the child drops and releases its copy
+//! lock-helper fork-drop PATH [newns]   acquire, fork (into a new PID namespace with `newns`);
+//!                                      the child drops and releases its copy
 //! lock-helper exec-child PATH          acquire, spawn a long-lived exec'd child, print its PID
+//! lock-helper status PATH              print "status IS_LOCKED I_AM_LOCKING PID" and exit
+//! lock-helper default PROGRAM          PidLockFile::for_program, acquire once, print
+//!                                      "ok PATH" or the outcome, then obey stdin as `hold` does
+//! lock-helper as-pid1 COMMAND...       run COMMAND as PID 1 of a new PID namespace (root only)
+//! lock-helper fork-hold PATH           acquire, fork a child that keeps the descriptor and
+//!                                      sleeps; print "child PID"; then obey stdin as `hold`
+//! lock-helper fork-wait L B C TIMEOUT  wait for L; fork; the child drops its copy of L and
+//!                                      waits for B, the parent waits for C; each prints
+//!                                      "child PID" / "got B" / "got C"
+//! lock-helper wait-threads PATH N      N threads wait for PATH (up to 60 s) and take turns;
+//!                                      "all-done" when every one has held it
+//! lock-helper probe-loop PATH          call is_locked() on PATH until killed
 //! ```
 //!
 //! TIMEOUT is milliseconds, or `none` to wait forever. NS are CLOCK_MONOTONIC nanoseconds, which
@@ -39,8 +52,15 @@ fn main() {
             arg(3),
             arg(4).parse().unwrap_or(0),
         ),
-        "fork-drop" => fork_drop(arg(1)),
+        "fork-drop" => fork_drop(arg(1), arg(2) == "newns"),
         "exec-child" => exec_child(arg(1)),
+        "status" => status(arg(1)),
+        "default" => default_lock(arg(1)),
+        "as-pid1" => as_pid1(&args[1..]),
+        "fork-hold" => fork_hold(arg(1)),
+        "fork-wait" => fork_wait(arg(1), arg(2), arg(3), timeout(arg(4))),
+        "wait-threads" => wait_threads(arg(1), arg(2).parse().unwrap_or(1)),
+        "probe-loop" => probe_loop(arg(1)),
         other => {
             eprintln!("lock-helper: unknown command {other:?}");
             process::exit(64);
@@ -104,6 +124,11 @@ fn hold(path: &str, timeout: Option<Duration>) {
         process::exit(1);
     }
     say(&format!("locked {} {}", process::id(), now_ns()));
+    obey(lock);
+}
+
+/// Runs the stdin commands of `hold` on a lock this process holds.
+fn obey(mut lock: PidLockFile) {
     for line in io::stdin().lock().lines() {
         match line.as_deref().unwrap_or("exit") {
             "release" => {
@@ -198,20 +223,28 @@ fn contend(path: &str, rounds: u32, log: &str, pause_every: u32) {
 }
 
 #[allow(unsafe_code)]
-fn fork_drop(path: &str) {
+fn fork_drop(path: &str, new_pid_namespace: bool) {
     let mut lock = PidLockFile::new(path);
     if let Err(e) = lock.acquire(Some(Duration::ZERO)) {
         say(&format!("failed {e}"));
         process::exit(1);
     }
     let _ = io::stdout().flush();
+    if new_pid_namespace {
+        enter_new_pid_namespace();
+    }
     // SAFETY: this process is single-threaded, so the child may run arbitrary code.
     let child = unsafe { libc::fork() };
     if child == 0 {
         // The child: it shares the parent's lock through the inherited descriptor, but the
-        // lock is the parent's. Both release and drop must leave it alone.
+        // lock is the parent's. Both release and drop must leave it alone. (In a new PID
+        // namespace the child may have the parent's PID: 1, as its file says.)
         let code = match lock.release() {
-            Err(UnlockError::NotMyLock { pid, .. }) if pid == Some(process::id()) => 3,
+            Err(UnlockError::NotMyLock { pid, .. })
+                if pid == Some(process::id()) && !new_pid_namespace =>
+            {
+                3
+            }
             Err(UnlockError::NotMyLock { .. }) => 0,
             Ok(()) => 4,
             Err(_) => 5,
@@ -270,4 +303,162 @@ fn exec_child(path: &str) {
     }
     // Leave without destructors, as a crash would: only the kernel can release the lock now.
     process::exit(0);
+}
+
+fn status(path: &str) {
+    let lock = PidLockFile::new(path);
+    say(&format!(
+        "status {} {} {}",
+        lock.is_locked(),
+        lock.i_am_locking(),
+        pid_text(lock.read_pid())
+    ));
+}
+
+fn default_lock(program: &str) {
+    let mut lock = match PidLockFile::for_program(program) {
+        Ok(lock) => lock,
+        Err(e) => {
+            say(&format!("failed {e}"));
+            process::exit(2);
+        }
+    };
+    let result = lock.acquire(Some(Duration::ZERO));
+    if result.is_err() {
+        say(&outcome(&result));
+        process::exit(1);
+    }
+    say(&format!("ok {}", lock.path().display()));
+    obey(lock);
+}
+
+/// Makes the next child this process forks PID 1 of a new PID namespace.
+#[allow(unsafe_code)]
+fn enter_new_pid_namespace() {
+    // SAFETY: unshare takes no pointers.
+    if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+        say(&format!("failed unshare: {}", io::Error::last_os_error()));
+        process::exit(2);
+    }
+}
+
+/// Forks, and returns in the child; the parent waits for the child and exits with its status.
+/// The child dies with the parent, so a test that kills the parent leaves nothing behind.
+#[allow(unsafe_code)]
+fn fork_and_follow() {
+    let _ = io::stdout().flush();
+    // SAFETY: called while this process is single-threaded.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        say(&format!("failed fork: {}", io::Error::last_os_error()));
+        process::exit(2);
+    }
+    if child == 0 {
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        return;
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child we just forked.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    process::exit(if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    });
+}
+
+fn as_pid1(command: &[String]) {
+    enter_new_pid_namespace();
+    fork_and_follow();
+    // Now PID 1 of the new namespace: run the rest of the command line here.
+    let args = command.to_vec();
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_default();
+    match arg(0) {
+        "hold" => hold(arg(1), timeout(arg(2))),
+        "status" => status(arg(1)),
+        "fork-drop" => fork_drop(arg(1), arg(2) == "newns"),
+        other => {
+            say(&format!("failed unknown as-pid1 command {other:?}"));
+            process::exit(64);
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn fork_hold(path: &str) {
+    let mut lock = PidLockFile::new(path);
+    if let Err(e) = lock.acquire(Some(Duration::ZERO)) {
+        say(&format!("failed {e}"));
+        process::exit(1);
+    }
+    let _ = io::stdout().flush();
+    // SAFETY: this process is single-threaded, so the child may run arbitrary code.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        // Keep the inherited descriptor open, doing nothing, until the parent is gone.
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        loop {
+            std::thread::park();
+        }
+    }
+    say(&format!("child {child}"));
+    obey(lock);
+}
+
+#[allow(unsafe_code)]
+fn fork_wait(first: &str, child_path: &str, parent_path: &str, timeout: Option<Duration>) {
+    let mut lock = PidLockFile::new(first);
+    if let Err(e) = lock.acquire(timeout) {
+        say(&format!("failed {e}"));
+        process::exit(1);
+    }
+    say("got L");
+    let _ = io::stdout().flush();
+    // SAFETY: this process is single-threaded, so the child may run arbitrary code.
+    let child = unsafe { libc::fork() };
+    let (path, name) = if child == 0 {
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        drop(lock);
+        (child_path, "B")
+    } else {
+        say(&format!("child {child}"));
+        (parent_path, "C")
+    };
+    let mut next = PidLockFile::new(path);
+    match next.acquire(timeout) {
+        Ok(()) => say(&format!("got {name}")),
+        Err(e) => say(&format!("failed {name} {e}")),
+    }
+    // Hold until the test says so (the child reads the same stdin; either line ends both).
+    let mut line = String::new();
+    let _ = io::stdin().lock().read_line(&mut line);
+}
+
+fn wait_threads(path: &str, threads: usize) {
+    let waiting: Vec<_> = (0..threads)
+        .map(|_| {
+            let path = path.to_owned();
+            std::thread::spawn(move || {
+                let mut lock = PidLockFile::new(path);
+                let result = lock.acquire(Some(Duration::from_secs(60)));
+                say(&format!("thread {}", outcome(&result)));
+            })
+        })
+        .collect();
+    say("started");
+    for thread in waiting {
+        let _ = thread.join();
+    }
+    say("all-done");
+}
+
+fn probe_loop(path: &str) {
+    let lock = PidLockFile::new(path);
+    say("probing");
+    loop {
+        std::hint::black_box(lock.is_locked());
+    }
 }

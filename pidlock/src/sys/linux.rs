@@ -78,9 +78,6 @@ pub(crate) struct ReleaseWatch {
 impl ReleaseWatch {
     /// Joins the process's waiters, opening the shared instance if this is the first.
     pub(crate) fn new(me: Process) -> Self {
-        // Start the thread that will close what this waiter leaves behind now, while there is
-        // time, rather than at the handoff.
-        closer::prepare(me);
         let mut shared = shared();
         if shared.owner != Some(me) {
             // Inherited across fork, or never used: the parent's instance and counts are not

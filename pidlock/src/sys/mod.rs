@@ -46,7 +46,7 @@ pub(crate) fn pid_namespace() -> u64 {
 }
 
 /// The inode of the initial PID namespace (`PROC_PID_INIT_INO`), fixed by the kernel.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(pidlock_portable)))]
 pub(crate) const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
 
 /// The mode of every PID file pidlock creates, whatever the umask: other users' probes and
@@ -55,11 +55,13 @@ pub(crate) const PID_FILE_MODE: u32 = 0o644;
 
 /// Gives a PID file that this user owns [`PID_FILE_MODE`], which the umask may have narrowed
 /// when it was created. A file of another user's keeps the mode its owner gave it.
-pub(crate) fn set_pid_file_mode(file: &std::fs::File, meta: &std::fs::Metadata) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
+pub(crate) fn set_pid_file_mode(
+    file: &std::fs::File,
+    meta: &std::fs::Metadata,
+) -> std::io::Result<()> {
     use rustix::fs::Mode;
-    if meta.mode() & 0o7777 == PID_FILE_MODE || meta.uid() != rustix::process::geteuid().as_raw()
-    {
+    use std::os::unix::fs::MetadataExt;
+    if meta.mode() & 0o7777 == PID_FILE_MODE || meta.uid() != rustix::process::geteuid().as_raw() {
         return Ok(());
     }
     rustix::fs::fchmod(file, Mode::RUSR | Mode::WUSR | Mode::RGRP | Mode::ROTH)?;

@@ -1,0 +1,588 @@
+//! The runtime defects an adversarial review found (issue "Hardening"), one test or more each,
+//! numbered as in the issue. Each one failed before its fix.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{self, Command};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{PATIENCE, Proc, Scratch, wait_until_sleeping};
+use pidlock::{LockError, PidLockFile};
+
+/// The unprivileged user the tests that need "another user" run as.
+const NOBODY: u32 = 65534;
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn helper_as(uid: u32, args: &[&str], env: &[(&str, &Path)]) -> Proc {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lock-helper"));
+    command
+        .args(args)
+        .uid(uid)
+        .gid(uid)
+        .env_remove("XDG_RUNTIME_DIR");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    Proc::spawn(command)
+}
+
+/// Runs `f` on a thread of its own and returns its result, failing the test if it takes longer
+/// than `PATIENCE` (a self-deadlock would otherwise hang the test run).
+fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(PATIENCE)
+        .expect("the call did not return: it waited for itself")
+}
+
+/// The inotify instances process `pid` has open, each as the set of inodes it watches.
+fn inotify_instances(pid: u32) -> Vec<BTreeSet<u64>> {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let mut instances = Vec::new();
+    for fd in fds.flatten() {
+        let target = fs::read_link(fd.path()).unwrap_or_default();
+        if target.to_string_lossy() != "anon_inode:inotify" {
+            continue;
+        }
+        let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().display()))
+            .unwrap_or_default();
+        let watched = info
+            .lines()
+            .filter_map(|line| line.strip_prefix("inotify "))
+            .filter_map(|line| {
+                let ino = line
+                    .split_whitespace()
+                    .find_map(|f| f.strip_prefix("ino:"))?;
+                u64::from_str_radix(ino, 16).ok()
+            })
+            .collect();
+        instances.push(watched);
+    }
+    instances
+}
+
+/// Waits (bounded) until process `pid` has no inotify instance open.
+fn wait_for_no_inotify(pid: u32) {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while !inotify_instances(pid).is_empty() {
+        assert!(
+            Instant::now() < give_up,
+            "process {pid} keeps {} inotify instance(s) while it only holds the lock",
+            inotify_instances(pid).len()
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits (bounded) until at least `sleepers` threads of process `pid` sleep.
+fn wait_until_threads_sleep(pid: u32, sleepers: usize) {
+    let give_up = Instant::now() + PATIENCE;
+    loop {
+        let asleep = fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .filter(|task| {
+                        let wchan =
+                            fs::read_to_string(task.path().join("wchan")).unwrap_or_default();
+                        // inotify's poll, the condition variable of the other waiters, or the
+                        // portable build's backoff.
+                        ["poll", "futex", "sleep"].iter().any(|w| wchan.contains(w))
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        if asleep >= sleepers {
+            return;
+        }
+        assert!(Instant::now() < give_up, "the waiting threads never slept");
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+// 5. A wait that can never succeed must not start.
+#[test]
+fn h05_a_thread_waiting_for_a_lock_it_holds_fails_at_once() {
+    let scratch = Scratch::new("h05");
+    let path = scratch.path("app.pid");
+    let result = bounded(move || {
+        let _held = PidLockFile::lock(&path, None).unwrap();
+        let mut again = PidLockFile::new(&path);
+        let forever = again.acquire(None);
+        let started = Instant::now();
+        let timed = again.acquire(Some(Duration::from_secs(30)));
+        (forever, timed, started.elapsed())
+    });
+    let me = Some(process::id());
+    match result {
+        (
+            Err(LockError::AlreadyLocked { pid: a, .. }),
+            Err(LockError::AlreadyLocked { pid: b, .. }),
+            took,
+        ) => {
+            assert_eq!((a, b), (me, me), "the error names this process");
+            assert!(took < Duration::from_secs(10), "waited {took:?} for itself");
+        }
+        other => panic!("expected AlreadyLocked twice, got {other:?}"),
+    }
+}
+
+#[test]
+fn h05_another_thread_of_the_same_process_still_waits_its_turn() {
+    let scratch = Scratch::new("h05-thread");
+    let path = scratch.path("app.pid");
+    let held = PidLockFile::lock(&path, None).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let waiter_path = path.clone();
+    let waiter = thread::spawn(move || {
+        let mut lock = PidLockFile::new(&waiter_path);
+        tx.send("started").unwrap();
+        let result = lock.acquire(Some(PATIENCE));
+        (result.is_ok(), lock.i_am_locking())
+    });
+    rx.recv_timeout(PATIENCE).unwrap();
+    drop(held);
+    assert_eq!(waiter.join().unwrap(), (true, true));
+}
+
+// 6. Another user must not be able to block the program's default lock.
+#[test]
+fn h06_the_default_lock_lives_in_a_private_directory_another_user_cannot_take() {
+    let scratch = Scratch::new("h06");
+    let tmp = scratch.dir();
+    fs::set_permissions(tmp, fs::Permissions::from_mode(0o1777)).unwrap();
+    let program = "h06-app";
+    // What used to be the default path, taken first by another user (root, here).
+    fs::write(tmp.join(format!("{program}-{NOBODY}.pid")), "1\n").unwrap();
+
+    let mut first = helper_as(NOBODY, &["default", program], &[("TMPDIR", tmp)]);
+    let private = tmp.join(format!("pidlock-{NOBODY}"));
+    assert_eq!(
+        first.next_report(),
+        format!("ok {}", private.join(format!("{program}.pid")).display())
+    );
+    let meta = fs::symlink_metadata(&private).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!((meta.uid(), meta.mode() & 0o7777), (NOBODY, 0o700));
+    let mut second = helper_as(NOBODY, &["default", program], &[("TMPDIR", tmp)]);
+    let report = second.next_report();
+    assert!(report.starts_with("already-locked "), "{report}");
+    assert_eq!(second.wait().code(), Some(1));
+    first.close_stdin();
+    first.wait();
+}
+
+#[test]
+fn h06_a_private_directory_made_by_someone_else_or_left_open_is_refused() {
+    let scratch = Scratch::new("h06-refuse");
+    let tmp = scratch.dir();
+    fs::set_permissions(tmp, fs::Permissions::from_mode(0o1777)).unwrap();
+    let private = tmp.join(format!("pidlock-{NOBODY}"));
+    let attempt = || {
+        let mut proc = helper_as(NOBODY, &["default", "h06-app"], &[("TMPDIR", tmp)]);
+        let report = proc.next_report();
+        assert_eq!(proc.wait().code(), Some(2), "{report}");
+        report
+    };
+
+    // Made first by another user (root).
+    fs::create_dir(&private).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o777)).unwrap();
+    let report = attempt();
+    assert!(
+        report.contains(&format!(
+            "refusing to keep the lock in {}",
+            private.display()
+        )) && report.contains("owned by uid 0"),
+        "{report}"
+    );
+
+    // Ours, but open to everyone.
+    rustix::fs::chown(&private, Some(rustix::process::Uid::from_raw(NOBODY)), None).unwrap();
+    let report = attempt();
+    assert!(report.contains("mode 0777"), "{report}");
+
+    // A symlink to a directory we would otherwise accept.
+    fs::remove_dir(&private).unwrap();
+    let elsewhere = tmp.join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    rustix::fs::chown(
+        &elsewhere,
+        Some(rustix::process::Uid::from_raw(NOBODY)),
+        None,
+    )
+    .unwrap();
+    fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &private).unwrap();
+    let report = attempt();
+    assert!(report.contains("symbolic link"), "{report}");
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+}
+
+// 11. Ownership is the PID together with the PID namespace.
+#[test]
+fn h11_a_child_forked_into_a_new_pid_namespace_with_the_same_pid_leaves_the_lock_alone() {
+    let scratch = Scratch::new("h11");
+    let path = scratch.path("app.pid");
+    // The holder is PID 1 of a namespace, like a container's init, and forks a child into a
+    // namespace of its own, where the child is PID 1 too. The child releases and drops its
+    // copy.
+    let mut holder = Proc::helper(&["as-pid1", "fork-drop", s(&path), "newns"]);
+    let report = holder.next_report();
+    assert_eq!(report, "child-exited 0 1", "the child touched the lock");
+    assert_eq!(fs::read_to_string(&path).unwrap(), "1\n", "the file stays");
+    let mut other = Proc::helper(&["try", s(&path), "0"]);
+    let report = other.next_report();
+    assert!(
+        report.starts_with("already-locked 1 "),
+        "a second holder got in: {report}"
+    );
+    other.wait();
+    holder.send("go");
+    assert_eq!(holder.next_report(), "still-mine true");
+    assert_eq!(holder.next_report(), "released");
+}
+
+// 12. i_am_locking() answers from what this process holds, not from the PID in the file.
+#[test]
+fn h12_two_pid_1s_in_separate_namespaces_are_not_both_the_holder() {
+    let scratch = Scratch::new("h12");
+    let path = scratch.path("app.pid");
+    let mut holder = Proc::helper(&["as-pid1", "hold", s(&path), "none"]);
+    assert!(holder.next_report().starts_with("locked 1 "));
+    holder.send("status");
+    assert_eq!(holder.next_report(), "status true true 1");
+    let mut other = Proc::helper(&["as-pid1", "status", s(&path)]);
+    assert_eq!(
+        other.next_report(),
+        "status true false 1",
+        "the other PID 1 thinks it holds the lock"
+    );
+    other.wait();
+}
+
+// 13. A forked child never shares its parent's inotify instance. (The portable build has no
+// inotify.)
+#[cfg(not(pidlock_portable))]
+#[test]
+fn h13_a_forked_child_waits_on_an_inotify_instance_of_its_own() {
+    let scratch = Scratch::new("h13");
+    let (l, b, c) = (
+        scratch.path("l.pid"),
+        scratch.path("b.pid"),
+        scratch.path("c.pid"),
+    );
+    let mut hold_l = Proc::holder(&l);
+    let mut hold_b = Proc::holder(&b);
+    let mut hold_c = Proc::holder(&c);
+    // The parent waits for L (so it has used inotify), gets it, forks; the child drops its
+    // copy of L and waits for B while the parent waits for C.
+    let mut parent = Proc::helper(&["fork-wait", s(&l), s(&b), s(&c), "60000"]);
+    wait_until_sleeping(parent.id());
+    hold_l.send("release");
+    assert!(hold_l.next_report().starts_with("released"));
+    assert_eq!(parent.next_report(), "got L");
+    let child: u32 = parent
+        .next_report()
+        .strip_prefix("child ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_until_sleeping(parent.id());
+    wait_until_sleeping(child);
+    let (b_ino, c_ino) = (
+        fs::metadata(&b).unwrap().ino(),
+        fs::metadata(&c).unwrap().ino(),
+    );
+    // Each watches its own file through its own instance: the parent's instance never
+    // carries the child's watch, nor the child's the parent's.
+    let give_up = Instant::now() + Duration::from_secs(20);
+    loop {
+        let parents = inotify_instances(parent.id());
+        let childs = inotify_instances(child);
+        assert!(
+            parents.iter().all(|w| !w.contains(&b_ino)),
+            "the parent's instance watches the child's file: {parents:?}"
+        );
+        assert!(
+            childs.iter().all(|w| !w.contains(&c_ino)),
+            "the child's instance watches the parent's file: {childs:?}"
+        );
+        if childs.iter().any(|w| w.contains(&b_ino)) && parents.iter().any(|w| w.contains(&c_ino)) {
+            break;
+        }
+        assert!(Instant::now() < give_up, "{parents:?} {childs:?}");
+        thread::sleep(Duration::from_millis(5));
+    }
+    hold_c.send("release");
+    hold_b.send("release");
+    let mut got = [parent.next_report(), parent.next_report()];
+    got.sort();
+    assert_eq!(got, ["got B", "got C"]);
+    parent.close_stdin();
+    parent.wait();
+}
+
+// 14. A release wakes timed waiters even when a forked child still has the descriptor.
+#[test]
+fn h14_a_release_makes_a_close_event_even_when_a_forked_child_keeps_the_descriptor() {
+    use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
+    let scratch = Scratch::new("h14");
+    let path = scratch.path("app.pid");
+    let mut holder = Proc::helper(&["fork-hold", s(&path)]);
+    assert!(holder.next_report().starts_with("child "));
+    let watcher = inotify::init(CreateFlags::CLOEXEC).unwrap();
+    inotify::add_watch(
+        &watcher,
+        &path,
+        WatchFlags::CLOSE_WRITE | WatchFlags::CLOSE_NOWRITE,
+    )
+    .unwrap();
+    holder.send("release");
+    assert!(holder.next_report().starts_with("released"));
+    let mut fds = [rustix::event::PollFd::new(
+        &watcher,
+        rustix::event::PollFlags::IN,
+    )];
+    let timeout = rustix::event::Timespec {
+        tv_sec: 20,
+        tv_nsec: 0,
+    };
+    let ready = rustix::event::poll(&mut fds, Some(&timeout)).unwrap();
+    #[cfg(not(pidlock_portable))]
+    assert_eq!(
+        ready, 1,
+        "no close event: timed waiters sleep until the re-check"
+    );
+    // The portable build has no inotify waiters to wake.
+    #[cfg(pidlock_portable)]
+    let _ = ready;
+    let mut waiter = Proc::helper(&["try", s(&path), "60000"]);
+    assert!(waiter.next_report().starts_with("ok "));
+}
+
+// 15. No inotify instance is kept while merely holding, and one per process while waiting.
+#[test]
+fn h15_a_holder_that_waited_keeps_no_inotify_instance() {
+    let scratch = Scratch::new("h15");
+    let path = scratch.path("app.pid");
+    let mut first = Proc::holder(&path);
+    let mut second = Proc::helper(&["hold", s(&path), "60000"]);
+    wait_until_sleeping(second.id());
+    first.send("release");
+    assert!(second.next_report().starts_with("locked "));
+    wait_for_no_inotify(second.id());
+}
+
+#[test]
+fn h15_threads_waiting_together_share_one_inotify_instance() {
+    let scratch = Scratch::new("h15-threads");
+    let path = scratch.path("app.pid");
+    let mut holder = Proc::holder(&path);
+    let mut waiters = Proc::helper(&["wait-threads", s(&path), "4"]);
+    assert_eq!(waiters.next_report(), "started");
+    wait_until_threads_sleep(waiters.id(), 4);
+    let instances = inotify_instances(waiters.id());
+    #[cfg(not(pidlock_portable))]
+    assert_eq!(instances.len(), 1, "{instances:?}");
+    #[cfg(pidlock_portable)]
+    assert!(instances.is_empty(), "{instances:?}");
+    holder.send("release");
+    for _ in 0..4 {
+        assert_eq!(waiters.next_report(), "thread ok");
+    }
+    assert_eq!(waiters.next_report(), "all-done");
+    wait_for_no_inotify(waiters.id());
+}
+
+// 16. The stale inode and the unused spare are closed once the PID is written.
+#[test]
+fn h16_after_a_handoff_the_holder_keeps_no_stale_inode_open() {
+    let scratch = Scratch::new("h16");
+    let path = scratch.path("app.pid");
+    let mut first = Proc::holder(&path);
+    let mut second = Proc::helper(&["hold", s(&path), "60000"]);
+    wait_until_sleeping(second.id());
+    first.send("release");
+    assert!(second.next_report().starts_with("locked "));
+    // The old, unlinked PID file it locked on the way is closed soon after (off the handoff).
+    let give_up = Instant::now() + Duration::from_secs(20);
+    loop {
+        let deleted = deleted_files(second.id());
+        if deleted.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < give_up, "still open: {deleted:?}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn h16_after_taking_over_a_crashed_holders_file_only_the_pid_file_is_locked() {
+    let scratch = Scratch::new("h16-crash");
+    let path = scratch.path("app.pid");
+    let mut first = Proc::holder(&path);
+    // The waiter prepares a spare file while it waits, but the holder dies without unlinking
+    // its file, so the waiter takes that one over and has no use for the spare.
+    let mut second = Proc::helper(&["hold", s(&path), "60000"]);
+    wait_until_sleeping(second.id());
+    first.kill();
+    assert!(second.next_report().starts_with("locked "));
+    let file_ino = fs::metadata(&path).unwrap().ino();
+    let give_up = Instant::now() + Duration::from_secs(20);
+    loop {
+        let locked = locked_inodes(second.id());
+        let deleted = deleted_files(second.id());
+        if locked == [file_ino] && deleted.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "the holder locks {locked:?} and has {deleted:?} open; the PID file is {file_ino}"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The unlinked files process `pid` has open.
+fn deleted_files(pid: u32) -> Vec<String> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter_map(|fd| fs::read_link(fd.path()).ok())
+                .map(|target| target.display().to_string())
+                .filter(|target| target.ends_with("(deleted)"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The inodes of the `flock`s that process `pid` holds, from `/proc/locks`.
+fn locked_inodes(pid: u32) -> Vec<u64> {
+    let table = fs::read_to_string("/proc/locks").unwrap();
+    let mut inodes: Vec<u64> = table
+        .lines()
+        .filter(|line| !line.contains("->"))
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&"FLOCK") && fields.get(4) == Some(&pid.to_string().as_str()))
+                .then(|| fields.get(5)?.rsplit(':').next()?.parse().ok())
+                .flatten()
+        })
+        .collect();
+    inodes.sort_unstable();
+    inodes
+}
+
+// 17. The PID file's mode is 0644 whatever the umask, and an unreadable file is not "free".
+#[test]
+fn h17_the_pid_file_is_0644_under_a_narrow_umask_however_it_was_made() {
+    let scratch = Scratch::new("h17");
+    let path = scratch.path("app.pid");
+    let under_umask = |args: &[&str]| {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg("umask 077; exec \"$@\"")
+            .arg("sh")
+            .arg(env!("CARGO_BIN_EXE_lock-helper"))
+            .args(args);
+        Proc::spawn(command)
+    };
+    // Created from nothing.
+    let mut first = under_umask(&["hold", s(&path), "none"]);
+    assert!(first.next_report().starts_with("locked "));
+    assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o644);
+    // Handed over to a waiter (Linux: through its ready-made spare file).
+    let mut second = under_umask(&["hold", s(&path), "60000"]);
+    wait_until_sleeping(second.id());
+    first.send("release");
+    assert!(second.next_report().starts_with("locked "));
+    assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o644);
+    // Taken over from a stale file of ours with a narrow mode.
+    second.send("exit");
+    second.wait();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    let mut third = under_umask(&["hold", s(&path), "0"]);
+    assert!(third.next_report().starts_with("locked "));
+    assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o644);
+}
+
+#[test]
+fn h17_a_reader_that_cannot_open_the_file_does_not_call_a_held_lock_free() {
+    let scratch = Scratch::new("h17-reader");
+    let path = scratch.path("app.pid");
+    let mut holder = Proc::holder(&path);
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    let mut reader = helper_as(NOBODY, &["status", s(&path)], &[]);
+    let report = reader.next_report();
+    assert!(report.starts_with("status true false"), "{report}");
+    reader.wait();
+    holder.send("release");
+    assert!(holder.next_report().starts_with("released"));
+}
+
+// 18. Probes never make a free lock look held.
+#[test]
+fn h18_busy_readers_never_make_a_free_lock_look_held() {
+    let scratch = Scratch::new("h18");
+    let path = scratch.path("app.pid");
+    // The file exists and is free (a stale one), so readers have something to probe.
+    fs::write(&path, "999999\n").unwrap();
+    let _readers: Vec<Proc> = (0..8)
+        .map(|_| {
+            let mut reader = Proc::helper(&["probe-loop", s(&path)]);
+            assert_eq!(reader.next_report(), "probing");
+            reader
+        })
+        .collect();
+    for round in 0..300 {
+        let timeout = if round % 2 == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(20)
+        };
+        let mut lock = PidLockFile::new(&path);
+        if let Err(e) = lock.acquire(Some(timeout)) {
+            panic!("round {round}: a free lock was reported held: {e}");
+        }
+        drop(lock);
+        // Put a file back for the readers, as a crashed holder would leave it.
+        fs::write(&path, "999999\n").unwrap();
+    }
+}
+
+#[cfg(not(pidlock_portable))]
+#[test]
+fn h18_is_locked_on_a_free_file_does_not_touch_it() {
+    use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
+    let scratch = Scratch::new("h18-untouched");
+    let path = scratch.path("app.pid");
+    fs::write(&path, "999999\n").unwrap();
+    let watcher = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).unwrap();
+    inotify::add_watch(&watcher, &path, WatchFlags::OPEN).unwrap();
+    let lock = PidLockFile::new(&path);
+    for _ in 0..10 {
+        assert!(!lock.is_locked());
+    }
+    let mut buf = [std::mem::MaybeUninit::uninit(); 1024];
+    let mut events = inotify::Reader::new(&watcher, &mut buf);
+    assert!(
+        events.next().is_err(),
+        "is_locked() opened the file (to take a probe lock)"
+    );
+}
