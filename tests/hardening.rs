@@ -550,7 +550,7 @@ fn h18_busy_readers_never_make_a_free_lock_look_held() {
             reader
         })
         .collect();
-    for round in 0..300 {
+    for round in 0..2000 {
         let timeout = if round % 2 == 0 {
             Duration::ZERO
         } else {

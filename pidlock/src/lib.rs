@@ -35,25 +35,33 @@ fn main() {
 //! | **locked** | a live process holds an exclusive `flock` on the file at `path`. The file alone means nothing: [`PidLockFile::is_locked`] is false for a file left by a dead holder. |
 //! | `acquire(None)` | waits as long as it takes, in a blocking `flock`: woken by the kernel at the release. |
 //! | `acquire(Some(Duration::ZERO))` | one try; [`LockError::AlreadyLocked`] with the holder's PID if it is held. |
-//! | `acquire(Some(d))` | waits up to `d` on the monotonic clock, then [`LockError::LockTimeout`]. On Linux the waiter sleeps until the file is closed (inotify), with a re-check every 100 ms; elsewhere it backs off from 1 to 25 ms. |
+//! | `acquire(Some(d))` | waits up to `d` on the monotonic clock, then [`LockError::LockTimeout`]. On Linux the waiter sleeps until the file is closed (inotify), with a re-check every 100 ms; elsewhere it backs off from 1 to 25 ms. A process uses one inotify instance however many of its threads wait, and only while they wait. |
+//! | a wait that cannot end | `acquire` with a timeout other than zero, on a lock that the calling thread already holds through another instance, fails at once with [`LockError::AlreadyLocked`] naming this process, instead of waiting for itself. Another thread of the same process waits its turn. |
 //! | holder crashes, `SIGKILL`, OOM kill | the kernel drops the lock with the process. The next `acquire` takes the stale file over at once, whatever PID it names. |
+//! | holder killed while a child it forked (without `exec`) after `acquire` still runs | the child shares the holder's open file, and so its lock: the lock lasts until the child exits too. To avoid it, take the lock after forking, or have the child drop its copy of the `PidLockFile` (which closes only the child's descriptor) first thing. Children started with `exec` (`std::process::Command`) never inherit it. |
 //! | `SIGTERM`, `SIGINT` | the default action kills the process without running destructors: same as a crash. Install a handler that returns from `main` if you want the file removed too. |
 //! | `std::process::exit`, `panic = "abort"` | destructors are skipped: the lock is released by the kernel and the file stays behind, stale and harmless. |
-//! | `fork` without `exec` | the child inherits a descriptor that shares the parent's lock. The child never unlinks, rewrites or unlocks it: dropping or releasing its copy only closes its descriptor ([`UnlockError::NotMyLock`] from `release`). A daemon that forks should take the lock *after* it has forked (after `daemon(3)` or the double fork), in the process that will run. |
+//! | `fork` without `exec` | the child inherits a descriptor that shares the parent's lock. The child never unlinks, rewrites or unlocks it: dropping or releasing its copy only closes its descriptor ([`UnlockError::NotMyLock`] from `release`). The owner is the PID together with the PID namespace, so a child forked into a new namespace, where it may have the parent's PID (1, in a container), is not the owner either. A daemon that forks should take the lock *after* it has forked (after `daemon(3)` or the double fork), in the process that will run. |
 //! | `exec` | every descriptor is opened with `O_CLOEXEC`: an exec'd child does not keep the lock alive. |
 //! | several instances in one process | two `PidLockFile`s for one path exclude each other, across threads as well as processes. The lock is not reentrant: `acquire` on an instance that holds it returns `AlreadyLocked` at once. |
 //! | symlink, directory, FIFO, device or hard link at `path`, missing directory | [`LockError::LockFailed`] naming the path and the reason. Nothing is followed or written. |
 //! | write of the PID fails (`ENOSPC`, `EIO`) | the file is removed, the lock released, and `LockFailed` returned. |
 //! | NFS | Linux emulates `flock` with NFS byte-range locks (NFSv4, or v3 with lockd), so the lock works across machines, but a crashed client's lock lasts until the server's lease expires. The holder's PID is only meaningful on its own machine. |
-//! | PID namespaces (containers) | ownership never depends on the PID: a PID in the file may belong to another namespace or be reused. |
+//! | PID namespaces (containers) | ownership never depends on the PID in the file: it may belong to another namespace or be reused. [`PidLockFile::i_am_locking`] answers from the locks this process took, so two containers sharing a volume, each running its program as PID 1, never both see `true`. |
+//! | looking | [`PidLockFile::is_locked`], [`PidLockFile::read_pid`] and the PID in error messages never make a free lock look held, nor a concurrent `acquire` fail. On Linux, in the initial PID namespace and on ext2/3/4, XFS, tmpfs or F2FS, the kernel's lock table answers without touching the file. Elsewhere (containers, overlayfs, btrfs, NFS, macOS, the BSDs) a reader takes a shared lock for an instant, and `acquire` rides such probes out for as long as they are all that is in its way. A file the reader cannot open counts as held. |
+//! | sharing the file with other tools | only lockers that check, after locking, that the path still names the inode they locked (pidlock, FreeBSD's `flopen(3)`/`pidfile(3)`) may lock the same file: pidlock unlinks it on release, and `flock(1)` or a plain `flock` caller waiting on the old inode would then hold a lock that nobody else sees. |
 //!
-//! The PID file is created with mode `0644` (less the umask), written as `"<pid>\n"` after the
+//! The PID file has mode `0644` whatever the umask (so that other users can read it), and is
+//! written as `"<pid>\n"` after the
 //! lock is taken, and removed on release while the lock is still held. A holder taking over an
 //! existing file writes the new PID over the old one before cutting the file to length, so
 //! readers see the old PID or the new one, never a torn one. A file created from nothing is
 //! empty for an instant before its PID is written; readers that find it so while the lock is
 //! held re-read briefly. A waiter taking over from a holder links in a successor file that
-//! already holds its PID (Linux, `O_TMPFILE`), so a handoff never shows an empty file.
+//! already holds its PID (Linux, `O_TMPFILE`), so a handoff never shows an empty file. The
+//! descriptors a waiter no longer needs once it holds the lock (the stale inode, an unused
+//! spare, the inotify instance) are closed on a short-lived background thread, because their
+//! final closes are slow; the thread exits after two idle seconds.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // Input from users and other processes must never panic the runtime.
