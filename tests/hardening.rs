@@ -308,19 +308,17 @@ fn h13_a_forked_child_waits_on_an_inotify_instance_of_its_own() {
         fs::metadata(&b).unwrap().ino(),
         fs::metadata(&c).unwrap().ino(),
     );
-    // Each watches its own file through its own instance: the parent's instance never
-    // carries the child's watch, nor the child's the parent's.
+    // Each watches its own file through an instance of its own: the child never adds its watch
+    // to an instance the parent polls. (The child may still have a copy of the descriptor of
+    // an instance the parent opened before the fork, which it never reads or changes: a
+    // descriptor open at a fork is inherited, and only `exec` closes it.)
     let give_up = Instant::now() + Duration::from_secs(20);
     loop {
         let parents = inotify_instances(parent.id());
         let childs = inotify_instances(child);
         assert!(
             parents.iter().all(|w| !w.contains(&b_ino)),
-            "the parent's instance watches the child's file: {parents:?}"
-        );
-        assert!(
-            childs.iter().all(|w| !w.contains(&c_ino)),
-            "the child's instance watches the parent's file: {childs:?}"
+            "the child watches through an instance the parent has: {parents:?} {childs:?}"
         );
         if childs.iter().any(|w| w.contains(&b_ino)) && parents.iter().any(|w| w.contains(&c_ino)) {
             break;
@@ -339,17 +337,19 @@ fn h13_a_forked_child_waits_on_an_inotify_instance_of_its_own() {
 
 // 14. A release wakes timed waiters even when a forked child still has the descriptor.
 #[test]
-fn h14_a_release_makes_a_close_event_even_when_a_forked_child_keeps_the_descriptor() {
+fn h14_a_release_makes_an_event_after_unlocking_even_when_a_forked_child_keeps_the_descriptor() {
     use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
     let scratch = Scratch::new("h14");
     let path = scratch.path("app.pid");
     let mut holder = Proc::helper(&["fork-hold", s(&path)]);
     assert!(holder.next_report().starts_with("child "));
+    // What a timed waiter watches. The child's descriptor keeps the holder's close from being
+    // the last, so the kernel reports no close.
     let watcher = inotify::init(CreateFlags::CLOEXEC).unwrap();
     inotify::add_watch(
         &watcher,
         &path,
-        WatchFlags::CLOSE_WRITE | WatchFlags::CLOSE_NOWRITE,
+        WatchFlags::CLOSE_WRITE | WatchFlags::CLOSE_NOWRITE | WatchFlags::MODIFY,
     )
     .unwrap();
     holder.send("release");
@@ -362,17 +362,14 @@ fn h14_a_release_makes_a_close_event_even_when_a_forked_child_keeps_the_descript
         tv_sec: 20,
         tv_nsec: 0,
     };
-    let ready = rustix::event::poll(&mut fds, Some(&timeout)).unwrap();
-    #[cfg(not(pidlock_portable))]
-    assert_eq!(
-        ready, 1,
-        "no close event: timed waiters sleep until the re-check"
-    );
-    // The portable build has no inotify waiters to wake.
-    #[cfg(pidlock_portable)]
-    let _ = ready;
-    let mut waiter = Proc::helper(&["try", s(&path), "60000"]);
-    assert!(waiter.next_report().starts_with("ok "));
+    let events = rustix::event::poll(&mut fds, Some(&timeout)).unwrap();
+    // The portable build has no inotify waiters to wake, and makes no such event.
+    if cfg!(not(pidlock_portable)) {
+        assert_eq!(
+            events, 1,
+            "no event: timed waiters sleep until the re-check"
+        );
+    }
 }
 
 // 15. No inotify instance is kept while merely holding, and one per process while waiting.
@@ -420,9 +417,10 @@ fn h16_after_a_handoff_the_holder_keeps_no_stale_inode_open() {
     first.send("release");
     assert!(second.next_report().starts_with("locked "));
     // The old, unlinked PID file it locked on the way is closed soon after (off the handoff).
+    let file_ino = fs::metadata(&path).unwrap().ino();
     let give_up = Instant::now() + Duration::from_secs(20);
     loop {
-        let deleted = deleted_files(second.id());
+        let deleted = deleted_files(second.id(), file_ino);
         if deleted.is_empty() {
             break;
         }
@@ -446,7 +444,7 @@ fn h16_after_taking_over_a_crashed_holders_file_only_the_pid_file_is_locked() {
     let give_up = Instant::now() + Duration::from_secs(20);
     loop {
         let locked = locked_inodes(second.id());
-        let deleted = deleted_files(second.id());
+        let deleted = deleted_files(second.id(), file_ino);
         if locked == [file_ino] && deleted.is_empty() {
             break;
         }
@@ -458,11 +456,13 @@ fn h16_after_taking_over_a_crashed_holders_file_only_the_pid_file_is_locked() {
     }
 }
 
-/// The unlinked files process `pid` has open.
-fn deleted_files(pid: u32) -> Vec<String> {
+/// The unlinked files process `pid` has open, other than the inode `keep`: the lock file made
+/// from a spare (`O_TMPFILE`) still shows as deleted there, under its first, empty name.
+fn deleted_files(pid: u32, keep: u64) -> Vec<String> {
     fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|fds| {
             fds.flatten()
+                .filter(|fd| fs::metadata(fd.path()).is_ok_and(|m| m.ino() != keep))
                 .filter_map(|fd| fs::read_link(fd.path()).ok())
                 .map(|target| target.display().to_string())
                 .filter(|target| target.ends_with("(deleted)"))

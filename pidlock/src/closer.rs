@@ -8,11 +8,11 @@
 //! So they go to one background thread per process, which closes them and exits once idle.
 
 use std::mem;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use crate::owner::Process;
+use crate::owner::{PerProcess, Process};
 
 /// Anything whose `Drop` closes a descriptor.
 type Closing = Box<dyn Send>;
@@ -20,67 +20,76 @@ type Closing = Box<dyn Send>;
 /// How long the thread waits for more work before it exits.
 const IDLE_EXIT: Duration = Duration::from_secs(2);
 
-/// The work queue and whether a thread serves it. A forked child inherits a copy of this whose
-/// thread does not exist in the child: it takes the queue over (closing what the parent had not
-/// closed yet, which is the child's own copy) and starts a thread of its own.
+/// One process's queue, and whether a thread serves it. The thread holds its own reference,
+/// and touches nothing else: a fork in the middle of its work leaves the child with a locked
+/// copy of this queue at most, which the child never uses (see [`PerProcess`]).
+struct Closer {
+    queue: Mutex<Queue>,
+    work: Condvar,
+}
+
 struct Queue {
-    owner: Option<Process>,
     running: bool,
     items: Vec<Closing>,
 }
 
-static QUEUE: Mutex<Queue> = Mutex::new(Queue {
-    owner: None,
-    running: false,
-    items: Vec::new(),
-});
+static CLOSER: PerProcess<Closer> = PerProcess::new();
 
-static WORK: Condvar = Condvar::new();
+impl Closer {
+    fn new() -> Self {
+        Closer {
+            queue: Mutex::new(Queue {
+                running: false,
+                items: Vec::new(),
+            }),
+            work: Condvar::new(),
+        }
+    }
 
-fn queue() -> MutexGuard<'static, Queue> {
-    QUEUE.lock().unwrap_or_else(PoisonError::into_inner)
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Starts the closer thread now if it is not running, so that starting it costs nothing later
 /// on the handoff path. Called by a waiter before it sleeps. `me` is the calling process.
 pub(crate) fn prepare(me: Process) {
-    let mut queue = queue();
-    ensure_thread(&mut queue, me);
+    let closer = CLOSER.get(me, Closer::new);
+    ensure_thread(&closer, &mut closer.queue());
 }
 
 /// Closes `item` on the closer thread, or here if no thread can be started. `me` is the calling
 /// process, which the caller has at hand.
 pub(crate) fn close_later(me: Process, item: impl Send + 'static) {
-    let mut queue = queue();
-    if ensure_thread(&mut queue, me) {
+    let closer = CLOSER.get(me, Closer::new);
+    let mut queue = closer.queue();
+    if ensure_thread(&closer, &mut queue) {
         queue.items.push(Box::new(item));
-        WORK.notify_one();
+        closer.work.notify_one();
     } else {
         drop(queue);
         drop(item);
     }
 }
 
-/// Makes sure a thread of this process serves the queue; false if none can be started.
-fn ensure_thread(queue: &mut Queue, me: Process) -> bool {
-    if queue.owner != Some(me) {
-        queue.owner = Some(me);
-        queue.running = false;
-    }
+/// Makes sure a thread serves the queue; false if none can be started.
+fn ensure_thread(closer: &Arc<Closer>, queue: &mut Queue) -> bool {
     if !queue.running {
+        let closer = Arc::clone(closer);
         queue.running = thread::Builder::new()
             .name("pidlock-close".to_owned())
-            .spawn(serve)
+            .spawn(move || serve(&closer))
             .is_ok();
     }
     queue.running
 }
 
-fn serve() {
-    let mut queue = queue();
+fn serve(closer: &Closer) {
+    let mut queue = closer.queue();
     loop {
         if queue.items.is_empty() {
-            let (next, idle) = WORK
+            let (next, idle) = closer
+                .work
                 .wait_timeout(queue, IDLE_EXIT)
                 .unwrap_or_else(PoisonError::into_inner);
             queue = next;
@@ -93,6 +102,6 @@ fn serve() {
         let items = mem::take(&mut queue.items);
         drop(queue);
         drop(items);
-        queue = self::queue();
+        queue = closer.queue();
     }
 }

@@ -144,9 +144,12 @@ impl PidLockFile {
 
         // A deadline too far away to represent is no deadline.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut watch = None;
-        let mut spare = None;
-        let mut superseded = None;
+        let mut left = Leftovers {
+            me,
+            watch: None,
+            spare: None,
+            superseded: None,
+        };
         let (file, meta, pid_written) = loop {
             // Never O_TRUNC: a contender that loses must leave the holder's PID alone.
             let file = open_lock_file(&self.path).map_err(|e| self.failed(e))?;
@@ -159,15 +162,15 @@ impl PidLockFile {
                 if self.held_by_this_thread(&file) {
                     return Err(self.mine());
                 }
-                if spare.is_none() {
+                if left.spare.is_none() {
                     // Get ready for the handoff while there is time: a successor file, and
                     // the thread that will close what we leave behind (see `closer.rs`).
-                    spare = Some(sys::prepare_spare(parent_dir(&self.path), me.pid()));
+                    left.spare = Some(sys::prepare_spare(parent_dir(&self.path), me.pid()));
                     closer::prepare(me);
                 }
                 let locked = match deadline {
                     None => lock_blocking(&file),
-                    Some(deadline) => lock_before(&file, deadline, &mut watch, me),
+                    Some(deadline) => lock_before(&file, deadline, &mut left.watch, me),
                 };
                 if !locked.map_err(|e| self.failed(e))? {
                     return Err(self.busy(timeout.unwrap_or_default()));
@@ -177,26 +180,24 @@ impl PidLockFile {
             // or someone replaced it, and then we hold a lock on an inode nobody else will look
             // at. If the name is free, our ready-made successor takes it (`link` fails if the
             // name exists, so this costs nothing to try); otherwise check what it names.
-            if let Some((ready, _)) = spare.as_ref().and_then(Option::as_ref)
+            if let Some((ready, _)) = left.spare.as_ref().and_then(Option::as_ref)
                 && sys::link_spare(ready, &self.path).is_ok()
-                && let Some((ready, ready_meta)) = spare.take().flatten()
+                && let Some((ready, ready_meta)) = left.spare.take().flatten()
             {
                 let _ = file.unlock();
-                superseded = Some(file);
+                left.superseded = Some(file);
                 break (ready, ready_meta, true);
             }
             let meta = file.metadata().map_err(|e| self.failed(e))?;
             if still_named_by(&self.path, &meta).map_err(|e| self.failed(e))? {
                 break (file, meta, false);
             }
-            // Let other waiters on the stale inode go on to the new file, but keep the
-            // descriptor until the end: its final close frees the unlinked inode, which takes
-            // longer than all the rest of a handoff and need not delay this one.
+            // Let other waiters on the stale inode go on to the new file, but do not close it
+            // here: its final close frees the unlinked inode, which takes longer than all the
+            // rest of a handoff and need not delay this one.
             let _ = file.unlock();
-            superseded = Some(file);
+            left.superseded = Some(file);
         };
-        // Done waiting: leave the shared inotify instance (see `sys/linux.rs`).
-        drop(watch);
         // A spare is our own unnamed file, written before it got its name; anything else
         // gets checked, then written.
         if !pid_written {
@@ -211,12 +212,7 @@ impl PidLockFile {
                 return Err(self.failed(e));
             }
         }
-        // The stale inode and an unused spare are closed now, so that the lock is seen on the
-        // PID file alone, but not here: their final closes are slow.
-        let unused = spare.flatten().map(|(unused, _)| unused);
-        if superseded.is_some() || unused.is_some() {
-            closer::close_later(me, (superseded, unused));
-        }
+        drop(left);
         owner::record(me, meta.dev(), meta.ino());
         self.held = Some(Held {
             file,
@@ -401,12 +397,34 @@ impl Held {
         let _ = self.file.unlock();
         // Such a child also keeps our close from being the last, which is what wakes timed
         // waiters.
-        sys::announce_release(&self.file);
+        sys::announce_release(&self.file, pidfile::len(self.owner.pid()));
         drop(self.file);
         removed.map_err(|source| UnlockError::RemoveFailed {
             path: path.to_owned(),
             source,
         })
+    }
+}
+
+/// What a waiter gathers on its way to the lock and lets go of once it holds the lock, or gives
+/// up: the watch it slept on, its spare successor file if unused, and the stale inode it locked
+/// on the way. They are closed at once, so that the lock is seen on the PID file alone, but not
+/// by the caller: final closes are slow (see `closer.rs`).
+struct Leftovers {
+    me: Process,
+    watch: Option<ReleaseWatch>,
+    spare: Option<Option<(File, Metadata)>>,
+    superseded: Option<File>,
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let watch = self.watch.take();
+        let unused = self.spare.take().flatten().map(|(unused, _)| unused);
+        let superseded = self.superseded.take();
+        if watch.is_some() || unused.is_some() || superseded.is_some() {
+            closer::close_later(self.me, (watch, unused, superseded));
+        }
     }
 }
 

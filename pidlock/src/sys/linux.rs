@@ -16,26 +16,28 @@ use rustix::fs::{AtFlags, CWD, Mode, OFlags, linkat, major, minor, openat};
 use rustix::io::Errno;
 
 use super::backoff::Backoff;
-use crate::closer;
-use crate::owner::Process;
+use crate::owner::{PerProcess, Process};
 
 /// How long a waiter sleeps without an event before it tries the lock again anyway. A release is
 /// a close of the holder's descriptor, which inotify reports; the re-check only covers holders
 /// that unlock without closing (`flock -u`) or live on another machine (NFS).
 const SAFETY_RECHECK: Duration = Duration::from_millis(100);
 
-/// The one inotify instance of this process, shared by all its waiting threads and open only
-/// while one of them waits: inotify instances are a per-user resource (128 by default), and a
-/// program that merely holds a lock must not use one up.
+/// The one inotify instance of a process, shared by all its waiting threads and open only while
+/// one of them waits: inotify instances are a per-user resource (128 by default), and a program
+/// that merely holds a lock must not use one up.
 ///
-/// One waiter at a time polls the instance; the others sleep on [`WOKEN`]. Every event the
-/// poller reads bumps `epoch`, and a waiter that sees the epoch move since its last try of the
-/// lock tries again at once, so no event is lost between a waiter's try and its sleep.
+/// One waiter at a time polls the instance; the others sleep on `woken`. Every event the poller
+/// reads bumps `epoch`, and a waiter that sees the epoch move since its last try of the lock
+/// tries again at once, so no event is lost between a waiter's try and its sleep.
+#[derive(Debug)]
+struct Waiting {
+    shared: Mutex<Shared>,
+    woken: Condvar,
+}
+
 #[derive(Debug)]
 struct Shared {
-    /// The process that opened `inotify`. A forked child inherits the parent's instance and
-    /// counts, which are not its own: it starts afresh.
-    owner: Option<Process>,
     inotify: Option<Arc<OwnedFd>>,
     waiters: usize,
     polling: bool,
@@ -45,28 +47,37 @@ struct Shared {
     watches: Vec<(i32, usize)>,
 }
 
-static SHARED: Mutex<Shared> = Mutex::new(Shared {
-    owner: None,
-    inotify: None,
-    waiters: 0,
-    polling: false,
-    epoch: 0,
-    watches: Vec::new(),
-});
+/// Each process's own: a forked child never polls or closes its parent's instance.
+static WAITING: PerProcess<Waiting> = PerProcess::new();
 
-/// Wakes the waiters that sleep while another one polls.
-static WOKEN: Condvar = Condvar::new();
+impl Waiting {
+    fn new() -> Self {
+        Waiting {
+            shared: Mutex::new(Shared {
+                inotify: None,
+                waiters: 0,
+                polling: false,
+                epoch: 0,
+                watches: Vec::new(),
+            }),
+            woken: Condvar::new(),
+        }
+    }
 
-fn shared() -> MutexGuard<'static, Shared> {
-    SHARED.lock().unwrap_or_else(PoisonError::into_inner)
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Waits until the lock file may have been released: a close of the file, the safety re-check,
 /// or the deadline. Falls back to [`Backoff`] when inotify is unavailable (no instances left,
 /// `/proc` not mounted).
+///
+/// Dropping it leaves the shared instance, and closes the instance if no one else waits, which
+/// is slow: `acquire` hands it to the closer thread (see `closer.rs`).
 #[derive(Debug)]
 pub(crate) struct ReleaseWatch {
-    me: Process,
+    waiting: Arc<Waiting>,
     /// `None`: back off instead.
     inotify: Option<Arc<OwnedFd>>,
     watches: Vec<i32>,
@@ -76,24 +87,10 @@ pub(crate) struct ReleaseWatch {
 }
 
 impl ReleaseWatch {
-    /// Joins the process's waiters, opening the shared instance if this is the first.
+    /// Joins this process's waiters, opening the shared instance if this is the first.
     pub(crate) fn new(me: Process) -> Self {
-        let mut shared = shared();
-        if shared.owner != Some(me) {
-            // Inherited across fork, or never used: the parent's instance and counts are not
-            // ours, and its events are not for us.
-            if let Some(inherited) = shared.inotify.take() {
-                closer::close_later(me, inherited);
-            }
-            *shared = Shared {
-                owner: Some(me),
-                inotify: None,
-                waiters: 0,
-                polling: false,
-                epoch: 0,
-                watches: Vec::new(),
-            };
-        }
+        let waiting = WAITING.get(me, Waiting::new);
+        let mut shared = waiting.shared();
         if shared.inotify.is_none() {
             shared.inotify = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
                 .ok()
@@ -103,11 +100,13 @@ impl ReleaseWatch {
         if inotify.is_some() {
             shared.waiters += 1;
         }
+        let seen = shared.epoch;
+        drop(shared);
         ReleaseWatch {
-            me,
+            waiting,
             inotify,
             watches: Vec::new(),
-            seen: shared.epoch,
+            seen,
             backoff: Backoff::new(),
         }
     }
@@ -117,10 +116,11 @@ impl ReleaseWatch {
     pub(crate) fn arm(&mut self, file: &File) {
         let Some(inotify) = &self.inotify else { return };
         // The descriptor's /proc link names the very inode we hold open, even if the path has
-        // since been unlinked or replaced, which watching the path itself would not.
+        // since been unlinked or replaced, which watching the path itself would not. A close is
+        // a release; so is the change of size a release makes (see `announce_release`).
         let link = format!("/proc/self/fd/{}", file.as_raw_fd());
-        let events = WatchFlags::CLOSE_WRITE | WatchFlags::CLOSE_NOWRITE;
-        let mut shared = shared();
+        let events = WatchFlags::CLOSE_WRITE | WatchFlags::CLOSE_NOWRITE | WatchFlags::MODIFY;
+        let mut shared = self.waiting.shared();
         self.seen = shared.epoch;
         match inotify::add_watch(&**inotify, link, events) {
             Ok(watch) => {
@@ -148,13 +148,15 @@ impl ReleaseWatch {
         let nap = deadline
             .saturating_duration_since(Instant::now())
             .min(SAFETY_RECHECK);
-        let mut shared = shared();
+        let mut shared = self.waiting.shared();
         if shared.epoch != self.seen {
             self.seen = shared.epoch;
             return;
         }
         if shared.polling {
-            let (shared, _) = WOKEN
+            let (shared, _) = self
+                .waiting
+                .woken
                 .wait_timeout(shared, nap)
                 .unwrap_or_else(PoisonError::into_inner);
             self.seen = shared.epoch;
@@ -166,26 +168,23 @@ impl ReleaseWatch {
         // EINTR and spurious wake-ups are harmless: the caller tries the lock again either way.
         let _ = poll(&mut fds, Some(&timespec(nap)));
         let woken = drain(&inotify);
-        let mut shared = self::shared();
+        let mut shared = self.waiting.shared();
         shared.polling = false;
         if woken {
             shared.epoch += 1;
         }
         self.seen = shared.epoch;
         // Someone else polls next, or everyone tries again.
-        WOKEN.notify_all();
+        self.waiting.woken.notify_all();
     }
 
     /// Stops using the shared instance: removes this waiter's watches, and closes the instance
-    /// (off this thread: see `closer.rs`) if no one else waits.
+    /// if no one else waits.
     fn leave(&mut self) {
         let Some(inotify) = self.inotify.take() else {
             return;
         };
-        let mut shared = shared();
-        if shared.owner != Some(self.me) {
-            return;
-        }
+        let mut shared = self.waiting.shared();
         for watch in self.watches.drain(..) {
             if let Some(at) = shared.watches.iter().position(|(w, _)| *w == watch) {
                 shared.watches[at].1 -= 1;
@@ -197,11 +196,9 @@ impl ReleaseWatch {
             }
         }
         shared.waiters = shared.waiters.saturating_sub(1);
-        if shared.waiters == 0
-            && let Some(last) = shared.inotify.take()
-        {
-            drop(inotify);
-            closer::close_later(self.me, last);
+        if shared.waiters == 0 {
+            // The last reference: this close waits for an RCU grace period.
+            shared.inotify = None;
         }
     }
 }
@@ -233,17 +230,13 @@ fn drain(inotify: &OwnedFd) -> bool {
     any
 }
 
-/// Makes sure timed waiters hear of a release. They sleep until the lock file is closed, but
-/// the kernel reports only the last close of a descriptor, and a child forked while the lock was
-/// held may still have one. Opening the inode anew and closing that is a close of our own.
-pub(crate) fn announce_release(file: &File) {
-    let link = format!("/proc/self/fd/{}", file.as_raw_fd());
-    let _ = openat(
-        CWD,
-        link,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
-        Mode::empty(),
-    );
+/// Makes sure timed waiters hear of a release, after the unlock. They sleep until the lock file
+/// is closed, but the kernel reports only the last close of a descriptor, and a child forked
+/// while the lock was held may still have one. Setting the file's size to what it is makes an
+/// event of our own (`IN_MODIFY`), in one system call, and changes nothing else; by then the file
+/// is unlinked, or not ours, or holds exactly our `"<pid>\n"` of `len` bytes.
+pub(crate) fn announce_release(file: &File, len: u64) {
+    let _ = file.set_len(len);
 }
 
 /// What the kernel's lock table says of the file `meta` describes, at `path`: `Some(true)` if
