@@ -198,12 +198,16 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
     // What the conflict arm does, given the type the body returns.
     let on_conflict = |dispatch: Dispatch| -> TokenStream {
         let fn_span = Span::call_site().located_at(function.sig.ident.span());
+        let name = function.sig.ident.to_string();
+        let name = syn::LitStr::new(name.trim_start_matches("r#"), fn_span);
         match dispatch {
             Dispatch::Untyped if function.is_main() => {
                 let code = exit_code.unwrap_or(1);
                 quote_spanned!(fn_span=> #private::exit(&#options, #error, #code))
             }
-            Dispatch::Untyped => quote_spanned!(fn_span=> #private::panic(&#options, #error)),
+            Dispatch::Untyped => {
+                quote_spanned!(fn_span=> #private::panic(&#options, #error, #name))
+            }
             Dispatch::Typed(ty) => {
                 // The context value carries the span of what makes it wrong, if it is.
                 let context = match (exit_code, &args.exit_code) {
@@ -212,7 +216,7 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
                         quote_spanned!(span=> #private::MainExitCode(#code))
                     }
                     _ if function.is_main() => quote!(#private::Main),
-                    _ if unwinds(function) => quote!(#private::Function),
+                    _ if unwinds(function) => quote!(#private::Function(#name)),
                     _ => {
                         let span = function
                             .sig

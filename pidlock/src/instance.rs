@@ -157,10 +157,11 @@ pub fn exit(options: &Options, error: Error, code: u8) -> ! {
     process::exit(i32::from(code))
 }
 
-/// A conflict in a function that cannot return an error: panic with the same message, located
-/// at the guarded function (the generated call carries its span), not here.
+/// A conflict in `function`, which cannot return an error: panic with the same message as
+/// [`exit`] prints, naming the function, and located at it (the generated call carries the
+/// attribute's span), not here.
 #[allow(clippy::panic)]
 #[track_caller]
-pub fn panic(options: &Options, error: Error) -> ! {
-    panic!("{}", message(options, &error))
+pub fn panic(options: &Options, error: Error, function: &str) -> ! {
+    panic!("`{function}` cannot run: {}", message(options, &error))
 }

@@ -50,9 +50,9 @@ pub struct Main;
 #[derive(Debug)]
 pub struct MainExitCode(pub u8);
 
-/// Any other Rust function: panics when it cannot return an error.
+/// Any other Rust function, by name: panics when it cannot return an error.
 #[derive(Debug)]
-pub struct Function;
+pub struct Function(pub &'static str);
 
 /// A function with an ABI that cannot unwind (`extern "C"`, ...): a panic would abort the
 /// process, so it must return a `Result`.
@@ -102,7 +102,7 @@ impl UnwindContext for MainExitCode {
 impl UnwindContext for Function {
     #[track_caller]
     fn fail(self, options: &Options, error: Error) -> ! {
-        super::panic(options, error)
+        super::panic(options, error, self.0)
     }
 }
 
