@@ -1,24 +1,27 @@
 //! Code generation for `#[single_instance]`, on `proc_macro2` streams so it can be unit tested.
 //!
-//! The generated body keeps the user's signature and makes the user's statements an arm of a
-//! `match` on the lock, as the body's tail:
+//! The generated body keeps the user's signature, takes the lock, and ends in the user's
+//! statements, in the user's braces, as the tail of the function:
 //!
 //! ```text
 //! fn work(..) -> R {                                    // the user's braces
 //!     use ::pidlock::__private as __pidlock_private;
 //!     let options = __pidlock_private::Options { .. };
-//!     match __pidlock_private::acquire(&options) {      // acquire_async(&options).await
-//!         Ok(guard) => { user statements },             // the user's braces again
-//!         Err(error) => Returns::<R>::new().__single_instance_conflict(context, &options, error),
+//!     {                                                 // the macro's braces (edition 2024)
+//!         let guard = match __pidlock_private::acquire(&options) {   // or acquire_async().await
+//!             Ok(guard) => guard,
+//!             Err(error) => return Returns::<R>::new().__single_instance_conflict(context, &options, error),
+//!         };
+//!         { user statements }                           // the user's braces again
 //!     }
 //! }
 //! ```
 //!
 //! So the return type's expectation flows into the user's block as without the attribute
-//! (coercions, `?`, `!`, closure inference), the guard (an arm binding) is dropped after the
-//! block and all its temporaries, no lint needs switching off, and the braces carry the
-//! user's span, so that the user's edition decides the order of the tail temporaries. Every
-//! generated name is mixed-site: the body can neither see nor clash with them.
+//! (coercions, `?`, `!`, closure inference), the guard is dropped after the user's block and
+//! all its temporaries, no lint needs switching off, and the user's edition decides the order
+//! of the block's tail temporaries against its locals. Every generated name is mixed-site: the
+//! body can neither see nor clash with them.
 
 use proc_macro2::{Group, Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
@@ -209,32 +212,33 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
                 quote_spanned!(fn_span=> #private::panic(&#options, #error, #name))
             }
             Dispatch::Typed(ty) => {
-                // The context value carries the span of what makes it wrong, if it is.
-                let context = match (exit_code, &args.exit_code) {
-                    (Some(code), Some((_, key))) if function.is_main() => {
-                        let span = Span::call_site().located_at(*key);
-                        quote_spanned!(span=> #private::MainExitCode(#code))
-                    }
+                let returns = quote!(#private::Returns::<#ty>::new());
+                let context = match &args.exit_code {
+                    Some((code, _)) if function.is_main() => quote!(#private::MainExitCode(#code)),
                     _ if function.is_main() => quote!(#private::Main),
                     _ if unwinds(function) => quote!(#private::Function(#name)),
-                    _ => {
-                        let span = function
-                            .sig
-                            .abi
-                            .as_ref()
-                            .map_or(fn_span, |abi| Span::call_site().located_at(abi.span()));
-                        quote_spanned!(span=> #private::NoUnwind)
-                    }
+                    _ => quote!(#private::NoUnwind),
                 };
-                // An error type without `From<pidlock::Error>` is reported on the return type.
+                // `exit_code` on a `main` that returns a `Result` is reported on `exit_code`.
+                let check = match &args.exit_code {
+                    Some((_, key)) if function.is_main() => {
+                        let key = Span::call_site().located_at(*key);
+                        let call = quote_spanned!(key=> .__single_instance_exit_code);
+                        quote!(#returns #call(#private::MainExitCode(0));)
+                    }
+                    _ => TokenStream::new(),
+                };
+                // An error type without `From<pidlock::Error>`, or a type that is no `Result`
+                // under an ABI that cannot unwind, is reported on the return type.
                 let span = match &function.sig.output {
                     syn::ReturnType::Type(_, ty) => Span::call_site().located_at(ty.span()),
                     syn::ReturnType::Default => fn_span,
                 };
                 let call = quote_spanned!(span=> .__single_instance_conflict);
-                quote_spanned! {span=>
-                    #private::Returns::<#ty>::new()#call(#context, &#options, #error)
-                }
+                quote_spanned! {fn_span=> {
+                    #check
+                    return #returns #call(#context, &#options, #error);
+                }}
             }
         }
     };
@@ -247,22 +251,32 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
         inner_attrs,
         body,
     } = function;
+    // The guard, then the user's block as the tail of a block of our own. Our block has the
+    // macro's span, so it is edition 2024 (the macro crate's), whose tail temporaries are
+    // dropped before its locals: the user's block, whatever its edition, drops its own
+    // temporaries before the guard. The user's block keeps the user's brace span, so that
+    // the user's edition orders its tail temporaries against its locals, as without the
+    // attribute. A block's tail receives the return type's expectation (a match arm would
+    // not, for an `impl Trait`), so closures and coercions see it.
+    let guarded = |acquire: TokenStream, conflict: TokenStream, user: Group| {
+        quote! {{
+            let #guard = match #acquire {
+                ::core::result::Result::Ok(#guard) => #guard,
+                ::core::result::Result::Err(#error) => #conflict,
+            };
+            #user
+        }}
+    };
     let mut fn_body = TokenStream::new();
     if let Some(boxed) = function.boxed_async() {
         // `#[async_trait]` expanded first: guard the async block inside `Box::pin(...)`.
-        let mut inner = Group::new(proc_macro2::Delimiter::Brace, boxed.block.stream());
-        inner.set_span(boxed.block.span());
-        let conflict = on_conflict(boxed.dispatch());
-        let mut block = Group::new(
-            proc_macro2::Delimiter::Brace,
-            quote! {
-                match #private::acquire_async(&#options).await {
-                    ::core::result::Result::Ok(#guard) => #inner,
-                    ::core::result::Result::Err(#error) => #conflict,
-                }
-            },
+        let mut user = Group::new(proc_macro2::Delimiter::Brace, boxed.block.stream());
+        user.set_span(boxed.block.span());
+        let block = guarded(
+            quote!(#private::acquire_async(&#options).await),
+            on_conflict(boxed.dispatch()),
+            user,
         );
-        block.set_span(boxed.block.span());
         let head = &boxed.head;
         let inner_head: TokenStream = boxed
             .paren
@@ -285,22 +299,19 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
             .to_tokens(tokens);
         });
     } else {
-        let mut user = TokenStream::new();
-        brace.surround(&mut user, |tokens| body.to_tokens(tokens));
+        let mut user = Group::new(proc_macro2::Delimiter::Brace, body.clone());
+        user.set_span(brace.span.join());
         let acquire = match &sig.asyncness {
             Some(_) => quote!(#private::acquire_async(&#options).await),
             None => quote!(#private::acquire(&#options)),
         };
-        let conflict = on_conflict(function.dispatch());
+        let block = guarded(acquire, on_conflict(function.dispatch()), user);
         brace.surround(&mut fn_body, |tokens| {
             quote! {
                 #(#inner_attrs)*
                 #import
                 let #options = #options_value;
-                match #acquire {
-                    ::core::result::Result::Ok(#guard) => #user,
-                    ::core::result::Result::Err(#error) => #conflict,
-                }
+                #block
             }
             .to_tokens(tokens);
         });
@@ -344,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn the_body_is_an_arm_of_the_match_and_nothing_is_allowed() {
+    fn the_body_is_the_tail_and_nothing_is_allowed() {
         let out = expand(
             quote!(),
             quote!(
@@ -354,12 +365,12 @@ mod tests {
             ),
         );
         assert!(
-            out.contains(":: core :: result :: Result :: Ok (__pidlock_guard) => { Ok (()) }"),
+            out.contains(":: core :: result :: Result :: Ok (__pidlock_guard) => __pidlock_guard"),
             "{out}"
         );
+        assert!(out.ends_with("; { Ok (()) } } }"), "{out}");
         // No lint is switched off, for the body or for the generated code.
         assert!(!out.contains("allow"), "{out}");
-        assert!(!out.contains("return"), "{out}");
     }
 
     #[test]
@@ -565,7 +576,7 @@ mod tests {
         );
         assert!(!out.contains("compile_error"), "{out}");
         assert!(
-            out.contains("Box :: pin (async move { match __pidlock_private :: acquire_async"),
+            out.contains("Box :: pin (async move { let __pidlock_guard = match __pidlock_private :: acquire_async"),
             "{out}"
         );
         assert!(out.contains("Returns :: < u32 >"), "{out}");

@@ -14,9 +14,10 @@
 //!   other function panics, located at the function (`#[track_caller]`).
 //!
 //! The `context` tells which function it is, and carries the checks that need the return type:
-//! `exit_code` on a `main` that returns a `Result` ([`ResultContext`]), and a panic out of a
-//! function whose ABI cannot unwind ([`UnwindContext`]). Both are compile errors placed on the
-//! user's tokens, because the generated code spans the context value with them.
+//! a panic out of a function whose ABI cannot unwind ([`UnwindContext`]), and, through
+//! `__single_instance_exit_code`, `exit_code` on a `main` that returns a `Result`
+//! ([`ResultContext`]). Both are compile errors placed on the user's tokens (the return type,
+//! the `exit_code` key), because the generated calls carry their spans.
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -59,7 +60,7 @@ pub struct Function(pub &'static str);
 #[derive(Debug)]
 pub struct NoUnwind;
 
-/// Where a conflict may be returned as an `Err`.
+/// Where a conflict may be returned as an `Err`: anywhere but under `exit_code`.
 #[diagnostic::on_unimplemented(
     message = "`exit_code` does not apply to a `main` that returns a `Result`",
     label = "remove `exit_code`",
@@ -130,8 +131,7 @@ impl<E: From<Error>> ConflictError for E {
 /// A function returning `Result<T, E>`: the conflict is its `Err`.
 pub trait ResultConflict<T, E> {
     /// `Err(E::from(error))`.
-    #[allow(clippy::missing_errors_doc)]
-    fn __single_instance_conflict<C: ResultContext>(
+    fn __single_instance_conflict<C>(
         self,
         context: C,
         options: &Options,
@@ -139,10 +139,13 @@ pub trait ResultConflict<T, E> {
     ) -> Result<T, E>
     where
         E: ConflictError;
+
+    /// Refuses `exit_code` (`C` is [`MainExitCode`]), which a `Result` makes meaningless.
+    fn __single_instance_exit_code<C: ResultContext>(self, context: C);
 }
 
 impl<T, E> ResultConflict<T, E> for Returns<Result<T, E>> {
-    fn __single_instance_conflict<C: ResultContext>(
+    fn __single_instance_conflict<C>(
         self,
         _context: C,
         _options: &Options,
@@ -153,6 +156,8 @@ impl<T, E> ResultConflict<T, E> for Returns<Result<T, E>> {
     {
         Err(E::from_conflict(error))
     }
+
+    fn __single_instance_exit_code<C: ResultContext>(self, _context: C) {}
 }
 
 /// A function returning anything else: exit from `main`, panic elsewhere.
@@ -165,6 +170,9 @@ pub trait OtherConflict<R> {
         options: &Options,
         error: Error,
     ) -> R;
+
+    /// `exit_code` applies: nothing to refuse.
+    fn __single_instance_exit_code<C>(self, context: C);
 }
 
 impl<R> OtherConflict<R> for &Returns<R> {
@@ -177,4 +185,6 @@ impl<R> OtherConflict<R> for &Returns<R> {
     ) -> R {
         context.fail(options, error)
     }
+
+    fn __single_instance_exit_code<C>(self, _context: C) {}
 }
