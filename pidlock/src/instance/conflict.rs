@@ -36,6 +36,12 @@ impl<R> Returns<R> {
     }
 }
 
+impl<R> Default for Returns<R> {
+    fn default() -> Self {
+        Returns::new()
+    }
+}
+
 impl<R> fmt::Debug for Returns<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Returns")
