@@ -7,6 +7,9 @@ use std::time::Duration;
 
 /// Why [`PidLockFile::acquire`](crate::PidLockFile::acquire) did not take the lock.
 ///
+/// `{:?}` prints the same sentence as `{}` (`{:#?}` the variant and its fields), so that a
+/// `main` returning this error prints one line.
+///
 /// ```
 /// use std::time::Duration;
 /// use pidlock::{LockError, PidLockFile};
