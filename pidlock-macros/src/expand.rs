@@ -221,10 +221,10 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
                 };
                 // `exit_code` on a `main` that returns a `Result` is reported on `exit_code`.
                 let check = match &args.exit_code {
-                    Some((_, key)) if function.is_main() => {
+                    Some((code, key)) if function.is_main() => {
                         let key = Span::call_site().located_at(*key);
                         let call = quote_spanned!(key=> .__single_instance_exit_code);
-                        quote!(#returns #call(#private::MainExitCode(0));)
+                        quote!(#returns #call(#private::MainExitCode(#code));)
                     }
                     _ => TokenStream::new(),
                 };

@@ -59,12 +59,12 @@ pub(crate) enum Dispatch {
 /// `Box::pin(async move { ... })`, the body `#[async_trait]` gives a method: the lock is taken
 /// inside the async block, where the future runs.
 pub(crate) struct BoxedAsync {
-    /// `Box::pin(` ... `async move`, everything before the block, as written.
+    /// `Box::pin`, as written.
     pub(crate) head: TokenStream,
+    /// The parenthesis of `Box::pin( ... )`, holding `async move` and the block.
+    pub(crate) paren: Group,
     /// The async block's braces and statements.
     pub(crate) block: Group,
-    /// The parenthesis of `Box::pin( ... )`.
-    pub(crate) paren: Group,
     /// The future's `Output` type.
     pub(crate) output: Type,
 }
