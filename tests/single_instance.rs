@@ -9,6 +9,10 @@ use common::{Proc, Scratch};
 use pidlock::PidLockFile;
 
 fn start(bin: &str, lock: &Path) -> Proc {
+    start_with(bin, lock, &[])
+}
+
+fn start_with(bin: &str, lock: &Path, args: &[&str]) -> Proc {
     let exe = match bin {
         "si-plain" => env!("CARGO_BIN_EXE_si-plain"),
         "si-wait" => env!("CARGO_BIN_EXE_si-wait"),
@@ -16,9 +20,13 @@ fn start(bin: &str, lock: &Path) -> Proc {
         "si-result" => env!("CARGO_BIN_EXE_si-result"),
         "si-tokio" => env!("CARGO_BIN_EXE_si-tokio"),
         "si-tokio-below" => env!("CARGO_BIN_EXE_si-tokio-below"),
+        "si-async-turns" => env!("CARGO_BIN_EXE_si-async-turns"),
+        "si-conflicts" => env!("CARGO_BIN_EXE_si-conflicts"),
+        "si-result-pidlock" => env!("CARGO_BIN_EXE_si-result-pidlock"),
         other => panic!("no fixture {other}"),
     };
     let mut command = Command::new(exe);
+    command.args(args);
     command.env("PIDLOCK_FIXTURE_LOCK", lock);
     Proc::spawn(command)
 }
@@ -117,17 +125,124 @@ fn a_result_main_returns_the_conflict_as_its_error() {
         "std reports an Err from main with status 1"
     );
     assert!(!output.iter().any(|l| l.starts_with("running")));
-    let stderr = stderr_lines(&output).join("\n");
-    assert!(stderr.starts_with("Error: Lock(AlreadyLocked"), "{stderr}");
-    assert!(
-        stderr.contains(&format!("pid: Some({})", first.id())),
-        "{stderr}"
+    // One line, the error's sentence: pidlock's errors print it from `Debug` too, which is
+    // what std uses for an `Err` returned from `main`.
+    assert_eq!(
+        stderr_lines(&output),
+        [format!(
+            "Error: {} is locked by process {}",
+            lock.display(),
+            first.id()
+        )]
     );
     drop(first);
 
     let mut alone = running("si-result", &lock);
     alone.close_stdin();
     assert_eq!(alone.wait().code(), Some(0));
+}
+
+#[test]
+fn a_main_returning_a_pidlock_error_prints_its_sentence() {
+    let scratch = Scratch::new("si-result-pidlock");
+    let lock = scratch.path("app.pid");
+    let first = running("si-plain", &lock);
+    let (status, output) = start("si-result-pidlock", &lock).finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(!output.iter().any(|l| l.starts_with("running")));
+    assert_eq!(
+        stderr_lines(&output),
+        [format!(
+            "Error: {} is locked by process {}",
+            lock.display(),
+            first.id()
+        )]
+    );
+}
+
+#[test]
+fn two_tasks_of_one_thread_take_turns_at_a_guarded_async_fn() {
+    let scratch = Scratch::new("si-async-turns");
+    let lock = scratch.path("app.pid");
+    let mut turns = start("si-async-turns", &lock);
+    // Bounded: a wait that blocks the runtime's only thread never ends, and fails here.
+    let (status, output) = turns.finish();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    let stdout: Vec<&str> = output
+        .iter()
+        .filter(|l| !l.starts_with("stderr: "))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        stdout,
+        [
+            "first in",
+            "first out",
+            "second in",
+            "second out",
+            "done first second"
+        ]
+    );
+    // The second task said once that it waits, for its own process.
+    assert_eq!(
+        stderr_lines(&output),
+        [format!(
+            "Blocking waiting for si-async-turns (process {}) to release lock file {} (no time \
+             limit)",
+            turns.id(),
+            lock.display()
+        )]
+    );
+    assert!(!lock.exists(), "the lock file outlived both turns");
+}
+
+#[test]
+fn a_conflict_in_a_function_returning_a_result_alias_is_its_err() {
+    let scratch = Scratch::new("si-alias");
+    let lock = scratch.path("app.pid");
+    let mut alias = start_with("si-conflicts", &lock, &["alias"]);
+    let pid = alias.id();
+    let (status, output) = alias.finish();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    assert_eq!(
+        output,
+        [
+            format!("inner err {} is locked by process {pid}", lock.display()),
+            "outer Some(1)".to_owned()
+        ]
+    );
+}
+
+#[test]
+fn a_conflict_panic_is_located_at_the_guarded_function() {
+    let scratch = Scratch::new("si-panic-location");
+    let lock = scratch.path("app.pid");
+    let mut conflicts = start_with("si-conflicts", &lock, &["panic"]);
+    let pid = conflicts.id();
+    let (status, output) = conflicts.finish();
+    assert_eq!(status.code(), Some(101), "{output:?}");
+    let stderr = stderr_lines(&output);
+    // `thread 'main' (ID) panicked at FILE:LINE:COLUMN:`, then the message.
+    let at = stderr
+        .iter()
+        .find_map(|l| l.split_once(" panicked at ").map(|(_, at)| at))
+        .unwrap_or_else(|| panic!("no panic: {output:?}"));
+    // The line of the attribute on `fn plain`, which is the line above it.
+    let attribute = include_str!("fixtures/si_conflicts.rs")
+        .lines()
+        .position(|l| l.starts_with("fn plain("))
+        .unwrap();
+    assert_eq!(at, format!("tests/fixtures/si_conflicts.rs:{attribute}:1:"));
+    assert!(
+        stderr.contains(
+            &format!(
+                "`plain` cannot run: si-conflicts is already running (pid {pid}, lock file {})",
+                lock.display()
+            )
+            .as_str()
+        ),
+        "{output:?}"
+    );
 }
 
 #[test]

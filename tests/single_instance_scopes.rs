@@ -100,6 +100,50 @@ fn the_guard_outlives_every_value_of_the_body() {
     assert!(!held("order"));
 }
 
+thread_local! {
+    /// What was dropped, in order, and whether the lock was held then.
+    static DROPS: std::cell::RefCell<Vec<(&'static str, bool)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Logs its drop in `DROPS`.
+struct Logged(&'static str);
+
+impl Logged {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let held = held("edition");
+        DROPS.with(|d| d.borrow_mut().push((self.0, held)));
+    }
+}
+
+fn unguarded_tail() -> usize {
+    let _local = Logged("local");
+    Logged("temporary").len()
+}
+
+#[pidlock::single_instance(path = path("edition"))]
+fn guarded_tail() -> usize {
+    let _local = Logged("local");
+    Logged("temporary").len()
+}
+
+#[test]
+fn tail_temporaries_drop_in_the_editions_order_as_without_the_attribute() {
+    let drops = || DROPS.with(|d| d.borrow_mut().drain(..).collect::<Vec<_>>());
+    assert_eq!(unguarded_tail(), 9);
+    // Edition 2024's order; `tests/edition2021` checks that a 2021 crate keeps 2021's.
+    assert_eq!(drops(), [("temporary", false), ("local", false)]);
+    assert_eq!(guarded_tail(), 9);
+    assert_eq!(drops(), [("temporary", true), ("local", true)]);
+    assert!(!held("edition"));
+}
+
 #[pidlock::single_instance(path = path("nested"))]
 fn reenters(depth: u32) -> u32 {
     if depth == 0 {
@@ -117,7 +161,10 @@ fn a_conflict_in_a_plain_function_panics_with_the_message() {
         .cloned()
         .unwrap_or_default();
     // The program is named after the test binary, which cargo gives a hash suffix.
-    assert!(message.starts_with("single_instance_scopes"), "{message}");
+    assert!(
+        message.starts_with("`reenters` cannot run: single_instance_scopes"),
+        "{message}"
+    );
     assert!(
         message.ends_with(&format!(
             " is already running (pid {}, lock file {})",

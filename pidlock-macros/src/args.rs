@@ -2,6 +2,8 @@
 //!
 //! Every mistake gets its own message, placed on the user's offending tokens.
 
+use std::time::Duration;
+
 use proc_macro2::{Span, TokenStream};
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
@@ -13,8 +15,8 @@ const EXPECTED: &str = "expected one of `path`, `timeout`, `exit_code`, `quiet`,
 pub(crate) enum Timeout {
     /// Not given: fail at once.
     Immediate,
-    /// `timeout = N` (seconds).
-    Seconds(f64, Span),
+    /// `timeout = 5`, `timeout = 500ms`, `timeout = 0.5`, ...: this long, exactly.
+    Duration { secs: u64, nanos: u32, span: Span },
     /// `timeout = "forever"`.
     Forever,
 }
@@ -24,6 +26,7 @@ pub(crate) struct Args {
     /// `path = <expr>`; `None` means the per-user, per-program default.
     pub(crate) path: Option<Expr>,
     pub(crate) timeout: Timeout,
+    /// `exit_code = N`, and the span of the `exit_code` key, where a misplaced one is reported.
     pub(crate) exit_code: Option<(u8, Span)>,
     pub(crate) quiet: bool,
     /// `crate = "..."`; `None` means `::pidlock`.
@@ -53,7 +56,9 @@ impl Args {
             match name {
                 "path" => args.path = Some(parse_path(&meta)?),
                 "timeout" => args.timeout = parse_timeout(&meta)?,
-                "exit_code" => args.exit_code = Some(parse_exit_code(&meta)?),
+                "exit_code" => {
+                    args.exit_code = Some((parse_exit_code(&meta)?, ident.span()));
+                }
                 "quiet" => args.quiet = parse_flag(&meta)?,
                 "crate" => args.krate = Some(parse_crate(&meta)?),
                 other => {
@@ -92,10 +97,21 @@ fn parse_path(meta: &ParseNestedMeta) -> syn::Result<Expr> {
     }
 }
 
-/// `timeout = 5`, `timeout = 0.5`, or `timeout = "forever"`.
+/// The integer types' suffixes, which mean nothing more than the number here.
+const INTEGER_SUFFIXES: [&str; 12] = [
+    "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+];
+
+/// `timeout = 5`, `timeout = 0.5`, `timeout = 500ms` (units `ms`, `s`, `m`, `h`), or
+/// `timeout = "forever"`.
 fn parse_timeout(meta: &ParseNestedMeta) -> syn::Result<Timeout> {
     const ACCEPTED: &str = "`timeout` takes a number of seconds (an integer or float literal, \
-                            such as `timeout = 5` or `timeout = 0.5`) or `timeout = \"forever\"`";
+                            such as `timeout = 5` or `timeout = 0.5`), a number with a unit \
+                            (`ms`, `s`, `m` or `h`, such as `timeout = 500ms` or \
+                            `timeout = 2m`), or `timeout = \"forever\"`";
+    const TOO_LONG: &str = "`timeout` is too long: it can be at most 18446744073709551615 \
+                            seconds (about 584 billion years); use `timeout = \"forever\"` \
+                            to wait without a limit";
     let value = meta.value()?;
     if value.peek(syn::Token![-]) {
         let expr: Expr = value.parse()?;
@@ -107,9 +123,9 @@ fn parse_timeout(meta: &ParseNestedMeta) -> syn::Result<Timeout> {
     let lit: Lit = value
         .parse()
         .map_err(|e| syn::Error::new(e.span(), ACCEPTED))?;
-    let seconds = match &lit {
-        Lit::Int(int) => int.base10_parse::<u64>().map(|n| n as f64)?,
-        Lit::Float(float) => float.base10_parse::<f64>()?,
+    let (suffix, number) = match &lit {
+        Lit::Int(int) => (int.suffix(), Number::Int(int.base10_digits())),
+        Lit::Float(float) => (float.suffix(), Number::Float(float.base10_digits())),
         Lit::Str(s) if s.value() == "forever" => return Ok(Timeout::Forever),
         Lit::Str(s) => {
             return Err(syn::Error::new(
@@ -119,19 +135,65 @@ fn parse_timeout(meta: &ParseNestedMeta) -> syn::Result<Timeout> {
         }
         other => return Err(syn::Error::new(other.span(), ACCEPTED)),
     };
-    // Duration::from_secs_f64 panics above u64::MAX seconds; nothing needs that long.
-    if !seconds.is_finite() || seconds > 1e15 {
-        return Err(syn::Error::new(
-            lit.span(),
-            "`timeout` must be a finite number of seconds; use `timeout = \"forever\"` to wait \
-             without a limit",
-        ));
+    // Nanoseconds per unit.
+    let unit: u64 = match suffix {
+        "ms" => 1_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "" | "s" | "f32" | "f64" => 1_000_000_000,
+        _ if INTEGER_SUFFIXES.contains(&suffix) => 1_000_000_000,
+        other => {
+            let hint = match other {
+                "sec" | "secs" | "second" | "seconds" => "; write `s` for seconds",
+                "min" | "mins" | "minute" | "minutes" => "; write `m` for minutes",
+                "hr" | "hrs" | "hour" | "hours" => "; write `h` for hours",
+                "us" | "ns" | "µs" => "; the shortest unit is `ms`",
+                "d" | "day" | "days" => "; write hours instead, such as `48h`",
+                _ => "",
+            };
+            return Err(syn::Error::new(
+                lit.span(),
+                format!("unknown unit `{other}` on `timeout`{hint}; {ACCEPTED}"),
+            ));
+        }
+    };
+    let duration = match number {
+        Number::Int(digits) => digits
+            .parse::<u128>()
+            .ok()
+            .and_then(|n| n.checked_mul(u128::from(unit)))
+            .and_then(|nanos| {
+                let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
+                let sub = u32::try_from(nanos % 1_000_000_000).ok()?;
+                Some(Duration::new(secs, sub))
+            }),
+        Number::Float(digits) => digits
+            .parse::<f64>()
+            .ok()
+            .map(|n| n * (unit as f64 / 1e9))
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok()),
+    };
+    let Some(duration) = duration else {
+        return Err(syn::Error::new(lit.span(), TOO_LONG));
+    };
+    if duration.is_zero() {
+        return Ok(Timeout::Immediate);
     }
-    Ok(Timeout::Seconds(seconds, lit.span()))
+    Ok(Timeout::Duration {
+        secs: duration.as_secs(),
+        nanos: duration.subsec_nanos(),
+        span: lit.span(),
+    })
+}
+
+/// The digits of a numeric literal, without its suffix and underscores.
+enum Number<'a> {
+    Int(&'a str),
+    Float(&'a str),
 }
 
 /// `exit_code = 0..=255`.
-fn parse_exit_code(meta: &ParseNestedMeta) -> syn::Result<(u8, Span)> {
+fn parse_exit_code(meta: &ParseNestedMeta) -> syn::Result<u8> {
     const ACCEPTED: &str =
         "`exit_code` takes an integer literal from 0 to 255, such as `exit_code = 75`";
     let value = meta.value()?;
@@ -145,17 +207,20 @@ fn parse_exit_code(meta: &ParseNestedMeta) -> syn::Result<(u8, Span)> {
     let Lit::Int(int) = &lit else {
         return Err(syn::Error::new(lit.span(), ACCEPTED));
     };
-    match int.base10_parse::<u64>() {
-        Ok(code) => u8::try_from(code)
-            .map(|code| (code, int.span()))
-            .map_err(|_| {
-                syn::Error::new(
-                    int.span(),
-                    format!("exit code {code} is out of range; {ACCEPTED}"),
-                )
-            }),
-        Err(_) => Err(syn::Error::new(int.span(), ACCEPTED)),
+    let suffix = int.suffix();
+    if !suffix.is_empty() && !INTEGER_SUFFIXES.contains(&suffix) {
+        return Err(syn::Error::new(
+            int.span(),
+            format!("unknown suffix `{suffix}` on `exit_code`; {ACCEPTED}"),
+        ));
     }
+    let digits = int.base10_digits();
+    digits.parse::<u8>().map_err(|_| {
+        syn::Error::new(
+            int.span(),
+            format!("exit code {digits} is out of range; {ACCEPTED}"),
+        )
+    })
 }
 
 /// `quiet` or `quiet = true` / `quiet = false`.

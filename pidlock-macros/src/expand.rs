@@ -1,12 +1,35 @@
 //! Code generation for `#[single_instance]`, on `proc_macro2` streams so it can be unit tested.
+//!
+//! The generated body keeps the user's signature, takes the lock, and ends in the user's
+//! statements, in the user's braces, as the tail of the function:
+//!
+//! ```text
+//! fn work(..) -> R {                                    // the user's braces
+//!     use ::pidlock::__private as __pidlock_private;
+//!     let options = __pidlock_private::Options { .. };
+//!     {                                                 // the macro's braces (edition 2024)
+//!         let guard = match __pidlock_private::acquire(&options) {   // or acquire_async().await
+//!             Ok(guard) => guard,
+//!             Err(error) => return Returns::<R>::new().__single_instance_conflict(context, &options, error),
+//!         };
+//!         { user statements }                           // the user's braces again
+//!     }
+//! }
+//! ```
+//!
+//! So the return type's expectation flows into the user's block as without the attribute
+//! (coercions, `?`, `!`, closure inference), the guard is dropped after the user's block and
+//! all its temporaries, no lint needs switching off, and the user's edition decides the order
+//! of the block's tail temporaries against its locals. Every generated name is mixed-site: the
+//! body can neither see nor clash with them.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Group, Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, Lit};
 
 use crate::args::{Args, Timeout};
-use crate::function::{Function, Returns};
+use crate::function::{Dispatch, Function, MARKER};
 
 /// Expands `#[single_instance(args)] item`. On any error the item comes back unchanged next to
 /// the `compile_error!`, so that IDEs keep working while the user types.
@@ -27,7 +50,7 @@ pub(crate) fn single_instance(args: TokenStream, item: TokenStream) -> TokenStre
         }
     };
     let args = Args::parse(args);
-    let checked = check(&function);
+    let checked = check(&function, args.as_ref().ok());
     match (args, checked) {
         (Ok(args), Ok(())) => generate(&args, &function),
         (Err(mut first), Err(second)) => {
@@ -43,8 +66,19 @@ fn with_error(item: TokenStream, error: syn::Error) -> TokenStream {
     quote!(#item #error)
 }
 
-/// Refuses the function shapes the lock cannot guard.
-fn check(function: &Function) -> syn::Result<()> {
+/// Whether the ABI lets a panic unwind out of the function: Rust's, and the `-unwind` ones.
+fn unwinds(function: &Function) -> bool {
+    match &function.sig.abi {
+        None => true,
+        Some(abi) => abi.name.as_ref().is_some_and(|name| {
+            let name = name.value();
+            name == "Rust" || name.ends_with("-unwind")
+        }),
+    }
+}
+
+/// Refuses the function shapes the lock cannot guard. `args` is `None` when they are wrong.
+fn check(function: &Function, args: Option<&Args>) -> syn::Result<()> {
     let mut errors: Vec<syn::Error> = Vec::new();
     if let Some(constness) = &function.sig.constness {
         errors.push(syn::Error::new_spanned(
@@ -53,6 +87,7 @@ fn check(function: &Function) -> syn::Result<()> {
         ));
     }
     if function.sig.asyncness.is_none()
+        && function.boxed_async().is_none()
         && let Some(future) = function.returned_future()
     {
         errors.push(syn::Error::new_spanned(
@@ -75,6 +110,36 @@ fn check(function: &Function) -> syn::Result<()> {
             ));
         }
     }
+    if function.already_guarded() {
+        // An outer #[single_instance] under another name (`use pidlock::single_instance as
+        // only_one;`) has expanded already: this attribute is the second one.
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            "duplicate #[single_instance] (the other one is above, maybe under another name): \
+             a function takes one lock",
+        ));
+    }
+    if let Some((_, key)) = args.and_then(|args| args.exit_code)
+        && !function.is_main()
+    {
+        errors.push(syn::Error::new(
+            key,
+            "`exit_code` applies only to `fn main`: any other function returns a conflict as its \
+             `Err`, or panics when it does not return a `Result`",
+        ));
+    }
+    if !unwinds(function)
+        && !function.is_main()
+        && matches!(function.dispatch(), Dispatch::Untyped)
+        && let Some(abi) = &function.sig.abi
+    {
+        errors.push(syn::Error::new_spanned(
+            abi,
+            "#[single_instance] on a function with a non-Rust ABI must return a `Result`: a \
+             conflict in a function that cannot return an error panics, and a panic cannot \
+             unwind out of this ABI",
+        ));
+    }
     let mut errors = errors.into_iter();
     match errors.next() {
         None => Ok(()),
@@ -90,106 +155,170 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
         Some(path) => path.to_token_stream(),
         None => quote!(::pidlock),
     };
-    // Named once, in a `use`, so that a wrong `crate = "..."` is reported once, on the string.
-    let private = Ident::new("__pidlock_private", Span::mixed_site());
-    let import = quote!(use #krate::__private as #private;);
-    // Mixed-site names: the body can neither see nor clash with them.
-    let options = Ident::new("pidlock_options", Span::mixed_site());
-    let guard = Ident::new("_pidlock_guard", Span::mixed_site());
-    let ret = Ident::new("pidlock_returned", Span::mixed_site());
-    let error = Ident::new("pidlock_error", Span::mixed_site());
+    // Mixed-site names: the body can neither see nor clash with them. The import is named
+    // once, so that a wrong `crate = "..."` is reported once, on the string; its name also
+    // marks the body as guarded (see `Function::already_guarded`).
+    let private = Ident::new(MARKER, Span::mixed_site());
+    let options = Ident::new("__pidlock_options", Span::mixed_site());
+    let guard = Ident::new("__pidlock_guard", Span::mixed_site());
+    let error = Ident::new("__pidlock_error", Span::mixed_site());
+    let import = quote! {
+        use #krate::__private as #private;
+        use #private::{OtherConflict as _, ResultConflict as _};
+    };
 
     let path = match &args.path {
         Some(expr) => {
+            // Borrowed, so that `path = lock` leaves a parameter `lock` to the body.
             let span = Span::call_site().located_at(expr.span());
-            quote_spanned!(span=> ::core::option::Option::Some(#private::path_from(#expr)))
+            let mut borrowed = Group::new(proc_macro2::Delimiter::Parenthesis, quote!(#expr));
+            borrowed.set_span(span);
+            quote_spanned!(span=> ::core::option::Option::Some(#private::path_from(&#borrowed)))
         }
         None => quote!(::core::option::Option::None),
     };
     let timeout = match &args.timeout {
         Timeout::Immediate => quote!(::core::option::Option::Some(#private::Duration::ZERO)),
         Timeout::Forever => quote!(::core::option::Option::None),
-        Timeout::Seconds(seconds, span) => {
+        Timeout::Duration { secs, nanos, span } => {
             let span = Span::call_site().located_at(*span);
-            if seconds.fract() == 0.0 {
-                let whole = Lit::Int(syn::LitInt::new(&format!("{seconds:.0}u64"), span));
-                quote_spanned!(span=> ::core::option::Option::Some(#private::Duration::from_secs(#whole)))
-            } else {
-                let float = Lit::Float(syn::LitFloat::new(&format!("{seconds:?}f64"), span));
-                quote_spanned!(span=> ::core::option::Option::Some(#private::Duration::from_secs_f64(#float)))
-            }
+            let secs = Lit::Int(syn::LitInt::new(&format!("{secs}u64"), span));
+            let nanos = Lit::Int(syn::LitInt::new(&format!("{nanos}u32"), span));
+            quote_spanned!(span=> ::core::option::Option::Some(#private::Duration::new(#secs, #nanos)))
         }
     };
     let quiet = args.quiet;
-    let exit_code = args.exit_code.map_or(1, |(code, _)| code);
+    let exit_code = args.exit_code.map(|(code, _)| code);
+    let options_value = quote! {
+        #private::Options {
+            path: #path,
+            timeout: #timeout,
+            quiet: #quiet,
+            program: ::core::option_env!("CARGO_BIN_NAME"),
+        }
+    };
 
-    let returns = function.returns();
-    let on_conflict = match returns {
-        Returns::Result => {
-            // An error type without `From<pidlock::Error>` is reported on the return type.
-            let span = match &function.sig.output {
-                syn::ReturnType::Type(_, ty) => Span::call_site().located_at(ty.span()),
-                syn::ReturnType::Default => Span::call_site(),
-            };
-            let from = quote_spanned!(span=> ::core::convert::From::from);
-            quote! {
-                return ::core::result::Result::Err(#from(#error));
+    // What the conflict arm does, given the type the body returns.
+    let on_conflict = |dispatch: Dispatch| -> TokenStream {
+        let fn_span = Span::call_site().located_at(function.sig.ident.span());
+        let name = function.sig.ident.to_string();
+        let name = syn::LitStr::new(name.trim_start_matches("r#"), fn_span);
+        match dispatch {
+            Dispatch::Untyped if function.is_main() => {
+                let code = exit_code.unwrap_or(1);
+                quote_spanned!(fn_span=> #private::exit(&#options, #error, #code))
+            }
+            Dispatch::Untyped => {
+                quote_spanned!(fn_span=> #private::panic(&#options, #error, #name))
+            }
+            Dispatch::Typed(ty) => {
+                let returns = quote!(#private::Returns::<#ty>::new());
+                let context = match &args.exit_code {
+                    Some((code, _)) if function.is_main() => quote!(#private::MainExitCode(#code)),
+                    _ if function.is_main() => quote!(#private::Main),
+                    _ if unwinds(function) => quote!(#private::Function(#name)),
+                    _ => quote!(#private::NoUnwind),
+                };
+                // `exit_code` on a `main` that returns a `Result` is reported on `exit_code`.
+                let check = match &args.exit_code {
+                    Some((code, key)) if function.is_main() => {
+                        let key = Span::call_site().located_at(*key);
+                        let call = quote_spanned!(key=> .__single_instance_exit_code);
+                        quote!(#returns #call(#private::MainExitCode(#code));)
+                    }
+                    _ => TokenStream::new(),
+                };
+                // An error type without `From<pidlock::Error>`, or a type that is no `Result`
+                // under an ABI that cannot unwind, is reported on the return type.
+                let span = match &function.sig.output {
+                    syn::ReturnType::Type(_, ty) => Span::call_site().located_at(ty.span()),
+                    syn::ReturnType::Default => fn_span,
+                };
+                let call = quote_spanned!(span=> .__single_instance_conflict);
+                quote_spanned! {fn_span=> {
+                    #check
+                    return #returns #call(#context, &#options, #error);
+                }}
             }
         }
-        _ if function.sig.ident == "main" => quote!(#private::exit(&#options, #error, #exit_code)),
-        _ => quote!(#private::panic(&#options, #error)),
-    };
-
-    let body = &function.body;
-    let annotation = function.nameable_return_type().map(|ty| quote!(: #ty));
-    // The return is unreachable when the body always diverges (as `#[tokio::main]`'s body does).
-    let finish = quote! {
-        #[allow(unreachable_code, clippy::needless_return)]
-        {
-            return #ret;
-        }
-    };
-    let run = match (returns, &function.sig.asyncness) {
-        // Never returns: nothing to bind, and `!` cannot be named in a `let`.
-        (Returns::Never, None) => quote!(#body),
-        (_, Some(_)) => quote! {
-            #[allow(clippy::diverging_sub_expression)]
-            let #ret #annotation = async move { #body }.await;
-            #finish
-        },
-        (_, None) => quote! {
-            // Bound first, so that the guard is dropped after the value and every temporary
-            // of the body, in either edition. A body that always diverges is fine here.
-            #[allow(clippy::diverging_sub_expression)]
-            let #ret #annotation = { #body };
-            #finish
-        },
     };
 
     let Function {
         attrs,
         vis,
         sig,
+        brace,
         inner_attrs,
-        ..
+        body,
     } = function;
+    // The guard, then the user's block as the tail of a block of our own. Our block has the
+    // macro's span, so it is edition 2024 (the macro crate's), whose tail temporaries are
+    // dropped before its locals: the user's block, whatever its edition, drops its own
+    // temporaries before the guard. The user's block keeps the user's brace span, so that
+    // the user's edition orders its tail temporaries against its locals, as without the
+    // attribute. A block's tail receives the return type's expectation (a match arm would
+    // not, for an `impl Trait`), so closures and coercions see it.
+    let guarded = |acquire: TokenStream, conflict: TokenStream, user: Group| {
+        quote! {{
+            let #guard = match #acquire {
+                ::core::result::Result::Ok(#guard) => #guard,
+                ::core::result::Result::Err(#error) => #conflict,
+            };
+            #user
+        }}
+    };
+    let mut fn_body = TokenStream::new();
+    if let Some(boxed) = function.boxed_async() {
+        // `#[async_trait]` expanded first: guard the async block inside `Box::pin(...)`.
+        let mut user = Group::new(proc_macro2::Delimiter::Brace, boxed.block.stream());
+        user.set_span(boxed.block.span());
+        let block = guarded(
+            quote!(#private::acquire_async(&#options).await),
+            on_conflict(boxed.dispatch()),
+            user,
+        );
+        let head = &boxed.head;
+        let inner_head: TokenStream = boxed
+            .paren
+            .stream()
+            .into_iter()
+            .take_while(|tt| !matches!(tt, proc_macro2::TokenTree::Group(_)))
+            .collect();
+        let mut paren = Group::new(
+            proc_macro2::Delimiter::Parenthesis,
+            quote!(#inner_head #block),
+        );
+        paren.set_span(boxed.paren.span());
+        brace.surround(&mut fn_body, |tokens| {
+            quote! {
+                #(#inner_attrs)*
+                #import
+                let #options = #options_value;
+                #head #paren
+            }
+            .to_tokens(tokens);
+        });
+    } else {
+        let mut user = Group::new(proc_macro2::Delimiter::Brace, body.clone());
+        user.set_span(brace.span.join());
+        let acquire = match &sig.asyncness {
+            Some(_) => quote!(#private::acquire_async(&#options).await),
+            None => quote!(#private::acquire(&#options)),
+        };
+        let block = guarded(acquire, on_conflict(function.dispatch()), user);
+        brace.surround(&mut fn_body, |tokens| {
+            quote! {
+                #(#inner_attrs)*
+                #import
+                let #options = #options_value;
+                #block
+            }
+            .to_tokens(tokens);
+        });
+    }
     quote! {
         #(#attrs)*
-        #vis #sig {
-            #(#inner_attrs)*
-            #import
-            let #options = #private::Options {
-                path: #path,
-                timeout: #timeout,
-                quiet: #quiet,
-                program: ::core::option_env!("CARGO_BIN_NAME"),
-            };
-            let #guard = match #private::acquire(&#options) {
-                ::core::result::Result::Ok(guard) => guard,
-                ::core::result::Result::Err(#error) => { #on_conflict }
-            };
-            #run
-        }
+        #vis #sig #fn_body
     }
 }
 
@@ -203,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn main_without_result_exits_on_conflict() {
+    fn main_without_result_decides_its_conflict_by_type() {
         let out = expand(
             quote!(path = "/tmp/x.pid", timeout = 5),
             quote!(
@@ -216,13 +345,17 @@ mod tests {
             out.contains("use :: pidlock :: __private as __pidlock_private"),
             "{out}"
         );
-        assert!(out.contains("__pidlock_private :: exit"), "{out}");
-        assert!(out.contains("from_secs (5u64)"), "{out}");
+        assert!(
+            out.contains("__pidlock_private :: Returns :: < () > :: new ()"),
+            "{out}"
+        );
+        assert!(out.contains("__pidlock_private :: Main"), "{out}");
+        assert!(out.contains("Duration :: new (5u64 , 0u32)"), "{out}");
         assert!(!out.contains("compile_error"), "{out}");
     }
 
     #[test]
-    fn result_functions_return_the_error() {
+    fn the_body_is_the_tail_and_nothing_is_allowed() {
         let out = expand(
             quote!(),
             quote!(
@@ -232,14 +365,33 @@ mod tests {
             ),
         );
         assert!(
-            out.contains("return :: core :: result :: Result :: Err"),
+            out.contains(":: core :: result :: Result :: Ok (__pidlock_guard) => __pidlock_guard"),
             "{out}"
         );
-        assert!(!out.contains("__pidlock_private :: exit"), "{out}");
+        assert!(out.ends_with("; { Ok (()) } } }"), "{out}");
+        // No lint is switched off, for the body or for the generated code.
+        assert!(!out.contains("allow"), "{out}");
     }
 
     #[test]
-    fn other_functions_panic() {
+    fn async_functions_await_the_non_blocking_acquire() {
+        let out = expand(
+            quote!(),
+            quote!(
+                async fn work() -> u32 {
+                    1
+                }
+            ),
+        );
+        assert!(
+            out.contains("__pidlock_private :: acquire_async (& __pidlock_options) . await"),
+            "{out}"
+        );
+        assert!(!out.contains("async move"), "{out}");
+    }
+
+    #[test]
+    fn other_functions_use_the_function_context() {
         let out = expand(
             quote!(),
             quote!(
@@ -248,7 +400,38 @@ mod tests {
                 }
             ),
         );
+        assert!(out.contains("__pidlock_private :: Function"), "{out}");
+    }
+
+    #[test]
+    fn impl_trait_is_inferred_or_untyped() {
+        let out = expand(
+            quote!(),
+            quote!(
+                fn work() -> Result<impl Display, E> {
+                    Ok(1)
+                }
+            ),
+        );
+        assert!(out.contains("Returns :: < Result < _ , E > >"), "{out}");
+        let out = expand(
+            quote!(),
+            quote!(
+                fn work() -> impl Fn(&str) -> usize {
+                    |s| s.len()
+                }
+            ),
+        );
         assert!(out.contains("__pidlock_private :: panic"), "{out}");
+        let out = expand(
+            quote!(),
+            quote!(
+                fn main() -> ! {
+                    loop {}
+                }
+            ),
+        );
+        assert!(out.contains("__pidlock_private :: exit"), "{out}");
     }
 
     #[test]
@@ -281,23 +464,142 @@ mod tests {
     }
 
     #[test]
-    fn timeouts_forever_and_fractional() {
-        let out = expand(
-            quote!(timeout = "forever"),
-            quote!(
-                fn main() {}
-            ),
-        );
+    fn timeouts_forever_fractional_and_with_units() {
+        let timeout = |value: proc_macro2::TokenStream| {
+            expand(
+                quote!(timeout = #value),
+                quote!(
+                    fn main() {}
+                ),
+            )
+        };
+        let out = timeout(quote!("forever"));
         assert!(
             out.contains("timeout : :: core :: option :: Option :: None"),
             "{out}"
         );
+        for (value, expected) in [
+            (quote!(0.25), "(0u64 , 250000000u32)"),
+            (quote!(300ms), "(0u64 , 300000000u32)"),
+            (quote!(1h), "(3600u64 , 0u32)"),
+            (quote!(2m), "(120u64 , 0u32)"),
+            (quote!(1.5m), "(90u64 , 0u32)"),
+            (quote!(7s), "(7u64 , 0u32)"),
+            (quote!(7u64), "(7u64 , 0u32)"),
+            (quote!(0.5f64), "(0u64 , 500000000u32)"),
+        ] {
+            let out = timeout(value.clone());
+            assert!(
+                out.contains(&format!("Duration :: new {expected}")),
+                "{value}: {out}"
+            );
+        }
+        let out = timeout(quote!(0ms));
+        assert!(out.contains("Duration :: ZERO"), "{out}");
+    }
+
+    #[test]
+    fn suffixes_without_a_meaning_are_refused() {
+        for (args, message) in [
+            (
+                quote!(timeout = 5sec),
+                "unknown unit `sec` on `timeout`; write `s`",
+            ),
+            (quote!(timeout = 5d), "unknown unit `d` on `timeout`"),
+            (quote!(exit_code = 1h), "unknown suffix `h` on `exit_code`"),
+            (
+                quote!(timeout = 18446744073709551616),
+                "`timeout` is too long",
+            ),
+            (
+                quote!(timeout = 18446744073709551615h),
+                "`timeout` is too long",
+            ),
+            (quote!(timeout = 1e300), "`timeout` is too long"),
+            (
+                quote!(exit_code = 99999999999999999999999999999),
+                "exit code 99999999999999999999999999999 is out of range",
+            ),
+        ] {
+            let out = expand(
+                args.clone(),
+                quote!(
+                    fn main() {}
+                ),
+            );
+            assert!(out.contains("compile_error"), "{args}: {out}");
+            assert!(out.contains(message), "{args}: {out}");
+            assert!(!out.contains("too large to fit"), "{args}: {out}");
+        }
         let out = expand(
-            quote!(timeout = 0.25),
+            quote!(exit_code = 3u8),
             quote!(
                 fn main() {}
             ),
         );
-        assert!(out.contains("from_secs_f64 (0.25f64)"), "{out}");
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn a_body_generated_by_another_single_instance_is_a_duplicate() {
+        let once = single_instance(
+            quote!(),
+            quote!(
+                fn main() {}
+            ),
+        );
+        let twice = expand(quote!(), once);
+        assert!(twice.contains("duplicate #[single_instance]"), "{twice}");
+    }
+
+    #[test]
+    fn async_trait_bodies_are_guarded_inside_the_boxed_future() {
+        let out = expand(
+            quote!(),
+            quote!(
+                fn run<'life0, 'async_trait>(
+                    &'life0 self,
+                ) -> ::core::pin::Pin<
+                    Box<
+                        dyn ::core::future::Future<Output = u32>
+                            + ::core::marker::Send
+                            + 'async_trait,
+                    >,
+                > {
+                    Box::pin(async move {
+                        let __self = self;
+                        let __ret: u32 = { 5 };
+                        __ret
+                    })
+                }
+            ),
+        );
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(
+            out.contains("Box :: pin (async move { let __pidlock_guard = match __pidlock_private :: acquire_async"),
+            "{out}"
+        );
+        assert!(out.contains("Returns :: < u32 >"), "{out}");
+    }
+
+    #[test]
+    fn only_a_returned_future_is_refused() {
+        for ret in [
+            quote!(impl Future<Output = u32>),
+            quote!(impl std::future::IntoFuture<Output = u32>),
+            quote!(Pin<Box<dyn Future<Output = u32> + Send>>),
+            quote!(BoxFuture<'static, u32>),
+        ] {
+            let out = expand(quote!(), quote!(fn work() -> #ret { todo() }));
+            assert!(out.contains("returns a future"), "{ret}: {out}");
+        }
+        for ret in [
+            quote!(Vec<Future>),
+            quote!(Option<Future>),
+            quote!(Vec<Pin<Box<dyn Future<Output = u32>>>>),
+        ] {
+            let out = expand(quote!(), quote!(fn work() -> #ret { todo() }));
+            assert!(!out.contains("compile_error"), "{ret}: {out}");
+        }
     }
 }

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 /// Why [`PidLockFile::acquire`](crate::PidLockFile::acquire) did not take the lock.
 ///
+/// `{:?}` prints the same sentence as `{}` (`{:#?}` the variant and its fields), so that a
+/// `main` returning this error prints one line.
+///
 /// ```
 /// use std::time::Duration;
 /// use pidlock::{LockError, PidLockFile};
@@ -23,7 +26,7 @@ use std::time::Duration;
 /// # first.release()?;
 /// # Ok::<(), pidlock::Error>(())
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum LockError {
     /// Another holder has the lock, and the caller asked not to wait (a zero timeout), or this
@@ -95,7 +98,7 @@ impl LockError {
 /// let mut lock = PidLockFile::new(&path);
 /// assert!(matches!(lock.release(), Err(UnlockError::NotLocked { .. })));
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum UnlockError {
     /// Nobody holds the lock.
@@ -140,6 +143,11 @@ impl UnlockError {
 
 /// Either kind of error, so that `?` works in a function that both locks and unlocks.
 ///
+/// Like [`LockError`] and [`UnlockError`], its `Debug` output (`{:?}`) is its one-line message,
+/// as `anyhow::Error`'s is, so that `fn main() -> Result<(), pidlock::Error>` (or
+/// `Box<dyn Error>`) prints `Error: /run/user/1000/myapp.pid is locked by process 4242` when it
+/// returns the error. The alternate form (`{:#?}`) shows the variant and its fields.
+///
 /// ```
 /// use pidlock::PidLockFile;
 ///
@@ -151,7 +159,7 @@ impl UnlockError {
 /// }
 /// # run(&std::env::temp_dir().join(format!("pidlock-doc-error-{}.pid", std::process::id()))).unwrap();
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Taking the lock failed.
@@ -160,6 +168,71 @@ pub enum Error {
     /// Letting go of the lock failed.
     #[error(transparent)]
     Unlock(#[from] UnlockError),
+}
+
+impl fmt::Debug for LockError {
+    /// The one-line message; `{:#?}` gives the variant and its fields.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !f.alternate() {
+            return fmt::Display::fmt(self, f);
+        }
+        match self {
+            LockError::AlreadyLocked { path, pid } => f
+                .debug_struct("AlreadyLocked")
+                .field("path", path)
+                .field("pid", pid)
+                .finish(),
+            LockError::LockTimeout { path, pid, timeout } => f
+                .debug_struct("LockTimeout")
+                .field("path", path)
+                .field("pid", pid)
+                .field("timeout", timeout)
+                .finish(),
+            LockError::LockFailed { path, source } => f
+                .debug_struct("LockFailed")
+                .field("path", path)
+                .field("source", source)
+                .finish(),
+        }
+    }
+}
+
+impl fmt::Debug for UnlockError {
+    /// The one-line message; `{:#?}` gives the variant and its fields.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !f.alternate() {
+            return fmt::Display::fmt(self, f);
+        }
+        match self {
+            UnlockError::NotLocked { path } => {
+                f.debug_struct("NotLocked").field("path", path).finish()
+            }
+            UnlockError::NotMyLock { path, pid } => f
+                .debug_struct("NotMyLock")
+                .field("path", path)
+                .field("pid", pid)
+                .finish(),
+            UnlockError::RemoveFailed { path, source } => f
+                .debug_struct("RemoveFailed")
+                .field("path", path)
+                .field("source", source)
+                .finish(),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    /// The one-line message, so that a `main` returning this error prints a sentence;
+    /// `{:#?}` gives the variant and its fields.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !f.alternate() {
+            return fmt::Display::fmt(self, f);
+        }
+        match self {
+            Error::Lock(error) => f.debug_tuple("Lock").field(error).finish(),
+            Error::Unlock(error) => f.debug_tuple("Unlock").field(error).finish(),
+        }
+    }
 }
 
 /// Formats a holder for messages: "process 4242", or "another process" when the PID file could
@@ -187,5 +260,68 @@ impl From<Error> for std::io::Error {
             Error::Unlock(_) => io::ErrorKind::Other,
         };
         io::Error::new(kind, error)
+    }
+}
+
+impl From<Error> for LockError {
+    /// For functions that return `Result<_, LockError>`, such as one under `#[single_instance]`:
+    /// a [`LockError`] comes back as it was; an [`UnlockError`] (which taking a lock never
+    /// produces) becomes [`LockError::LockFailed`] with the unlock error as its source.
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Lock(error) => error,
+            Error::Unlock(error) => LockError::LockFailed {
+                path: error.path().to_owned(),
+                source: io::Error::other(error),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn already_locked() -> Error {
+        Error::Lock(LockError::AlreadyLocked {
+            path: PathBuf::from("/run/app.pid"),
+            pid: Some(42),
+        })
+    }
+
+    #[test]
+    fn debug_is_the_sentence_and_the_alternate_form_the_fields() {
+        let error = already_locked();
+        assert_eq!(format!("{error:?}"), "/run/app.pid is locked by process 42");
+        assert_eq!(format!("{error:?}"), error.to_string());
+        let boxed: Box<dyn std::error::Error> = Box::new(already_locked());
+        assert_eq!(format!("{boxed:?}"), "/run/app.pid is locked by process 42");
+        let fields = format!("{error:#?}");
+        assert!(fields.starts_with("Lock(\n    AlreadyLocked {"), "{fields}");
+        assert!(fields.contains("pid: Some(\n"), "{fields}");
+        let unlock = UnlockError::NotLocked {
+            path: PathBuf::from("/run/app.pid"),
+        };
+        assert_eq!(format!("{unlock:?}"), "/run/app.pid is not locked");
+        assert!(format!("{unlock:#?}").starts_with("NotLocked {"));
+    }
+
+    #[test]
+    fn lock_errors_come_back_out_of_error() {
+        let error = LockError::from(already_locked());
+        assert!(matches!(
+            error,
+            LockError::AlreadyLocked { pid: Some(42), .. }
+        ));
+        let error = LockError::from(Error::Unlock(UnlockError::NotLocked {
+            path: PathBuf::from("/run/app.pid"),
+        }));
+        match error {
+            LockError::LockFailed { path, source } => {
+                assert_eq!(path, Path::new("/run/app.pid"));
+                assert_eq!(source.to_string(), "/run/app.pid is not locked");
+            }
+            other => panic!("{other:#?}"),
+        }
     }
 }

@@ -1,6 +1,15 @@
 //! What `#[single_instance]` needs at run time: the default lock path, the messages, and what
 //! to do on a conflict. The generated code calls these through `__private`.
 
+mod conflict;
+mod future;
+
+pub use conflict::{
+    ConflictError, Function, Main, MainExitCode, NoUnwind, OtherConflict, ResultConflict,
+    ResultContext, Returns, UnwindContext,
+};
+pub use future::{Acquire, acquire_async};
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use std::{env, process};
@@ -45,16 +54,31 @@ impl Options {
     }
 }
 
-/// Turns any `AsRef<Path>` the user gave as `path` into a path.
-pub fn path_from<P: AsRef<Path>>(path: P) -> PathBuf {
+/// Turns any `AsRef<Path>` the user gave as `path` into a path. The generated code passes a
+/// reference, so that `path = lock` leaves the parameter `lock` to the body.
+pub fn path_from<P: AsRef<Path> + ?Sized>(path: &P) -> PathBuf {
     path.as_ref().to_owned()
 }
 
-/// Takes the lock as the options say, telling the user on stderr when it has to wait.
-pub fn acquire(options: &Options) -> Result<PidLockGuard, Error> {
+/// The outcome of the first, non-blocking try.
+enum FirstTry {
+    /// Taken, or failed for good.
+    Done(Result<PidLockGuard, Error>),
+    /// Held by another holder, and the options allow waiting (`None`: without a limit). The
+    /// "Blocking waiting" line has been printed, unless `quiet`.
+    Wait {
+        path: PathBuf,
+        timeout: Option<Duration>,
+    },
+}
+
+/// Tries once without waiting; says on stderr that it is going to wait, when it is.
+fn first_try(options: &Options) -> FirstTry {
     let path = options.path();
     let wait = match options.timeout {
-        Some(timeout) if timeout.is_zero() => return Ok(PidLockFile::lock(path, Some(timeout))?),
+        Some(timeout) if timeout.is_zero() => {
+            return FirstTry::Done(PidLockFile::lock(path, Some(timeout)).map_err(Error::from));
+        }
         wait => wait,
     };
     match PidLockFile::lock(&path, Some(Duration::ZERO)) {
@@ -70,9 +94,21 @@ pub fn acquire(options: &Options) -> Result<PidLockGuard, Error> {
                     path.display()
                 );
             }
-            Ok(PidLockFile::lock(path, wait)?)
+            FirstTry::Wait {
+                path,
+                timeout: wait,
+            }
         }
-        other => Ok(other?),
+        other => FirstTry::Done(other.map_err(Error::from)),
+    }
+}
+
+/// Takes the lock as the options say, telling the user on stderr when it has to wait. Blocks
+/// the calling thread while it waits: for a plain `fn`. An `async fn` uses [`acquire_async`].
+pub fn acquire(options: &Options) -> Result<PidLockGuard, Error> {
+    match first_try(options) {
+        FirstTry::Done(result) => result,
+        FirstTry::Wait { path, timeout } => Ok(PidLockFile::lock(path, timeout)?),
     }
 }
 
@@ -102,8 +138,11 @@ pub fn exit(options: &Options, error: Error, code: u8) -> ! {
     process::exit(i32::from(code))
 }
 
-/// A conflict in a function that cannot return an error: panic with the same message.
+/// A conflict in `function`, which cannot return an error: panic with the same message as
+/// [`exit`] prints, naming the function, and located at it (the generated call carries the
+/// attribute's span), not here.
 #[allow(clippy::panic)]
-pub fn panic(options: &Options, error: Error) -> ! {
-    panic!("{}", message(options, &error))
+#[track_caller]
+pub fn panic(options: &Options, error: Error, function: &str) -> ! {
+    panic!("`{function}` cannot run: {}", message(options, &error))
 }

@@ -1,4 +1,4 @@
 #[pidlock::single_instance]
 fn main() {
-    drop(_pidlock_guard);
+    drop(__pidlock_guard);
 }

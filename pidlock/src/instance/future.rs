@@ -1,0 +1,234 @@
+//! Taking the lock from an `async fn` without blocking its executor, on any runtime.
+//!
+//! The first poll tries once, without waiting, on the executor's thread. If another holder has
+//! the lock and the options allow waiting, a helper thread does the blocking wait
+//! ([`PidLockFile::lock`]) and hands the guard over through a [`Waker`]: the executor's thread
+//! is free meanwhile, so other tasks (among them the holder, when it is a task of the same
+//! runtime) keep running. Nothing here depends on a particular runtime.
+//!
+//! A future dropped while its helper still waits (a `select!` that took another branch, a
+//! timeout around the call) abandons the wait: the helper cannot be interrupted, so it keeps
+//! waiting, and if it then gets the lock it releases it at once. The lock may therefore be
+//! taken for an instant after the future is gone, and the helper thread lives until the lock
+//! is free or its timeout runs out.
+
+use std::future::Future;
+use std::mem;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::thread;
+use std::time::Duration;
+
+use super::{FirstTry, Options, first_try};
+use crate::{Error, LockError, PidLockFile, PidLockGuard};
+
+/// Takes the lock as [`acquire`](super::acquire) does, as a future that never blocks the
+/// executor while it waits. See the module documentation for what dropping it early means.
+pub fn acquire_async(options: &Options) -> Acquire<'_> {
+    Acquire {
+        options,
+        stage: Stage::NotTried,
+    }
+}
+
+/// The future returned by [`acquire_async`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct Acquire<'a> {
+    options: &'a Options,
+    stage: Stage,
+}
+
+#[derive(Debug)]
+enum Stage {
+    NotTried,
+    Waiting(Arc<Handoff>),
+    Finished,
+}
+
+/// Shared by the future and its helper thread.
+#[derive(Debug)]
+struct Handoff {
+    slot: Mutex<Slot>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    /// The helper is waiting; wake this waker when it is done.
+    Waiting(Waker),
+    /// The helper is done; the future has not taken the result yet.
+    Ready(Result<PidLockGuard, Error>),
+    /// The future was dropped before the helper was done.
+    Abandoned,
+}
+
+impl Handoff {
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        // Neither side panics while holding the lock; if one did, the slot is still whole.
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The helper thread: wait, then hand over the result, or let go of the lock if nobody
+    /// wants it any more.
+    fn wait(&self, path: PathBuf, timeout: Option<Duration>) {
+        let result = PidLockFile::lock(path, timeout).map_err(Error::from);
+        let mut slot = self.slot();
+        match mem::replace(&mut *slot, Slot::Abandoned) {
+            Slot::Waiting(waker) => {
+                *slot = Slot::Ready(result);
+                drop(slot);
+                waker.wake();
+            }
+            // Dropping `result` releases the lock, if it was taken.
+            Slot::Abandoned | Slot::Ready(_) => {
+                drop(slot);
+                drop(result);
+            }
+        }
+    }
+}
+
+impl Future for Acquire<'_> {
+    type Output = Result<PidLockGuard, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match &this.stage {
+            Stage::NotTried => {}
+            Stage::Waiting(handoff) => {
+                let mut slot = handoff.slot();
+                return match mem::replace(&mut *slot, Slot::Abandoned) {
+                    Slot::Ready(result) => {
+                        drop(slot);
+                        this.stage = Stage::Finished;
+                        Poll::Ready(result)
+                    }
+                    Slot::Waiting(_) | Slot::Abandoned => {
+                        *slot = Slot::Waiting(cx.waker().clone());
+                        Poll::Pending
+                    }
+                };
+            }
+            // Polled after it completed: it never completes again.
+            Stage::Finished => return Poll::Pending,
+        }
+        let (path, timeout) = match first_try(this.options) {
+            FirstTry::Done(result) => {
+                this.stage = Stage::Finished;
+                return Poll::Ready(result);
+            }
+            FirstTry::Wait { path, timeout } => (path, timeout),
+        };
+        let handoff = Arc::new(Handoff {
+            slot: Mutex::new(Slot::Waiting(cx.waker().clone())),
+        });
+        let helper = Arc::clone(&handoff);
+        let spawned = thread::Builder::new()
+            .name("pidlock-wait".to_owned())
+            .spawn({
+                let path = path.clone();
+                move || helper.wait(path, timeout)
+            });
+        match spawned {
+            Ok(_) => {
+                this.stage = Stage::Waiting(handoff);
+                Poll::Pending
+            }
+            Err(source) => {
+                this.stage = Stage::Finished;
+                Poll::Ready(Err(Error::Lock(LockError::LockFailed { path, source })))
+            }
+        }
+    }
+}
+
+impl Drop for Acquire<'_> {
+    fn drop(&mut self) {
+        if let Stage::Waiting(handoff) = &self.stage {
+            // A result not taken yet holds the lock: dropping it here releases it. A helper
+            // still waiting sees `Abandoned` and releases what it gets.
+            let unclaimed = mem::replace(&mut *handoff.slot(), Slot::Abandoned);
+            drop(unclaimed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::task::Wake;
+
+    /// A waker that reports on a channel.
+    struct Signal(Mutex<mpsc::Sender<()>>);
+
+    impl Wake for Signal {
+        fn wake(self: Arc<Self>) {
+            let _ = self.0.lock().unwrap().send(());
+        }
+    }
+
+    fn options(path: &std::path::Path, timeout: Option<Duration>) -> Options {
+        Options {
+            path: Some(path.to_owned()),
+            timeout,
+            quiet: true,
+            program: Some("test"),
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("pidlock-future-{name}-{}.pid", std::process::id()))
+    }
+
+    #[test]
+    fn a_busy_lock_leaves_the_polling_thread_free_and_wakes_it_at_the_release() {
+        let path = scratch("wake");
+        let holder = PidLockFile::lock(&path, None).unwrap();
+        let options = options(&path, None);
+        let mut future = acquire_async(&options);
+        let (tx, rx) = mpsc::channel();
+        let waker = Waker::from(Arc::new(Signal(Mutex::new(tx))));
+        let mut cx = Context::from_waker(&waker);
+        // The first poll returns at once although the lock is held without a time limit.
+        assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
+        drop(holder);
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("woken after the release");
+        let guard = match Pin::new(&mut future).poll(&mut cx) {
+            Poll::Ready(result) => result.unwrap(),
+            Poll::Pending => panic!("woken but not ready"),
+        };
+        assert!(guard.lock_file().i_am_locking());
+    }
+
+    #[test]
+    fn a_dropped_future_lets_go_of_what_its_helper_takes() {
+        let path = scratch("abandon");
+        let holder = PidLockFile::lock(&path, None).unwrap();
+        let options = options(&path, Some(Duration::from_secs(60)));
+        let mut future = acquire_async(&options);
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
+        drop(future);
+        drop(holder);
+        // The helper takes the lock and lets go of it; a blocking acquire then gets it.
+        let again = PidLockFile::lock(&path, Some(Duration::from_secs(60))).unwrap();
+        drop(again);
+    }
+
+    #[test]
+    fn a_free_lock_is_taken_on_the_first_poll() {
+        let path = scratch("free");
+        let options = options(&path, None);
+        let mut future = acquire_async(&options);
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(&mut future).poll(&mut cx) {
+            Poll::Ready(result) => drop(result.unwrap()),
+            Poll::Pending => panic!("a free lock made the future wait"),
+        }
+    }
+}

@@ -1,0 +1,6 @@
+#[pidlock::single_instance(exit_code = 3)]
+fn work() {}
+
+fn main() {
+    work();
+}

@@ -1,0 +1,10 @@
+use std::future::IntoFuture;
+
+#[pidlock::single_instance]
+fn work() -> impl IntoFuture<Output = u32> {
+    async { 42 }
+}
+
+fn main() {
+    let _ = work();
+}
