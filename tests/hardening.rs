@@ -142,6 +142,30 @@ fn h05_a_thread_waiting_for_a_lock_it_holds_fails_at_once() {
 }
 
 #[test]
+fn h05_a_guarded_main_calling_a_guarded_helper_on_the_default_lock_fails_at_once() {
+    let scratch = Scratch::new("h05-macro");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_si-self-wait"));
+    command
+        .env("TMPDIR", scratch.dir())
+        .env_remove("XDG_RUNTIME_DIR");
+    let mut program = Proc::spawn(command);
+    let me = program.id();
+    let (status, output) = program.finish();
+    assert_eq!(status.code(), Some(101), "{output:?}");
+    assert!(
+        output.contains(&format!("running {me}"))
+            && !output.iter().any(|l| l.starts_with("helper ")),
+        "{output:?}"
+    );
+    assert!(
+        output.iter().any(|l| l.contains(&format!(
+            "si-self-wait is already running (pid {me}, lock file "
+        ))),
+        "the panic names this process: {output:?}"
+    );
+}
+
+#[test]
 fn h05_another_thread_of_the_same_process_still_waits_its_turn() {
     let scratch = Scratch::new("h05-thread");
     let path = scratch.path("app.pid");

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use std::{env, process};
 
-use crate::{Error, LockError, PidLockFile, PidLockGuard, default_path};
+use crate::{Error, LockError, PidLockFile, PidLockGuard};
 
 /// The name of the running program: the binary's name as cargo built it, else the file name
 /// of the executable.
@@ -32,7 +32,7 @@ fn program_name(built_as: Option<&'static str>) -> String {
 /// The arguments of one `#[single_instance]`, as the generated code builds them.
 #[derive(Debug)]
 pub struct Options {
-    /// `path = ...`, or `None` for [`default_path`].
+    /// `path = ...`, or `None` for [`default_path`](crate::default_path).
     pub path: Option<PathBuf>,
     /// `None` waits without a limit.
     pub timeout: Option<Duration>,
@@ -47,10 +47,13 @@ impl Options {
         program_name(self.program)
     }
 
-    fn path(&self) -> PathBuf {
-        self.path
-            .clone()
-            .unwrap_or_else(|| default_path(&self.program()))
+    /// The lock file: `path`, or the program's default, whose private directory is made and
+    /// checked here (see [`PidLockFile::for_program`]).
+    fn path(&self) -> Result<PathBuf, LockError> {
+        match &self.path {
+            Some(path) => Ok(path.clone()),
+            None => Ok(PidLockFile::for_program(&self.program())?.path().to_owned()),
+        }
     }
 }
 
@@ -74,7 +77,10 @@ enum FirstTry {
 
 /// Tries once without waiting; says on stderr that it is going to wait, when it is.
 fn first_try(options: &Options) -> FirstTry {
-    let path = options.path();
+    let path = match options.path() {
+        Ok(path) => path,
+        Err(e) => return FirstTry::Done(Err(e.into())),
+    };
     let wait = match options.timeout {
         Some(timeout) if timeout.is_zero() => {
             return FirstTry::Done(PidLockFile::lock(path, Some(timeout)).map_err(Error::from));
