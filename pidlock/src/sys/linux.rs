@@ -2,7 +2,8 @@
 //! successor file ready before the release, and `/proc/locks` tells a reader whether someone holds
 //! the lock without taking part in it.
 
-use std::fs::{self, File, Metadata};
+use std::fs::{File, Metadata};
+use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -243,14 +244,17 @@ pub(crate) fn announce_release(file: &File, len: u64) {
 /// it shows an exclusive `flock` on it, `Some(false)` if it shows none and would show one if there
 /// were, `None` if it cannot tell (then the caller probes).
 ///
-/// A holder is always worth believing. An absence only counts where the table is complete and
-/// speaks of the same device numbers as `stat`:
+/// A holder is always worth believing. An absence only counts where the table is complete, read
+/// at one instant, and speaks of the same device numbers as `stat`:
 /// - the table lists only the locks of processes visible in the PID namespace of `/proc`, so a
 ///   holder in another container is missing unless we are in the initial namespace;
+/// - the kernel renders the table a page per `read(2)`, each under the lock-table lock, and
+///   picks up the next page by position: a lock taken or dropped between two reads shifts the
+///   lines, and one can be skipped. Only a table that fitted in one read is a snapshot;
 /// - overlayfs and btrfs report other device numbers from `stat` than the lock table does, and
 ///   NFS emulates `flock` with POSIX locks; only file systems known to agree are trusted.
 pub(crate) fn lock_table(path: &Path, meta: &Metadata) -> Option<bool> {
-    let table = fs::read_to_string("/proc/locks").ok()?;
+    let (table, snapshot) = read_lock_table()?;
     let (dev_major, dev_minor, ino) = (major(meta.dev()), minor(meta.dev()), meta.ino());
     if table
         .lines()
@@ -259,8 +263,25 @@ pub(crate) fn lock_table(path: &Path, meta: &Metadata) -> Option<bool> {
     {
         return Some(true);
     }
-    let complete = super::pid_namespace() == super::INITIAL_PID_NAMESPACE;
+    let complete = snapshot && super::pid_namespace() == super::INITIAL_PID_NAMESPACE;
     (complete && on_local_file_system(path)).then_some(false)
+}
+
+/// Reads `/proc/locks`, and says whether it came in one `read(2)`, which the kernel renders at
+/// one instant.
+fn read_lock_table() -> Option<(String, bool)> {
+    /// The smallest page the kernel renders the table into, less room for the longest line:
+    /// a first read shorter than this ended at the end of the table.
+    const ONE_PAGE: usize = 4096 - 256;
+    let mut file = File::open("/proc/locks").ok()?;
+    let mut table = vec![0_u8; 16 * 1024];
+    let first = file.read(&mut table).ok()?;
+    table.truncate(first);
+    let snapshot = first < ONE_PAGE;
+    if !snapshot {
+        file.read_to_end(&mut table).ok()?;
+    }
+    Some((String::from_utf8(table).ok()?, snapshot))
 }
 
 /// Whether `path` is on a local file system whose `stat` device numbers are the lock table's.
