@@ -110,7 +110,9 @@ impl PidLockFile {
     /// A waiter is woken by the release itself (a blocking `flock`, or on Linux an inotify close
     /// event when there is a deadline), not by polling. A file left by a dead holder is not
     /// locked and is taken over at once. The lock is not reentrant: calling this on an instance
-    /// that holds the lock returns `AlreadyLocked` at once instead of deadlocking.
+    /// that holds the lock returns `AlreadyLocked` at once instead of deadlocking, and so does a
+    /// wait (any timeout but zero) for a lock that the calling thread holds through another
+    /// instance. Another thread of the same process waits its turn.
     ///
     /// Any error other than "someone holds it" is [`LockError::LockFailed`]; in particular a
     /// symlink, directory, FIFO or hard-linked file at `path` is refused and never written.
@@ -123,13 +125,23 @@ impl PidLockFile {
     /// let mut holder = PidLockFile::new(&path);
     /// holder.acquire(None)?;
     ///
-    /// let mut waiter = PidLockFile::new(&path);
-    /// let err = waiter.acquire(Some(Duration::from_millis(50))).unwrap_err();
+    /// let waiting = path.clone();
+    /// let err = std::thread::spawn(move || {
+    ///     PidLockFile::new(waiting).acquire(Some(Duration::from_millis(50)))
+    /// })
+    /// .join()
+    /// .unwrap()
+    /// .unwrap_err();
     /// assert!(matches!(err, LockError::LockTimeout { .. }));
     /// assert!(err.to_string().contains("is locked by process"));
     ///
+    /// // The holder's own thread would wait for itself: it is told at once.
+    /// let mut again = PidLockFile::new(&path);
+    /// let err = again.acquire(Some(Duration::from_secs(60))).unwrap_err();
+    /// assert!(matches!(err, LockError::AlreadyLocked { .. }));
+    ///
     /// holder.release()?;
-    /// waiter.acquire(Some(Duration::ZERO))?;
+    /// again.acquire(Some(Duration::ZERO))?;
     /// # Ok::<(), pidlock::Error>(())
     /// ```
     pub fn acquire(&mut self, timeout: Option<Duration>) -> Result<(), LockError> {
