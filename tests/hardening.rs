@@ -368,12 +368,17 @@ fn h14_a_release_makes_an_event_after_unlocking_even_when_a_forked_child_keeps_t
     let mut holder = Proc::helper(&["fork-hold", s(&path)]);
     assert!(holder.next_report().starts_with("child "));
     // What a timed waiter watches. The child's descriptor keeps the holder's close from being
-    // the last, so the kernel reports no close.
+    // the last, so the kernel reports no close. The holder's unlink would change the link count
+    // (an IN_ATTRIB, but made while the lock is still held, so useless to a waiter); moving
+    // the file aside first means the release does not unlink it, so that any event seen is one
+    // the release made after letting go.
+    let aside = scratch.path("aside.pid");
+    fs::rename(&path, &aside).unwrap();
     let watcher = inotify::init(CreateFlags::CLOEXEC).unwrap();
     inotify::add_watch(
         &watcher,
-        &path,
-        WatchFlags::CLOSE_WRITE | WatchFlags::CLOSE_NOWRITE | WatchFlags::MODIFY,
+        &aside,
+        WatchFlags::CLOSE_WRITE | WatchFlags::CLOSE_NOWRITE | WatchFlags::ATTRIB,
     )
     .unwrap();
     holder.send("release");
@@ -394,6 +399,20 @@ fn h14_a_release_makes_an_event_after_unlocking_even_when_a_forked_child_keeps_t
             "no event: timed waiters sleep until the re-check"
         );
     }
+    assert!(!PidLockFile::new(&aside).is_locked());
+}
+
+#[test]
+fn h14_a_timed_waiter_gets_in_when_the_holder_releases_with_a_forked_child_alive() {
+    let scratch = Scratch::new("h14-waiter");
+    let path = scratch.path("app.pid");
+    let mut holder = Proc::helper(&["fork-hold", s(&path)]);
+    assert!(holder.next_report().starts_with("child "));
+    let mut waiter = Proc::helper(&["try", s(&path), "60000"]);
+    wait_until_sleeping(waiter.id());
+    holder.send("release");
+    assert!(holder.next_report().starts_with("released"));
+    assert!(waiter.next_report().starts_with("ok "));
 }
 
 // 15. No inotify instance is kept while merely holding, and one per process while waiting.

@@ -6,6 +6,12 @@
 //! stale inode it locked on the way, its unused spare file, the inotify instance it slept on),
 //! and must neither make its caller wait for them nor keep them open while it holds the lock.
 //! So they go to one background thread per process, which closes them and exits once idle.
+//!
+//! Even waking that thread is too slow for a handoff: a futex wake that has to bring another
+//! CPU out of idle costs more than the rest of the handoff together on a virtual machine. So a
+//! waiter says before it sleeps that it will hand something over ([`expect`]), and while anyone
+//! is expected the thread looks at its queue every [`POLL`] by itself; the hand-over
+//! ([`hand_over`]) then only queues.
 
 use std::mem;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -16,6 +22,9 @@ use crate::owner::{PerProcess, Process};
 
 /// Anything whose `Drop` closes a descriptor.
 type Closing = Box<dyn Send>;
+
+/// How often the thread looks at its queue while a waiter is expected to hand something over.
+const POLL: Duration = Duration::from_millis(25);
 
 /// How long the thread waits for more work before it exits.
 const IDLE_EXIT: Duration = Duration::from_secs(2);
@@ -30,6 +39,8 @@ struct Closer {
 
 struct Queue {
     running: bool,
+    /// Waiters that have said they will hand something over, and have not yet.
+    expected: usize,
     items: Vec<Closing>,
 }
 
@@ -40,6 +51,7 @@ impl Closer {
         Closer {
             queue: Mutex::new(Queue {
                 running: false,
+                expected: 0,
                 items: Vec::new(),
             }),
             work: Condvar::new(),
@@ -51,15 +63,35 @@ impl Closer {
     }
 }
 
-/// Starts the closer thread now if it is not running, so that starting it costs nothing later
-/// on the handoff path. Called by a waiter before it sleeps. `me` is the calling process.
-pub(crate) fn prepare(me: Process) {
+/// Says that the caller, a waiter, will [`hand_over`] what it leaves behind when it stops
+/// waiting, and starts the closer thread now if it is not running, while there is time.
+/// `me` is the calling process.
+pub(crate) fn expect(me: Process) {
     let closer = CLOSER.get(me, Closer::new);
-    ensure_thread(&closer, &mut closer.queue());
+    let mut queue = closer.queue();
+    if ensure_thread(&closer, &mut queue) {
+        queue.expected += 1;
+        // From a long sleep to polling.
+        closer.work.notify_one();
+    }
 }
 
-/// Closes `item` on the closer thread, or here if no thread can be started. `me` is the calling
-/// process, which the caller has at hand.
+/// What a waiter that called [`expect`] leaves behind, queued without waking anyone: the closer
+/// thread finds it within [`POLL`]. If no thread could be started, closes it here.
+pub(crate) fn hand_over(me: Process, item: impl Send + 'static) {
+    let closer = CLOSER.get(me, Closer::new);
+    let mut queue = closer.queue();
+    queue.expected = queue.expected.saturating_sub(1);
+    if queue.running {
+        queue.items.push(Box::new(item));
+    } else {
+        drop(queue);
+        drop(item);
+    }
+}
+
+/// Closes `item` on the closer thread, waking it, or here if no thread can be started. For
+/// what no [`expect`] announced. `me` is the calling process.
 pub(crate) fn close_later(me: Process, item: impl Send + 'static) {
     let closer = CLOSER.get(me, Closer::new);
     let mut queue = closer.queue();
@@ -85,23 +117,28 @@ fn ensure_thread(closer: &Arc<Closer>, queue: &mut Queue) -> bool {
 }
 
 fn serve(closer: &Closer) {
+    // Closing is never urgent: let the threads that just took or let go of a lock run first.
+    // (On Linux the nice value is per thread; elsewhere it would be the whole process's.)
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::setpriority_process(None, 19);
     let mut queue = closer.queue();
     loop {
-        if queue.items.is_empty() {
-            let (next, idle) = closer
-                .work
-                .wait_timeout(queue, IDLE_EXIT)
-                .unwrap_or_else(PoisonError::into_inner);
-            queue = next;
-            if idle.timed_out() && queue.items.is_empty() {
-                queue.running = false;
-                return;
-            }
+        if !queue.items.is_empty() {
+            let items = mem::take(&mut queue.items);
+            drop(queue);
+            drop(items);
+            queue = closer.queue();
             continue;
         }
-        let items = mem::take(&mut queue.items);
-        drop(queue);
-        drop(items);
-        queue = closer.queue();
+        let polling = queue.expected > 0;
+        let (next, timeout) = closer
+            .work
+            .wait_timeout(queue, if polling { POLL } else { IDLE_EXIT })
+            .unwrap_or_else(PoisonError::into_inner);
+        queue = next;
+        if !polling && timeout.timed_out() && queue.items.is_empty() && queue.expected == 0 {
+            queue.running = false;
+            return;
+        }
     }
 }

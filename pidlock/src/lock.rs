@@ -158,6 +158,7 @@ impl PidLockFile {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut left = Leftovers {
             me,
+            expected: false,
             watch: None,
             spare: None,
             superseded: None,
@@ -178,7 +179,8 @@ impl PidLockFile {
                     // Get ready for the handoff while there is time: a successor file, and
                     // the thread that will close what we leave behind (see `closer.rs`).
                     left.spare = Some(sys::prepare_spare(parent_dir(&self.path), me.pid()));
-                    closer::prepare(me);
+                    closer::expect(me);
+                    left.expected = true;
                 }
                 let locked = match deadline {
                     None => lock_blocking(&file),
@@ -409,7 +411,7 @@ impl Held {
         let _ = self.file.unlock();
         // Such a child also keeps our close from being the last, which is what wakes timed
         // waiters.
-        sys::announce_release(&self.file, pidfile::len(self.owner.pid()));
+        sys::announce_release(&self.file);
         drop(self.file);
         removed.map_err(|source| UnlockError::RemoveFailed {
             path: path.to_owned(),
@@ -424,6 +426,8 @@ impl Held {
 /// by the caller: final closes are slow (see `closer.rs`).
 struct Leftovers {
     me: Process,
+    /// Whether the closer thread was told to expect these (see `closer.rs`).
+    expected: bool,
     watch: Option<ReleaseWatch>,
     spare: Option<Option<(File, Metadata)>>,
     superseded: Option<File>,
@@ -434,8 +438,12 @@ impl Drop for Leftovers {
         let watch = self.watch.take();
         let unused = self.spare.take().flatten().map(|(unused, _)| unused);
         let superseded = self.superseded.take();
-        if watch.is_some() || unused.is_some() || superseded.is_some() {
-            closer::close_later(self.me, (watch, unused, superseded));
+        let items = (watch, unused, superseded);
+        if self.expected {
+            closer::hand_over(self.me, items);
+        } else if items.0.is_some() || items.1.is_some() || items.2.is_some() {
+            // A file replaced under us between the lock and the check; no wait came first.
+            closer::close_later(self.me, items);
         }
     }
 }

@@ -56,11 +56,6 @@ pub(crate) fn open_for_reading(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// The length of the PID file of `pid`: its digits and the newline.
-pub(crate) fn len(pid: u32) -> u64 {
-    u64::from(pid.checked_ilog10().unwrap_or(0)) + 2
-}
-
 /// Replaces the contents of `file`, which is `old_len` bytes long, with `"<pid>\n"`.
 ///
 /// The new PID is written over the old one and only then is the file cut to length, so a reader at
@@ -91,13 +86,6 @@ mod tests {
         assert_eq!(parse(b"0004242\n"), Some(4242));
         assert_eq!(parse(b"4242\nextra line\n"), Some(4242));
         assert_eq!(parse(b"2147483647\n"), Some(2_147_483_647));
-    }
-
-    #[test]
-    fn len_counts_digits_and_newline() {
-        for pid in [1, 9, 10, 4242, 99_999, 2_147_483_647] {
-            assert_eq!(super::len(pid), format!("{pid}\n").len() as u64);
-        }
     }
 
     #[test]

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
-use rustix::fs::{AtFlags, CWD, Mode, OFlags, linkat, major, minor, openat};
+use rustix::fs::{
+    AtFlags, CWD, Mode, OFlags, Timestamps, UTIME_NOW, futimens, linkat, major, minor, openat,
+};
 use rustix::io::Errno;
 
 use super::backoff::Backoff;
@@ -118,9 +120,10 @@ impl ReleaseWatch {
         let Some(inotify) = &self.inotify else { return };
         // The descriptor's /proc link names the very inode we hold open, even if the path has
         // since been unlinked or replaced, which watching the path itself would not. A close is
-        // a release; so is the change of size a release makes (see `announce_release`).
+        // a release; so is the change of times a release makes (see `announce_release`). The
+        // holder's unlink changes the link count, an attribute too, and wakes us once early.
         let link = format!("/proc/self/fd/{}", file.as_raw_fd());
-        let events = WatchFlags::CLOSE_WRITE | WatchFlags::CLOSE_NOWRITE | WatchFlags::MODIFY;
+        let events = WatchFlags::CLOSE_WRITE | WatchFlags::CLOSE_NOWRITE | WatchFlags::ATTRIB;
         let mut shared = self.waiting.shared();
         self.seen = shared.epoch;
         match inotify::add_watch(&**inotify, link, events) {
@@ -233,11 +236,21 @@ fn drain(inotify: &OwnedFd) -> bool {
 
 /// Makes sure timed waiters hear of a release, after the unlock. They sleep until the lock file
 /// is closed, but the kernel reports only the last close of a descriptor, and a child forked
-/// while the lock was held may still have one. Setting the file's size to what it is makes an
-/// event of our own (`IN_MODIFY`), in one system call, and changes nothing else; by then the file
-/// is unlinked, or not ours, or holds exactly our `"<pid>\n"` of `len` bytes.
-pub(crate) fn announce_release(file: &File, len: u64) {
-    let _ = file.set_len(len);
+/// while the lock was held may still have one. Setting the file's times to now is an event of
+/// our own (`IN_ATTRIB`) in one cheap system call, and needs only the write access the holder
+/// has.
+pub(crate) fn announce_release(file: &File) {
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: UTIME_NOW,
+    };
+    let _ = futimens(
+        file,
+        &Timestamps {
+            last_access: now,
+            last_modification: now,
+        },
+    );
 }
 
 /// What the kernel's lock table says of the file `meta` describes, at `path`: `Some(true)` if

@@ -37,7 +37,7 @@ pub(crate) fn lock_table(_path: &Path, _meta: &Metadata) -> Option<bool> {
 }
 
 /// Nobody waits on close events here: waiters back off and try again.
-pub(crate) fn announce_release(_file: &File, _len: u64) {}
+pub(crate) fn announce_release(_file: &File) {}
 
 /// No unnamed files here: waiters create their successor file when the holder lets go.
 pub(crate) fn prepare_spare(_dir: &Path, _pid: u32) -> Option<(File, Metadata)> {
