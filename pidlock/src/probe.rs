@@ -16,9 +16,10 @@ const HOLDER_STARTUP_GRACE: Duration = Duration::from_millis(5);
 /// Whether some process holds the lock on the file at `path`.
 ///
 /// On Linux the kernel's lock table answers without touching the lock, where it is complete
-/// (see `sys::lock_table`). Elsewhere (other platforms, containers, overlay file systems, NFS),
-/// a shared lock is tried and dropped at once: it succeeds only when nobody holds the exclusive
-/// one. `acquire` rides out such a probe (see `lock.rs`).
+/// (see `sys::lock_table`); on macOS and FreeBSD, `fcntl(F_GETLK)` does. Elsewhere (containers,
+/// overlay file systems, NFS, other platforms), a shared lock is tried and dropped at once: it
+/// succeeds only when nobody holds the exclusive one. `acquire` rides out such a probe (see
+/// `lock.rs`).
 ///
 /// A file that cannot be opened to probe (another user's, with a narrow mode) counts as held:
 /// "free" would be a guess, and a confident wrong "free" is the worse mistake.
@@ -33,7 +34,8 @@ pub(crate) fn lock_is_held(path: &Path) -> bool {
         return held;
     }
     match pidfile::open_for_reading(path) {
-        Ok(file) => matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock)),
+        Ok(file) => sys::held_elsewhere(&file)
+            .unwrap_or_else(|| matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))),
         Err(e) => e.kind() != io::ErrorKind::NotFound,
     }
 }

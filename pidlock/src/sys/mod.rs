@@ -67,3 +67,34 @@ pub(crate) fn set_pid_file_mode(
     rustix::fs::fchmod(file, Mode::RUSR | Mode::WUSR | Mode::RGRP | Mode::ROTH)?;
     Ok(())
 }
+
+/// Whether another open file description holds a lock on `file`, asked without taking one:
+/// `fcntl(F_GETLK)`, which on macOS and FreeBSD also reports `flock` locks (they share one lock
+/// manager there). `None` where it cannot be asked: on Linux `F_GETLK` does not see `flock`
+/// locks, and the caller takes a shared lock for an instant instead.
+#[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
+pub(crate) fn held_elsewhere(file: &std::fs::File) -> Option<bool> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    use nix::libc::{F_UNLCK, F_WRLCK, SEEK_SET, c_short, flock};
+    // The constants are small and positive, so the casts to `c_short` cannot wrap.
+    #[allow(clippy::cast_possible_truncation)]
+    let mut query = flock {
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+        l_type: F_WRLCK as c_short,
+        l_whence: SEEK_SET as c_short,
+        #[cfg(target_os = "freebsd")]
+        l_sysid: 0,
+    };
+    fcntl(file, FcntlArg::F_GETLK(&mut query)).ok()?;
+    #[allow(clippy::cast_possible_truncation)]
+    let free = query.l_type == F_UNLCK as c_short;
+    Some(!free)
+}
+
+/// See above: elsewhere there is no lock-free question to ask.
+#[cfg(not(any(target_vendor = "apple", target_os = "freebsd")))]
+pub(crate) fn held_elsewhere(_file: &std::fs::File) -> Option<bool> {
+    None
+}
