@@ -609,6 +609,37 @@ fn h18_busy_readers_never_make_a_free_lock_look_held() {
     }
 }
 
+#[test]
+fn h18_a_shared_lock_that_stays_is_an_error_not_a_holder_and_not_a_hang() {
+    let scratch = Scratch::new("h18-flock-s");
+    let path = scratch.path("app.pid");
+    fs::write(&path, "999999\n").unwrap();
+    // Another program holding the file under a shared lock, as `flock -s` does.
+    let mut command = Command::new("flock");
+    command
+        .arg("-s")
+        .arg(&path)
+        .arg("sh")
+        .arg("-c")
+        .arg("echo held; exec cat");
+    let mut reader = Proc::spawn(command);
+    assert_eq!(reader.next_report(), "held");
+    let started = Instant::now();
+    let result = PidLockFile::new(&path).acquire(Some(Duration::ZERO));
+    let took = started.elapsed();
+    match result {
+        Err(LockError::LockFailed { source, .. }) => {
+            assert!(source.to_string().contains("flock -s"), "{source}");
+        }
+        other => panic!("expected LockFailed, got {other:?}"),
+    }
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(
+        !PidLockFile::new(&path).is_locked(),
+        "a shared lock is not a holder"
+    );
+}
+
 #[cfg(not(pidlock_portable))]
 #[test]
 fn h18_is_locked_on_a_free_file_does_not_touch_it() {

@@ -277,9 +277,10 @@ impl PidLockFile {
     /// Whether a live process holds the lock, through any instance.
     ///
     /// Unlike the seed's "the file exists" rule, a file left behind by a dead holder does not
-    /// count: only a held kernel lock does. On Linux this reads the kernel's lock table and
-    /// does not touch the lock; elsewhere it takes a shared lock for an instant, which
-    /// concurrent `acquire` calls ride out.
+    /// count: only a held kernel lock does. On Linux this reads the kernel's lock table where it
+    /// is complete, and on macOS and FreeBSD asks `fcntl(F_GETLK)`, without touching the lock;
+    /// elsewhere it takes a shared lock for an instant, which concurrent `acquire` calls ride
+    /// out. A file this process may not open counts as held.
     ///
     /// ```
     /// use pidlock::PidLockFile;
@@ -511,15 +512,23 @@ fn lock_before(
     }
 }
 
+/// How long [`try_lock`] rides out shared locks at most. A reader's probe holds its shared
+/// lock for microseconds, so readers probing back to back leave a gap well within this; shared
+/// locks that stay in the way this long belong to some other program (`flock -s`), and waiting
+/// for them would hang a try that was asked not to wait.
+const SHARED_PATIENCE: Duration = Duration::from_secs(2);
+
 /// One non-blocking attempt at the exclusive lock, riding out readers' probes.
 ///
 /// A holder's lock is exclusive; a reader's probe (see `probe.rs`) is a shared lock held for an
 /// instant. If a shared lock of our own goes through, nobody holds the exclusive one and only
-/// probes are in the way, so we try again, for as long as that stays true: a lock that nobody
-/// holds is never reported as held, however busy its readers are. Between tries we yield, then
-/// sleep a little longer each time, so that readers probing back to back leave a gap.
+/// shared locks are in the way, so we try again: a lock that nobody holds is never reported as
+/// held, however busy its readers are. Between tries we yield, then sleep a little longer each
+/// time, so that readers probing back to back leave a gap. Shared locks that outlast
+/// [`SHARED_PATIENCE`] are an error (`LockFailed`), not a holder.
 fn try_lock(file: &File) -> io::Result<bool> {
     let mut pause = Duration::ZERO;
+    let mut shared_since = None;
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(true),
@@ -530,6 +539,15 @@ fn try_lock(file: &File) -> io::Result<bool> {
             Ok(()) => file.unlock()?,
             Err(TryLockError::WouldBlock) => return Ok(false),
             Err(TryLockError::Error(e)) => return Err(e),
+        }
+        if shared_since.get_or_insert_with(Instant::now).elapsed() > SHARED_PATIENCE {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!(
+                    "nobody holds the lock, but shared locks have kept it from being taken for \
+                     over {SHARED_PATIENCE:?}: another program holds the file with `flock -s`"
+                ),
+            ));
         }
         if pause.is_zero() {
             thread::yield_now();
