@@ -650,13 +650,24 @@ fn h18_is_locked_on_a_free_file_does_not_touch_it() {
     let watcher = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).unwrap();
     inotify::add_watch(&watcher, &path, WatchFlags::OPEN).unwrap();
     let lock = PidLockFile::new(&path);
-    for _ in 0..10 {
-        assert!(!lock.is_locked());
-    }
     let mut buf = [std::mem::MaybeUninit::uninit(); 1024];
     let mut events = inotify::Reader::new(&watcher, &mut buf);
-    assert!(
-        events.next().is_err(),
-        "is_locked() opened the file (to take a probe lock)"
-    );
+    // The lock table answers only while the kernel can render it in one read (see
+    // `sys/linux.rs`); with the machine's other locks filling more than a page, probing is
+    // right. So each call is judged by the table it met.
+    let mut judged = 0;
+    for _ in 0..50 {
+        let one_page = fs::read("/proc/locks").unwrap().len() < 3000;
+        assert!(!lock.is_locked());
+        let opened = events.next().is_ok();
+        while events.next().is_ok() {}
+        if one_page && fs::read("/proc/locks").unwrap().len() < 3000 {
+            assert!(
+                !opened,
+                "is_locked() opened the file (to take a probe lock)"
+            );
+            judged += 1;
+        }
+    }
+    assert!(judged > 0, "the machine's lock table never fit in one page");
 }
