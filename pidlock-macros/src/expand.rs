@@ -270,7 +270,8 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
     let mut fn_body = TokenStream::new();
     if let Some(boxed) = function.boxed_async() {
         // `#[async_trait]` expanded first: guard the async block inside `Box::pin(...)`.
-        let mut user = Group::new(proc_macro2::Delimiter::Brace, boxed.block.stream());
+        let inner = boxed.block.stream();
+        let mut user = Group::new(proc_macro2::Delimiter::Brace, quote!(; #inner));
         user.set_span(boxed.block.span());
         let block = guarded(
             quote!(#private::acquire_async(&#options).await),
@@ -299,7 +300,9 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
             .to_tokens(tokens);
         });
     } else {
-        let mut user = Group::new(proc_macro2::Delimiter::Brace, body.clone());
+        // The leading `;` (an empty statement, of the macro's span) keeps `unused_braces`
+        // from taking a one-line body in braces inside braces for a mistake of the user's.
+        let mut user = Group::new(proc_macro2::Delimiter::Brace, quote!(; #body));
         user.set_span(brace.span.join());
         let acquire = match &sig.asyncness {
             Some(_) => quote!(#private::acquire_async(&#options).await),

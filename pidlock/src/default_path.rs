@@ -14,11 +14,14 @@ use std::path::{Path, PathBuf};
 use crate::{LockError, PidLockFile};
 
 /// The lock file `#[single_instance]` uses when no `path` is given, for `program`:
-/// `$XDG_RUNTIME_DIR/<program>.pid` when `XDG_RUNTIME_DIR` is set to an absolute path (that
-/// directory belongs to the user alone), else `<temp dir>/pidlock-<uid>/<program>.pid`, in a
-/// directory of mode `0700` that [`PidLockFile::for_program`] creates and checks.
+/// `$XDG_RUNTIME_DIR/<program>.pid` when `XDG_RUNTIME_DIR` names a directory that is this
+/// user's alone (absolute, owned by this user, mode `0700` as the XDG spec requires: `su` and
+/// some images pass on another user's, or `/tmp`), else `<temp dir>/pidlock-<uid>/<program>.pid`,
+/// in a directory of mode `0700` that [`PidLockFile::for_program`] creates and checks. A
+/// relative `TMPDIR` is not used: it would give every working directory a lock of its own.
 ///
-/// This only computes the path; use [`PidLockFile::for_program`] to get a lock there.
+/// This looks at `XDG_RUNTIME_DIR` but creates nothing; use [`PidLockFile::for_program`] to get
+/// a lock there.
 ///
 /// ```
 /// let path = pidlock::default_path("myapp");
@@ -33,18 +36,26 @@ pub fn default_path(program: &str) -> PathBuf {
     }
 }
 
-/// `$XDG_RUNTIME_DIR`, if it is set to an absolute path.
+/// `$XDG_RUNTIME_DIR`, if it is set to an absolute path that is a directory of this user's
+/// alone.
 fn runtime_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|dir| dir.is_absolute())
+        .filter(|dir| fs::symlink_metadata(dir).is_ok_and(|meta| refusal(&meta).is_none()))
 }
 
 /// `<temp dir>/pidlock-<uid>`: the directory this user's default locks live in when there is no
-/// `XDG_RUNTIME_DIR` (cron, services, ssh sessions, containers).
+/// usable `XDG_RUNTIME_DIR` (cron, services, ssh sessions, containers).
 fn private_temp_dir() -> PathBuf {
     let uid = rustix::process::geteuid().as_raw();
-    std::env::temp_dir().join(format!("pidlock-{uid}"))
+    let temp = std::env::temp_dir();
+    let temp = if temp.is_absolute() {
+        temp
+    } else {
+        PathBuf::from("/tmp")
+    };
+    temp.join(format!("pidlock-{uid}"))
 }
 
 impl PidLockFile {

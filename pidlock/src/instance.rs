@@ -11,6 +11,7 @@ pub use conflict::{
 pub use future::{Acquire, acquire_async};
 
 use std::path::{Path, PathBuf};
+use std::task::Waker;
 use std::time::Duration;
 use std::{env, process};
 
@@ -75,8 +76,10 @@ enum FirstTry {
     },
 }
 
-/// Tries once without waiting; says on stderr that it is going to wait, when it is.
-fn first_try(options: &Options) -> FirstTry {
+/// Tries once without waiting; says on stderr that it is going to wait, when it is. `task` is
+/// the waker of the calling async task, if any: a lock that the caller itself holds (this
+/// thread, or this task) is refused at once instead of waited for.
+fn first_try(options: &Options, task: Option<&Waker>) -> FirstTry {
     let path = match options.path() {
         Ok(path) => path,
         Err(e) => return FirstTry::Done(Err(e.into())),
@@ -89,6 +92,12 @@ fn first_try(options: &Options) -> FirstTry {
     };
     match PidLockFile::lock(&path, Some(Duration::ZERO)) {
         Err(LockError::AlreadyLocked { pid, .. }) => {
+            if PidLockFile::held_by_caller(&path, task) {
+                return FirstTry::Done(Err(Error::Lock(LockError::AlreadyLocked {
+                    path,
+                    pid: Some(process::id()),
+                })));
+            }
             if !options.quiet {
                 let holder =
                     pid.map_or_else(|| "another process".to_owned(), |p| format!("process {p}"));
@@ -112,7 +121,7 @@ fn first_try(options: &Options) -> FirstTry {
 /// Takes the lock as the options say, telling the user on stderr when it has to wait. Blocks
 /// the calling thread while it waits: for a plain `fn`. An `async fn` uses [`acquire_async`].
 pub fn acquire(options: &Options) -> Result<PidLockGuard, Error> {
-    match first_try(options) {
+    match first_try(options, None) {
         FirstTry::Done(result) => result,
         FirstTry::Wait { path, timeout } => Ok(PidLockFile::lock(path, timeout)?),
     }

@@ -9,6 +9,8 @@ use std::fs::{self, File, Metadata, TryLockError};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Waker;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -145,6 +147,17 @@ impl PidLockFile {
     /// # Ok::<(), pidlock::Error>(())
     /// ```
     pub fn acquire(&mut self, timeout: Option<Duration>) -> Result<(), LockError> {
+        self.acquire_unless(timeout, None)
+    }
+
+    /// [`acquire`](Self::acquire), giving up as soon as it notices `cancelled` (within the
+    /// safety re-check, 100 ms): then it fails as a timeout would, and never takes the lock.
+    /// For a waiter whose caller may go away (an `async fn`'s helper thread).
+    pub(crate) fn acquire_unless(
+        &mut self,
+        timeout: Option<Duration>,
+        cancelled: Option<&AtomicBool>,
+    ) -> Result<(), LockError> {
         let me = Process::current();
         match &self.held {
             Some(held) if held.owner == me => return Err(self.mine()),
@@ -166,7 +179,16 @@ impl PidLockFile {
         let (file, meta, pid_written) = loop {
             // Never O_TRUNC: a contender that loses must leave the holder's PID alone.
             let file = open_lock_file(&self.path).map_err(|e| self.failed(e))?;
-            if !try_lock(&file).map_err(|e| self.failed(e))? {
+            // A zero timeout rides out shared locks for `SHARED_PATIENCE`; a longer one for as
+            // long as it waits anyway.
+            let patience = SHARED_PATIENCE.max(timeout.unwrap_or_default());
+            let first = match try_lock(&file, patience).map_err(|e| self.failed(e))? {
+                Try::SharedOnly if deadline.is_some() => return Err(self.failed(shared_only())),
+                // Without a deadline, the blocking wait below outlasts shared locks too.
+                Try::SharedOnly => Try::Held,
+                first => first,
+            };
+            if first == Try::Held {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(self.busy(timeout.unwrap_or_default()));
                 }
@@ -182,9 +204,15 @@ impl PidLockFile {
                     closer::expect(me);
                     left.expected = true;
                 }
-                let locked = match deadline {
-                    None => lock_blocking(&file),
-                    Some(deadline) => lock_before(&file, deadline, &mut left.watch, me),
+                let locked = match (deadline, cancelled) {
+                    (None, None) => lock_blocking(&file),
+                    // A blocking flock cannot be interrupted: a cancellable wait watches.
+                    (None, Some(cancelled)) => {
+                        lock_before(&file, None, &mut left.watch, me, Some(cancelled))
+                    }
+                    (Some(deadline), _) => {
+                        lock_before(&file, Some(deadline), &mut left.watch, me, cancelled)
+                    }
                 };
                 if !locked.map_err(|e| self.failed(e))? {
                     return Err(self.busy(timeout.unwrap_or_default()));
@@ -198,7 +226,7 @@ impl PidLockFile {
                 && sys::link_spare(ready, &self.path).is_ok()
                 && let Some((ready, ready_meta)) = left.spare.take().flatten()
             {
-                let _ = file.unlock();
+                let_go_of_stale(&file);
                 left.superseded = Some(file);
                 break (ready, ready_meta, true);
             }
@@ -209,7 +237,7 @@ impl PidLockFile {
             // Let other waiters on the stale inode go on to the new file, but do not close it
             // here: its final close frees the unlinked inode, which takes longer than all the
             // rest of a handoff and need not delay this one.
-            let _ = file.unlock();
+            let_go_of_stale(&file);
             left.superseded = Some(file);
         };
         // A spare is our own unnamed file, written before it got its name; anything else
@@ -293,7 +321,7 @@ impl PidLockFile {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn is_locked(&self) -> bool {
-        self.holds() || probe::lock_is_held(&self.path)
+        self.holds_path() || probe::lock_is_held(&self.path)
     }
 
     /// Whether the current process holds the lock, through this instance or any other.
@@ -313,9 +341,9 @@ impl PidLockFile {
     /// # Ok::<(), pidlock::LockError>(())
     /// ```
     pub fn i_am_locking(&self) -> bool {
-        self.holds()
+        self.holds_path()
             || fs::symlink_metadata(&self.path)
-                .is_ok_and(|meta| owner::holding_thread(meta.dev(), meta.ino()).is_some())
+                .is_ok_and(|meta| owner::holds(meta.dev(), meta.ino()))
     }
 
     /// The PID written in the lock file, read the way FHS asks readers to (whitespace, leading
@@ -341,19 +369,34 @@ impl PidLockFile {
         probe::holder_pid(&self.path)
     }
 
-    /// Whether this instance holds the lock in this process (not a copy inherited by fork).
-    fn holds(&self) -> bool {
-        self.held
-            .as_ref()
-            .is_some_and(|held| held.owner.is_current())
+    /// Whether this instance holds the lock in this process (not a copy inherited by fork) on
+    /// the file that `path` still names: if someone removed or replaced the file, the lock at
+    /// `path` is no longer the one we hold.
+    fn holds_path(&self) -> bool {
+        self.held.as_ref().is_some_and(|held| {
+            held.owner.is_current() && names(&self.path, held.dev, held.ino).unwrap_or(false)
+        })
     }
 
     /// Whether the thread calling holds the lock on the inode `file` has open, through any
     /// instance.
     fn held_by_this_thread(&self, file: &File) -> bool {
-        file.metadata().is_ok_and(|meta| {
-            owner::holding_thread(meta.dev(), meta.ino()) == Some(thread::current().id())
-        })
+        file.metadata()
+            .is_ok_and(|meta| owner::held_by_caller(meta.dev(), meta.ino(), None))
+    }
+
+    /// Whether the caller (this thread, or the async task `task` wakes) holds the lock at
+    /// `path`, through any instance: then waiting for it would never end.
+    pub(crate) fn held_by_caller(path: &Path, task: Option<&Waker>) -> bool {
+        fs::symlink_metadata(path)
+            .is_ok_and(|meta| owner::held_by_caller(meta.dev(), meta.ino(), task))
+    }
+
+    /// Records that the async task `task` wakes now holds this lock (see `owner.rs`).
+    pub(crate) fn hand_to_task(&self, task: &Waker) {
+        if let Some(held) = &self.held {
+            owner::hand_to_task(held.owner, held.dev, held.ino, task);
+        }
     }
 
     /// The error for a lock this process already holds: it is not reentrant.
@@ -489,65 +532,83 @@ fn lock_blocking(file: &File) -> io::Result<bool> {
     }
 }
 
-/// Tries for the lock until `deadline`, sleeping between tries until the file is closed by
-/// someone (the holder's release), not for fixed intervals. The caller has tried once already.
+/// Tries for the lock until `deadline` (`None`: without a limit) or until `cancelled`,
+/// sleeping between tries until the file is closed by someone (the holder's release), not for
+/// fixed intervals. The caller has tried once already.
 fn lock_before(
     file: &File,
-    deadline: Instant,
+    deadline: Option<Instant>,
     watch: &mut Option<ReleaseWatch>,
     me: Process,
+    cancelled: Option<&AtomicBool>,
 ) -> io::Result<bool> {
+    /// How far ahead a wait without a deadline looks; the safety re-check comes first anyway.
+    const FAR: Duration = Duration::from_secs(3600);
     let watch = watch.get_or_insert_with(|| ReleaseWatch::new(me));
     // Arm, then try again: a release between the caller's try and the watch would otherwise go
     // unnoticed until the safety re-check.
     watch.arm(file);
     loop {
-        if try_lock(file)? {
-            return Ok(true);
-        }
-        if Instant::now() >= deadline {
+        if cancelled.is_some_and(|c| c.load(Ordering::Acquire)) {
             return Ok(false);
         }
-        watch.wait(deadline);
+        // Shared locks that stay are waited out like a holder, within the deadline.
+        let patience = deadline.map_or(SHARED_PATIENCE, |d| {
+            d.saturating_duration_since(Instant::now())
+                .min(SHARED_PATIENCE)
+        });
+        if try_lock(file, patience)? == Try::Locked {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Ok(false);
+        }
+        watch.wait(deadline.unwrap_or(now + FAR));
     }
 }
 
-/// How long [`try_lock`] rides out shared locks at most. A reader's probe holds its shared
-/// lock for microseconds, so readers probing back to back leave a gap well within this; shared
-/// locks that stay in the way this long belong to some other program (`flock -s`), and waiting
-/// for them would hang a try that was asked not to wait.
-const SHARED_PATIENCE: Duration = Duration::from_secs(2);
+/// How long [`try_lock`] rides out shared locks at least, even for a zero timeout. A reader's
+/// probe holds its shared lock for microseconds, so readers probing back to back leave a gap
+/// well within this; shared locks that stay in the way this long belong to some other program
+/// (`flock -s`).
+const SHARED_PATIENCE: Duration = Duration::from_millis(200);
 
-/// One non-blocking attempt at the exclusive lock, riding out readers' probes.
+/// What one attempt at the exclusive lock found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Try {
+    /// We hold it now.
+    Locked,
+    /// Someone holds it exclusively: a holder.
+    Held,
+    /// Only shared locks were in the way, for all of the patience given.
+    SharedOnly,
+}
+
+/// One non-blocking attempt at the exclusive lock, riding out readers' probes for up to
+/// `patience`.
 ///
 /// A holder's lock is exclusive; a reader's probe (see `probe.rs`) is a shared lock held for an
 /// instant. If a shared lock of our own goes through, nobody holds the exclusive one and only
 /// shared locks are in the way, so we try again: a lock that nobody holds is never reported as
 /// held, however busy its readers are. Between tries we yield, then sleep a little longer each
-/// time, so that readers probing back to back leave a gap. Shared locks that outlast
-/// [`SHARED_PATIENCE`] are an error (`LockFailed`), not a holder.
-fn try_lock(file: &File) -> io::Result<bool> {
+/// time, so that readers probing back to back leave a gap.
+fn try_lock(file: &File, patience: Duration) -> io::Result<Try> {
     let mut pause = Duration::ZERO;
     let mut shared_since = None;
     loop {
         match file.try_lock() {
-            Ok(()) => return Ok(true),
+            Ok(()) => return Ok(Try::Locked),
             Err(TryLockError::WouldBlock) => {}
             Err(TryLockError::Error(e)) => return Err(e),
         }
         match file.try_lock_shared() {
             Ok(()) => file.unlock()?,
-            Err(TryLockError::WouldBlock) => return Ok(false),
+            Err(TryLockError::WouldBlock) => return Ok(Try::Held),
             Err(TryLockError::Error(e)) => return Err(e),
         }
-        if shared_since.get_or_insert_with(Instant::now).elapsed() > SHARED_PATIENCE {
-            return Err(io::Error::new(
-                io::ErrorKind::ResourceBusy,
-                format!(
-                    "nobody holds the lock, but shared locks have kept it from being taken for \
-                     over {SHARED_PATIENCE:?}: another program holds the file with `flock -s`"
-                ),
-            ));
+        if shared_since.get_or_insert_with(Instant::now).elapsed() > patience {
+            return Ok(Try::SharedOnly);
         }
         if pause.is_zero() {
             thread::yield_now();
@@ -556,6 +617,24 @@ fn try_lock(file: &File) -> io::Result<bool> {
         }
         pause = (pause * 2).clamp(Duration::from_micros(20), Duration::from_millis(2));
     }
+}
+
+/// The error for a lock that nobody holds but shared locks kept from us for the whole timeout
+/// (or [`SHARED_PATIENCE`]): not a holder, so not `AlreadyLocked` or `LockTimeout`.
+fn shared_only() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ResourceBusy,
+        "nobody holds the lock, but shared locks kept it from being taken: another program \
+         holds the file with `flock -s`",
+    )
+}
+
+/// Unlocks a stale inode we locked on the way (unlinked or replaced), and says so to the
+/// other waiters on it: an unlock alone makes no event, and they would sleep until the safety
+/// re-check before moving on to the new file.
+fn let_go_of_stale(file: &File) {
+    let _ = file.unlock();
+    sys::announce_release(file);
 }
 
 /// The directory the lock file lives in.

@@ -8,7 +8,10 @@
 
 use std::process;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwapOption;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Waker;
 use std::thread::{self, ThreadId};
 
 /// A process: its PID as it sees itself, and the PID namespace that PID is valid in.
@@ -63,76 +66,95 @@ impl Process {
 }
 
 /// A value of which each process has its own, made on first use. A forked child finds its
-/// parent's value and makes a fresh one, without ever touching the parent's: the parent's
-/// locks, which some thread of the parent (such as the closer) may have held at the fork,
-/// stay locked forever in the child.
+/// parent's value and makes a fresh one, without ever locking anything of the parent's: a lock
+/// that some thread of the parent (such as the closer) held at the fork stays held forever in
+/// the child. The slot itself is swapped without a lock.
 pub(crate) struct PerProcess<T> {
-    slot: Mutex<Option<(Process, Arc<T>)>>,
+    slot: ArcSwapOption<Owned<T>>,
+}
+
+struct Owned<T> {
+    owner: Process,
+    value: Arc<T>,
 }
 
 impl<T> PerProcess<T> {
     pub(crate) const fn new() -> Self {
         PerProcess {
-            slot: Mutex::new(None),
+            slot: ArcSwapOption::const_empty(),
         }
     }
 
     /// This process's value, made by `make` if it has none yet. `me` is the calling process.
-    pub(crate) fn get(&self, me: Process, make: impl FnOnce() -> T) -> Arc<T> {
-        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        match &*slot {
-            Some((owner, value)) if *owner == me => Arc::clone(value),
-            _ => {
-                let value = Arc::new(make());
-                // The parent's value, if any, is forgotten rather than dropped here: its
-                // destructor is the parent's business.
-                if let Some(inherited) = slot.replace((me, Arc::clone(&value))) {
-                    std::mem::forget(inherited);
-                }
-                value
+    pub(crate) fn get(&self, me: Process, make: impl Fn() -> T) -> Arc<T> {
+        loop {
+            let current = self.slot.load_full();
+            if let Some(owned) = &current
+                && owned.owner == me
+            {
+                return Arc::clone(&owned.value);
+            }
+            let value = Arc::new(make());
+            let fresh = Arc::new(Owned {
+                owner: me,
+                value: Arc::clone(&value),
+            });
+            let previous = self.slot.compare_and_swap(&current, Some(fresh));
+            let swapped = match (&*previous, &current) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if swapped {
+                // The parent's value, if any, is forgotten rather than dropped: its destructor
+                // could wait for a lock the parent held.
+                std::mem::forget(current);
+                return value;
             }
         }
     }
 }
 
-/// One lock file this process holds: the locked inode, and the thread that took it.
+/// One lock file this process holds: the locked inode, and who in the process holds it.
 #[derive(Debug)]
 struct Entry {
     dev: u64,
     ino: u64,
     owner: Process,
+    /// The thread that took it, or that the lock was last handed to.
     thread: ThreadId,
+    /// The async task that holds it, if an `async fn` took it: tasks of one thread take turns,
+    /// so the thread alone does not say who holds it.
+    task: Option<Waker>,
 }
 
-/// Every lock this process holds, through any `PidLockFile`. A forked child inherits a copy of
-/// the parent's entries; they name the parent and are ignored, then dropped, by the child.
-///
-/// The mutex is held for a few instructions at a time and never across a system call, so a
-/// `fork` from another thread cannot leave it locked for the child in practice.
-static HELD: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+/// Every lock this process holds, through any `PidLockFile`. Each process has its own (see
+/// [`PerProcess`]): a forked child starts with none.
+static HELD: PerProcess<Mutex<Vec<Entry>>> = PerProcess::new();
 
-fn with_entries<T>(f: impl FnOnce(&mut Vec<Entry>) -> T) -> T {
-    let mut held = HELD.lock().unwrap_or_else(PoisonError::into_inner);
+fn with_entries<T>(me: Process, f: impl FnOnce(&mut Vec<Entry>) -> T) -> T {
+    let held = HELD.get(me, || Mutex::new(Vec::new()));
+    let mut held = held.lock().unwrap_or_else(PoisonError::into_inner);
     f(&mut held)
 }
 
 /// Records that `owner` (the calling process) now holds the inode `dev`/`ino`.
 pub(crate) fn record(owner: Process, dev: u64, ino: u64) {
     let thread = thread::current().id();
-    with_entries(|held| {
-        held.retain(|e| e.owner == owner);
+    with_entries(owner, |held| {
         held.push(Entry {
             dev,
             ino,
             owner,
             thread,
+            task: None,
         });
     });
 }
 
 /// Forgets the lock on `dev`/`ino` that `owner` recorded.
 pub(crate) fn forget(owner: Process, dev: u64, ino: u64) {
-    with_entries(|held| {
+    with_entries(owner, |held| {
         if let Some(at) = held
             .iter()
             .position(|e| e.owner == owner && e.dev == dev && e.ino == ino)
@@ -142,12 +164,41 @@ pub(crate) fn forget(owner: Process, dev: u64, ino: u64) {
     });
 }
 
-/// The thread of this process that holds the inode `dev`/`ino`, if this process holds it.
-pub(crate) fn holding_thread(dev: u64, ino: u64) -> Option<ThreadId> {
-    let me = Process::current();
-    with_entries(|held| {
+/// Records that the lock on `dev`/`ino`, which `owner` holds, now belongs to the async task
+/// that `task` wakes, running on the calling thread.
+pub(crate) fn hand_to_task(owner: Process, dev: u64, ino: u64, task: &Waker) {
+    let thread = thread::current().id();
+    with_entries(owner, |held| {
+        if let Some(entry) = held
+            .iter_mut()
+            .find(|e| e.owner == owner && e.dev == dev && e.ino == ino)
+        {
+            entry.thread = thread;
+            entry.task = Some(task.clone());
+        }
+    });
+}
+
+/// Whether this process holds the inode `dev`/`ino`.
+pub(crate) fn holds(dev: u64, ino: u64) -> bool {
+    with_entries(Process::current(), |held| {
+        held.iter().any(|e| e.dev == dev && e.ino == ino)
+    })
+}
+
+/// Whether the caller itself holds the inode `dev`/`ino`, so that waiting for it would be
+/// waiting for itself: the calling thread, if `task` is `None`; else the async task `task`
+/// wakes. A task also waits for itself when a plain function on its own thread holds the lock
+/// (it cannot let go while the thread runs the task), and a plain function when a task last
+/// handed the lock on its thread holds it (as far as one can tell: a task may move threads).
+pub(crate) fn held_by_caller(dev: u64, ino: u64, task: Option<&Waker>) -> bool {
+    let thread = thread::current().id();
+    with_entries(Process::current(), |held| {
         held.iter()
-            .find(|e| e.owner == me && e.dev == dev && e.ino == ino)
-            .map(|e| e.thread)
+            .filter(|e| e.dev == dev && e.ino == ino)
+            .any(|e| match (task, &e.task) {
+                (Some(caller), Some(holder)) => caller.will_wake(holder),
+                _ => e.thread == thread,
+            })
     })
 }

@@ -7,15 +7,19 @@
 //! runtime) keep running. Nothing here depends on a particular runtime.
 //!
 //! A future dropped while its helper still waits (a `select!` that took another branch, a
-//! timeout around the call) abandons the wait: the helper cannot be interrupted, so it keeps
-//! waiting, and if it then gets the lock it releases it at once. The lock may therefore be
-//! taken for an instant after the future is gone, and the helper thread lives until the lock
-//! is free or its timeout runs out.
+//! timeout around the call) cancels the wait: the helper notices within its safety re-check
+//! (100 ms), never takes the lock after that, and exits. A result the helper had already
+//! taken is released.
+//!
+//! The lock is recorded as held by the task (its waker), not by the helper thread, so that a
+//! guarded `async fn` that calls another on the same lock fails at once instead of waiting for
+//! itself, while two tasks of one thread still take turns.
 
 use std::future::Future;
 use std::mem;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::thread;
@@ -52,6 +56,8 @@ enum Stage {
 #[derive(Debug)]
 struct Handoff {
     slot: Mutex<Slot>,
+    /// Set when the future is dropped: the helper stops waiting.
+    cancelled: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -73,7 +79,11 @@ impl Handoff {
     /// The helper thread: wait, then hand over the result, or let go of the lock if nobody
     /// wants it any more.
     fn wait(&self, path: PathBuf, timeout: Option<Duration>) {
-        let result = PidLockFile::lock(path, timeout).map_err(Error::from);
+        let mut lock = PidLockFile::new(path);
+        let result = lock
+            .acquire_unless(timeout, Some(&self.cancelled))
+            .map(|()| PidLockGuard::new(lock))
+            .map_err(Error::from);
         let mut slot = self.slot();
         match mem::replace(&mut *slot, Slot::Abandoned) {
             Slot::Waiting(waker) => {
@@ -103,7 +113,7 @@ impl Future for Acquire<'_> {
                     Slot::Ready(result) => {
                         drop(slot);
                         this.stage = Stage::Finished;
-                        Poll::Ready(result)
+                        Poll::Ready(held_by(result, cx.waker()))
                     }
                     Slot::Waiting(_) | Slot::Abandoned => {
                         *slot = Slot::Waiting(cx.waker().clone());
@@ -114,15 +124,16 @@ impl Future for Acquire<'_> {
             // Polled after it completed: it never completes again.
             Stage::Finished => return Poll::Pending,
         }
-        let (path, timeout) = match first_try(this.options) {
+        let (path, timeout) = match first_try(this.options, Some(cx.waker())) {
             FirstTry::Done(result) => {
                 this.stage = Stage::Finished;
-                return Poll::Ready(result);
+                return Poll::Ready(held_by(result, cx.waker()));
             }
             FirstTry::Wait { path, timeout } => (path, timeout),
         };
         let handoff = Arc::new(Handoff {
             slot: Mutex::new(Slot::Waiting(cx.waker().clone())),
+            cancelled: AtomicBool::new(false),
         });
         let helper = Arc::clone(&handoff);
         let spawned = thread::Builder::new()
@@ -144,9 +155,18 @@ impl Future for Acquire<'_> {
     }
 }
 
+/// Records that the task `task` wakes holds the lock it just got.
+fn held_by(result: Result<PidLockGuard, Error>, task: &Waker) -> Result<PidLockGuard, Error> {
+    if let Ok(guard) = &result {
+        guard.lock_file().hand_to_task(task);
+    }
+    result
+}
+
 impl Drop for Acquire<'_> {
     fn drop(&mut self) {
         if let Stage::Waiting(handoff) = &self.stage {
+            handoff.cancelled.store(true, Ordering::Release);
             // A result not taken yet holds the lock: dropping it here releases it. A helper
             // still waiting sees `Abandoned` and releases what it gets.
             let unclaimed = mem::replace(&mut *handoff.slot(), Slot::Abandoned);

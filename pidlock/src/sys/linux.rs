@@ -261,9 +261,9 @@ pub(crate) fn announce_release(file: &File) {
 /// at one instant, and speaks of the same device numbers as `stat`:
 /// - the table lists only the locks of processes visible in the PID namespace of `/proc`, so a
 ///   holder in another container is missing unless we are in the initial namespace;
-/// - the kernel renders the table a page per `read(2)`, each under the lock-table lock, and
-///   picks up the next page by position: a lock taken or dropped between two reads shifts the
-///   lines, and one can be skipped. Only a table that fitted in one read is a snapshot;
+/// - the kernel renders the table a page or so per `read(2)`, each under the lock-table lock,
+///   and picks up the next one by position: a lock taken or dropped between two reads shifts
+///   the records, and one can be skipped. Only a table that came in one read is a snapshot;
 /// - overlayfs and btrfs report other device numbers from `stat` than the lock table does, and
 ///   NFS emulates `flock` with POSIX locks; only file systems known to agree are trusted.
 pub(crate) fn lock_table(path: &Path, meta: &Metadata) -> Option<bool> {
@@ -281,20 +281,24 @@ pub(crate) fn lock_table(path: &Path, meta: &Metadata) -> Option<bool> {
 }
 
 /// Reads `/proc/locks`, and says whether it came in one `read(2)`, which the kernel renders at
-/// one instant.
+/// one instant. A short first read does not prove that: the kernel ends a read early when the
+/// next record (a lock with all its blocked waiters) does not fit in its page. Only a read that
+/// returns nothing after the first one does.
 fn read_lock_table() -> Option<(String, bool)> {
-    /// The smallest page the kernel renders the table into, less room for the longest line:
-    /// a first read shorter than this ended at the end of the table.
-    const ONE_PAGE: usize = 4096 - 256;
     let mut file = File::open("/proc/locks").ok()?;
-    let mut table = vec![0_u8; 16 * 1024];
-    let first = file.read(&mut table).ok()?;
-    table.truncate(first);
-    let snapshot = first < ONE_PAGE;
-    if !snapshot {
-        file.read_to_end(&mut table).ok()?;
+    let mut table = Vec::with_capacity(16 * 1024);
+    let mut reads = 0;
+    loop {
+        let start = table.len();
+        table.resize(start + 16 * 1024, 0);
+        let n = file.read(&mut table[start..]).ok()?;
+        table.truncate(start + n);
+        if n == 0 {
+            break;
+        }
+        reads += 1;
     }
-    Some((String::from_utf8(table).ok()?, snapshot))
+    Some((String::from_utf8(table).ok()?, reads <= 1))
 }
 
 /// Whether `path` is on a local file system whose `stat` device numbers are the lock table's.
