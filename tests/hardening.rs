@@ -671,3 +671,285 @@ fn h18_is_locked_on_a_free_file_does_not_touch_it() {
     }
     assert!(judged > 0, "the machine's lock table never fit in one page");
 }
+
+// What an adversarial review of the fixes above found, each pinned too.
+
+/// A child forked while other threads take and release locks never hangs in pidlock: the
+/// state it inherits may be locked by a thread that was not copied.
+#[test]
+fn review_a_child_forked_while_threads_use_pidlock_never_hangs() {
+    let scratch = Scratch::new("rv-fork");
+    let path = scratch.path("app.pid");
+    let mut stress = Proc::helper(&["fork-stress", s(&path), "300"]);
+    assert_eq!(stress.next_report(), "hung 0");
+}
+
+/// The lock table is trusted to say "free" only when it was read in one go: a record of a
+/// lock with many waiters ends a read early, and the rest of the table shifts under a second
+/// read.
+#[test]
+fn review_a_long_lock_table_never_makes_a_held_lock_look_free() {
+    let scratch = Scratch::new("rv-table");
+    let path = scratch.path("app.pid");
+    let busy = scratch.path("busy");
+    fs::write(&busy, "").unwrap();
+    let mut holder = Proc::holder(&path);
+    // An unrelated lock with 80 processes queued behind it: one long record in the table.
+    let mut first = Command::new("flock");
+    first
+        .arg(&busy)
+        .arg("sh")
+        .arg("-c")
+        .arg("echo held; exec cat");
+    let mut first = Proc::spawn(first);
+    assert_eq!(first.next_report(), "held");
+    let queued: Vec<Proc> = (0..80)
+        .map(|_| {
+            let mut command = Command::new("flock");
+            command.arg(&busy).arg("true");
+            Proc::spawn(command)
+        })
+        .collect();
+    let give_up = Instant::now() + PATIENCE;
+    while fs::read_to_string("/proc/locks")
+        .unwrap()
+        .matches("->")
+        .count()
+        < 80
+    {
+        assert!(Instant::now() < give_up, "the waiters never queued");
+        thread::sleep(Duration::from_millis(5));
+    }
+    for _ in 0..20 {
+        let lock = PidLockFile::new(&path);
+        assert!(lock.is_locked(), "a held lock looked free");
+        let mut lock = lock;
+        assert!(matches!(
+            lock.release(),
+            Err(pidlock::UnlockError::NotMyLock { .. })
+        ));
+    }
+    drop(queued);
+    first.close_stdin();
+    holder.send("release");
+    assert!(holder.next_report().starts_with("released"));
+}
+
+/// A holder whose file someone removed, after which another process took the lock at the same
+/// path, does not hold the lock at that path any more.
+#[test]
+fn review_a_holder_whose_file_was_replaced_is_not_the_one_locking_the_path() {
+    let scratch = Scratch::new("rv-replaced");
+    let path = scratch.path("app.pid");
+    let mut mine = PidLockFile::new(&path);
+    mine.acquire(Some(Duration::ZERO)).unwrap();
+    fs::remove_file(&path).unwrap();
+    assert!(!mine.i_am_locking(), "nothing is locked at the path");
+    assert!(!mine.is_locked(), "nothing is locked at the path");
+    let mut other = Proc::holder(&path);
+    assert!(!mine.i_am_locking(), "another process holds the path");
+    assert!(mine.is_locked());
+    // Letting go of ours leaves the other holder's file alone.
+    mine.release().unwrap();
+    assert!(path.exists());
+    other.send("status");
+    assert!(other.next_report().starts_with("status true true "));
+}
+
+/// `XDG_RUNTIME_DIR` is used only when it is this user's alone, and a relative `TMPDIR` is not
+/// used at all.
+#[test]
+fn review_a_runtime_dir_or_temp_dir_that_is_not_private_is_not_used() {
+    let scratch = Scratch::new("rv-xdg");
+    let tmp = scratch.dir();
+    fs::set_permissions(tmp, fs::Permissions::from_mode(0o1777)).unwrap();
+    // Root's directory, handed on by `su`, or a shared one.
+    let foreign = scratch.path("run-user-0");
+    fs::create_dir(&foreign).unwrap();
+    fs::set_permissions(&foreign, fs::Permissions::from_mode(0o700)).unwrap();
+    for xdg in [foreign.as_path(), tmp] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lock-helper"));
+        command
+            .args(["default", "rv-app"])
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .env("XDG_RUNTIME_DIR", xdg)
+            .env("TMPDIR", tmp);
+        let mut proc = Proc::spawn(command);
+        assert_eq!(
+            proc.next_report(),
+            format!(
+                "ok {}",
+                tmp.join(format!("pidlock-{NOBODY}/rv-app.pid")).display()
+            ),
+            "XDG_RUNTIME_DIR={}",
+            xdg.display()
+        );
+        proc.close_stdin();
+        proc.wait();
+    }
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lock-helper"));
+    command
+        .args(["default", "rv-app-relative"])
+        .current_dir(tmp)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("TMPDIR", "relative-tmp");
+    let mut proc = Proc::spawn(command);
+    let uid = rustix::process::geteuid().as_raw();
+    assert_eq!(
+        proc.next_report(),
+        format!("ok /tmp/pidlock-{uid}/rv-app-relative.pid")
+    );
+    proc.close_stdin();
+    proc.wait();
+}
+
+/// Another program's shared lock (`flock -s`) holds up neither a zero timeout for long nor a
+/// wait without one for ever.
+#[test]
+fn review_a_foreign_shared_lock_is_waited_out_without_a_timeout_and_refused_quickly_with_zero() {
+    let scratch = Scratch::new("rv-shared");
+    let path = scratch.path("app.pid");
+    fs::write(&path, "999999\n").unwrap();
+    let mut command = Command::new("flock");
+    command
+        .arg("-s")
+        .arg(&path)
+        .arg("sh")
+        .arg("-c")
+        .arg("echo held; exec cat");
+    let mut reader = Proc::spawn(command);
+    assert_eq!(reader.next_report(), "held");
+    let started = Instant::now();
+    let zero = PidLockFile::new(&path).acquire(Some(Duration::ZERO));
+    assert!(
+        matches!(zero, Err(LockError::LockFailed { .. })),
+        "{zero:?}"
+    );
+    // It rides shared locks out for 200 ms; the margin is for a busy machine.
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    let waiting = path.clone();
+    let (tx, rx) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let mut lock = PidLockFile::new(&waiting);
+        tx.send(()).unwrap();
+        lock.acquire(None).map(|()| lock.i_am_locking())
+    });
+    rx.recv_timeout(PATIENCE).unwrap();
+    reader.close_stdin();
+    reader.wait();
+    assert!(matches!(waiter.join().unwrap(), Ok(true)));
+}
+
+fn async_path() -> std::path::PathBuf {
+    std::env::var_os("PIDLOCK_TEST_ASYNC_LOCK").map_or_else(
+        || std::env::temp_dir().join(format!("pidlock-async-{}.pid", process::id())),
+        Into::into,
+    )
+}
+
+#[pidlock::single_instance(path = async_path(), timeout = "forever", quiet)]
+async fn outer_task() -> Result<Result<(), pidlock::Error>, pidlock::Error> {
+    Ok(inner_task().await)
+}
+
+#[pidlock::single_instance(path = async_path(), timeout = "forever", quiet)]
+async fn inner_task() -> Result<(), pidlock::Error> {
+    Ok(())
+}
+
+#[pidlock::single_instance(path = async_path(), timeout = "forever", quiet)]
+fn inner_plain() -> Result<(), pidlock::Error> {
+    Ok(())
+}
+
+#[pidlock::single_instance(path = async_path(), timeout = "forever", quiet)]
+async fn outer_calling_plain() -> Result<Result<(), pidlock::Error>, pidlock::Error> {
+    Ok(inner_plain())
+}
+
+/// A guarded `async fn` that calls another on the same lock is told at once, as a plain
+/// function is; also after it had to wait for the lock (when a helper thread took it), and
+/// when what it calls is a plain guarded function.
+#[test]
+fn review_an_async_fn_never_waits_for_itself() {
+    let result = bounded(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let me = Some(process::id());
+        let is_mine = |r: &Result<(), pidlock::Error>| matches!(r, Err(pidlock::Error::Lock(LockError::AlreadyLocked { pid, .. })) if *pid == me);
+        let mut outcomes = Vec::new();
+        for contended in [false, true] {
+            // Contended: someone else holds the lock when `outer` starts, so `outer` gets it
+            // from its helper thread after waiting.
+            let holder = contended.then(|| {
+                let (tx, rx) = mpsc::channel();
+                let path = async_path();
+                let t = thread::spawn(move || {
+                    let guard = PidLockFile::lock(path, None).unwrap();
+                    tx.send(()).unwrap();
+                    thread::sleep(Duration::from_millis(200));
+                    drop(guard);
+                });
+                rx.recv().unwrap();
+                t
+            });
+            let inner = runtime.block_on(outer_task()).unwrap();
+            let plain = runtime.block_on(outer_calling_plain()).unwrap();
+            outcomes.push((is_mine(&inner), is_mine(&plain)));
+            if let Some(holder) = holder {
+                holder.join().unwrap();
+            }
+        }
+        outcomes
+    });
+    assert_eq!(result, [(true, true), (true, true)]);
+}
+
+/// A guarded `async fn` whose future is dropped while it waits leaves no thread behind, and
+/// nothing takes the lock after its caller gave up.
+#[test]
+fn review_a_dropped_async_wait_leaves_no_thread_and_never_takes_the_lock() {
+    let scratch = Scratch::new("rv-drop");
+    let path = scratch.path("app.pid");
+    let mut holder = Proc::holder(&path);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_si-async-drop"));
+    command.env("PIDLOCK_FIXTURE_LOCK", &path);
+    let mut dropper = Proc::spawn(command);
+    assert_eq!(dropper.next_report(), "dropped 20");
+    // The helpers notice within their safety re-check, and exit.
+    let give_up = Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting = fs::read_dir(format!("/proc/{}/task", dropper.id()))
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "pidlock-wait")
+            })
+            .count();
+        if waiting == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "{waiting} helper threads still wait"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    holder.send("release");
+    assert!(holder.next_report().starts_with("released"));
+    for round in 0..200 {
+        let mut lock = PidLockFile::new(&path);
+        if let Err(e) = lock.acquire(Some(Duration::ZERO)) {
+            panic!("round {round}: an abandoned wait took the lock: {e}");
+        }
+    }
+    dropper.close_stdin();
+    dropper.wait();
+}

@@ -186,18 +186,15 @@ fn infer_impl_traits(ty: &mut Type) {
 /// [`infer_impl_traits`] for the generic arguments of every segment of `path`.
 fn infer_in_path(path: &mut syn::Path) {
     for segment in &mut path.segments {
-        match &mut segment.arguments {
-            PathArguments::AngleBracketed(args) => {
-                for arg in &mut args.args {
-                    match arg {
-                        GenericArgument::Type(ty) => infer_impl_traits(ty),
-                        GenericArgument::AssocType(assoc) => infer_impl_traits(&mut assoc.ty),
-                        _ => {}
-                    }
+        // (`Fn(..) -> impl Trait` is not valid Rust: nothing to look for in parentheses.)
+        if let PathArguments::AngleBracketed(args) = &mut segment.arguments {
+            for arg in &mut args.args {
+                match arg {
+                    GenericArgument::Type(ty) => infer_impl_traits(ty),
+                    GenericArgument::AssocType(assoc) => infer_impl_traits(&mut assoc.ty),
+                    _ => {}
                 }
             }
-            // `Fn(..) -> impl Trait` is not valid Rust; nothing to look for there.
-            _ => {}
         }
     }
 }

@@ -28,6 +28,9 @@
 //! lock-helper wait-threads PATH N      N threads wait for PATH (up to 60 s) and take turns;
 //!                                      "all-done" when every one has held it
 //! lock-helper probe-loop PATH          call is_locked() on PATH until killed
+//! lock-helper fork-stress PATH N       3 threads take and let go of PATH while the main thread
+//!                                      forks N children that use pidlock; print "hung K" for
+//!                                      the children still running 10 s after they should end
 //! ```
 //!
 //! TIMEOUT is milliseconds, or `none` to wait forever. NS are CLOCK_MONOTONIC nanoseconds, which
@@ -61,6 +64,7 @@ fn main() {
         "fork-wait" => fork_wait(arg(1), arg(2), arg(3), timeout(arg(4))),
         "wait-threads" => wait_threads(arg(1), arg(2).parse().unwrap_or(1)),
         "probe-loop" => probe_loop(arg(1)),
+        "fork-stress" => fork_stress(arg(1), arg(2).parse().unwrap_or(1)),
         other => {
             eprintln!("lock-helper: unknown command {other:?}");
             process::exit(64);
@@ -461,4 +465,71 @@ fn probe_loop(path: &str) {
     loop {
         std::hint::black_box(lock.is_locked());
     }
+}
+
+#[allow(unsafe_code)]
+fn fork_stress(path: &str, children: usize) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy: Vec<_> = (0..3)
+        .map(|_| {
+            let (path, stop) = (path.to_owned(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut lock = PidLockFile::new(&path);
+                    if lock.acquire(Some(Duration::from_millis(20))).is_ok() {
+                        let _ = lock.i_am_locking();
+                        let _ = lock.release();
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut pids = Vec::new();
+    for i in 0..children {
+        let _ = io::stdout().flush();
+        // SAFETY: the child calls only pidlock and `_exit`; what matters here is exactly
+        // whether pidlock's own state can be left locked by a thread that is not copied.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            let mut own = PidLockFile::new(format!("{path}.child-{i}"));
+            let _ = own.acquire(Some(Duration::ZERO));
+            let mut shared = PidLockFile::new(path);
+            let _ = shared.acquire(Some(Duration::from_millis(5)));
+            let _ = own.i_am_locking();
+            drop(own);
+            drop(shared);
+            // SAFETY: ends the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(0) };
+        }
+        pids.push(child);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for thread in busy {
+        let _ = thread.join();
+    }
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    let mut hung = 0;
+    for pid in pids {
+        let mut status = 0;
+        loop {
+            // SAFETY: reaping our own child, without blocking.
+            let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if done != 0 {
+                break;
+            }
+            if std::time::Instant::now() > give_up {
+                hung += 1;
+                // SAFETY: killing and reaping our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    say(&format!("hung {hung}"));
 }
