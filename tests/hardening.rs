@@ -460,16 +460,26 @@ fn h16_after_a_handoff_the_holder_keeps_no_stale_inode_open() {
     first.send("release");
     assert!(second.next_report().starts_with("locked "));
     // The old, unlinked PID file it locked on the way is closed soon after (off the handoff).
-    let file_ino = fs::metadata(&path).unwrap().ino();
+    // So is the spare's first descriptor: the lock is held through one opened by the PID
+    // file's name, and shows there, in `/proc` and in `lslocks`.
     let give_up = Instant::now() + Duration::from_secs(20);
     loop {
-        let deleted = deleted_files(second.id(), file_ino);
+        let deleted = deleted_files(second.id(), 0);
         if deleted.is_empty() {
             break;
         }
         assert!(Instant::now() < give_up, "still open: {deleted:?}");
         thread::sleep(Duration::from_millis(5));
     }
+    let lslocks = Command::new("lslocks")
+        .args(["--noheadings", "--output", "PATH", "--pid"])
+        .arg(second.id().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&lslocks.stdout).trim(),
+        path.display().to_string()
+    );
 }
 
 #[test]
@@ -487,7 +497,7 @@ fn h16_after_taking_over_a_crashed_holders_file_only_the_pid_file_is_locked() {
     let give_up = Instant::now() + Duration::from_secs(20);
     loop {
         let locked = locked_inodes(second.id());
-        let deleted = deleted_files(second.id(), file_ino);
+        let deleted = deleted_files(second.id(), 0);
         if locked == [file_ino] && deleted.is_empty() {
             break;
         }
@@ -499,8 +509,7 @@ fn h16_after_taking_over_a_crashed_holders_file_only_the_pid_file_is_locked() {
     }
 }
 
-/// The unlinked files process `pid` has open, other than the inode `keep`: the lock file made
-/// from a spare (`O_TMPFILE`) still shows as deleted there, under its first, empty name.
+/// The unlinked files process `pid` has open, other than the inode `keep` (0: none kept).
 fn deleted_files(pid: u32, keep: u64) -> Vec<String> {
     fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|fds| {

@@ -174,7 +174,7 @@ impl PidLockFile {
             expected: false,
             watch: None,
             spare: None,
-            superseded: None,
+            stale: Vec::new(),
         };
         let (file, meta, pid_written) = loop {
             // Never O_TRUNC: a contender that loses must leave the holder's PID alone.
@@ -197,10 +197,12 @@ impl PidLockFile {
                 if self.held_by_this_thread(&file) {
                     return Err(self.mine());
                 }
+                // Get ready for the handoff while there is time: a successor file, and the
+                // thread that will close what we leave behind (see `closer.rs`).
                 if left.spare.is_none() {
-                    // Get ready for the handoff while there is time: a successor file, and
-                    // the thread that will close what we leave behind (see `closer.rs`).
                     left.spare = Some(sys::prepare_spare(parent_dir(&self.path), me.pid()));
+                }
+                if !left.expected {
                     closer::expect(me);
                     left.expected = true;
                 }
@@ -227,8 +229,23 @@ impl PidLockFile {
                 && let Some((ready, ready_meta)) = left.spare.take().flatten()
             {
                 let_go_of_stale(&file);
-                left.superseded = Some(file);
-                break (ready, ready_meta, true);
+                left.stale.push(file);
+                left.stale.push(ready);
+                // Lock the successor through a descriptor opened by its new name, so that the
+                // lock shows on the PID file's path (in `/proc`, `lslocks`), not on the
+                // spare's first, empty name. Another waiter may lock it first: then it is
+                // theirs, and we wait for it like any other.
+                let named = open_lock_file(&self.path).map_err(|e| self.failed(e))?;
+                if try_lock(&named, SHARED_PATIENCE).map_err(|e| self.failed(e))? == Try::Locked {
+                    let meta = named.metadata().map_err(|e| self.failed(e))?;
+                    let ours = (meta.dev(), meta.ino()) == (ready_meta.dev(), ready_meta.ino());
+                    if still_named_by(&self.path, &meta).map_err(|e| self.failed(e))? {
+                        break (named, meta, ours);
+                    }
+                    let_go_of_stale(&named);
+                }
+                left.stale.push(named);
+                continue;
             }
             let meta = file.metadata().map_err(|e| self.failed(e))?;
             if still_named_by(&self.path, &meta).map_err(|e| self.failed(e))? {
@@ -238,7 +255,7 @@ impl PidLockFile {
             // here: its final close frees the unlinked inode, which takes longer than all the
             // rest of a handoff and need not delay this one.
             let_go_of_stale(&file);
-            left.superseded = Some(file);
+            left.stale.push(file);
         };
         // A spare is our own unnamed file, written before it got its name; anything else
         // gets checked, then written.
@@ -465,8 +482,8 @@ impl Held {
 }
 
 /// What a waiter gathers on its way to the lock and lets go of once it holds the lock, or gives
-/// up: the watch it slept on, its spare successor file if unused, and the stale inode it locked
-/// on the way. They are closed at once, so that the lock is seen on the PID file alone, but not
+/// up: the watch it slept on, its spare successor file if unused, and the stale inodes it locked
+/// on the way (and its spare's unnamed descriptor, once the spare has a name). They are closed at once, so that the lock is seen on the PID file alone, but not
 /// by the caller: final closes are slow (see `closer.rs`).
 struct Leftovers {
     me: Process,
@@ -474,18 +491,19 @@ struct Leftovers {
     expected: bool,
     watch: Option<ReleaseWatch>,
     spare: Option<Option<(File, Metadata)>>,
-    superseded: Option<File>,
+    stale: Vec<File>,
 }
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
         let watch = self.watch.take();
         let unused = self.spare.take().flatten().map(|(unused, _)| unused);
-        let superseded = self.superseded.take();
-        let items = (watch, unused, superseded);
+        let stale = std::mem::take(&mut self.stale);
+        let nothing = watch.is_none() && unused.is_none() && stale.is_empty();
+        let items = (watch, unused, stale);
         if self.expected {
             closer::hand_over(self.me, items);
-        } else if items.0.is_some() || items.1.is_some() || items.2.is_some() {
+        } else if !nothing {
             // A file replaced under us between the lock and the check; no wait came first.
             closer::close_later(self.me, items);
         }

@@ -337,11 +337,11 @@ fn parse_lock_line(line: &str) -> Option<(u32, u32, u64)> {
 }
 
 /// Makes a waiter's successor file ahead of time: an unnamed file (`O_TMPFILE`) in the lock
-/// file's directory, already locked and already holding `"<pid>\n"`. When the holder unlinks the
-/// lock file and lets go, the waiter links this file into place ([`link_spare`]) instead of
-/// creating and writing one: creating a file is the slowest step of a handoff, and this way no
-/// reader ever sees the new file empty. Nobody else can open an unnamed file, so the lock is ours
-/// at once; if the waiter dies, the kernel frees the file with it.
+/// file's directory, already holding `"<pid>\n"`. When the holder unlinks the lock file and lets
+/// go, the waiter links this file into place ([`link_spare`]) and locks it by that name, instead
+/// of creating and writing one: creating a file is the slowest step of a handoff, and this way
+/// no reader ever sees the new file empty. If the waiter dies first, the kernel frees the file
+/// with it.
 ///
 /// `None` where the file system has no `O_TMPFILE` (NFS, old kernels) or anything else fails:
 /// the caller then creates the file the ordinary way.
@@ -349,7 +349,6 @@ pub(crate) fn prepare_spare(dir: &Path, pid: u32) -> Option<(File, Metadata)> {
     let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
     let fd = openat(CWD, dir, flags, Mode::from_raw_mode(super::PID_FILE_MODE)).ok()?;
     let file = File::from(fd);
-    file.try_lock().ok()?;
     crate::pidfile::write(&file, pid, 0).ok()?;
     let meta = file.metadata().ok()?;
     super::set_pid_file_mode(&file, &meta).ok()?;
