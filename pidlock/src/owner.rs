@@ -188,9 +188,9 @@ pub(crate) fn holds(dev: u64, ino: u64) -> bool {
 
 /// Whether the caller itself holds the inode `dev`/`ino`, so that waiting for it would be
 /// waiting for itself: the calling thread, if `task` is `None`; else the async task `task`
-/// wakes. A task also waits for itself when a plain function on its own thread holds the lock
-/// (it cannot let go while the thread runs the task), and a plain function when a task last
-/// handed the lock on its thread holds it (as far as one can tell: a task may move threads).
+/// wakes. A plain function also waits for itself when the task that last got the lock on its
+/// thread holds it (as far as one can tell: a task may move threads), since it blocks that
+/// thread.
 pub(crate) fn held_by_caller(dev: u64, ino: u64, task: Option<&Waker>) -> bool {
     let thread = thread::current().id();
     with_entries(Process::current(), |held| {
@@ -198,7 +198,10 @@ pub(crate) fn held_by_caller(dev: u64, ino: u64, task: Option<&Waker>) -> bool {
             .filter(|e| e.dev == dev && e.ino == ino)
             .any(|e| match (task, &e.task) {
                 (Some(caller), Some(holder)) => caller.will_wake(holder),
-                _ => e.thread == thread,
+                // A plain holder on the task's thread may be another task that keeps a guard
+                // across an `.await`: it can let go, so the task waits its turn.
+                (Some(_), None) => false,
+                (None, _) => e.thread == thread,
             })
     })
 }
