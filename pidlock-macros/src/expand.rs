@@ -308,11 +308,29 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
             Some(_) => quote!(#private::acquire_async(&#options).await),
             None => quote!(#private::acquire(&#options)),
         };
+        // A plain `fn` returning a future under any name is refused at the type level too
+        // (`check` sees only the spelling), on the return type.
+        // (Only where the type can be named in full: with an `impl Trait` inside, `_` would
+        // leave nothing to infer it from.)
+        let not_a_future = match (&sig.asyncness, function.dispatch(), &sig.output) {
+            (None, Dispatch::Typed(ty), syn::ReturnType::Type(_, declared))
+                if !mentions_impl(quote!(#declared)) =>
+            {
+                let span = Span::call_site().located_at(declared.span());
+                let call = quote_spanned!(span=> .__single_instance_not_a_future());
+                quote! {
+                    use #private::{FutureReturned as _, PlainReturned as _};
+                    (&#private::Returns::<#ty>::new()) #call;
+                }
+            }
+            _ => TokenStream::new(),
+        };
         let block = guarded(acquire, on_conflict(function.dispatch()), user);
         brace.surround(&mut fn_body, |tokens| {
             quote! {
                 #(#inner_attrs)*
                 #import
+                #not_a_future
                 let #options = #options_value;
                 #block
             }
@@ -323,6 +341,15 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
         #(#attrs)*
         #vis #sig #fn_body
     }
+}
+
+/// Whether `tokens` contain the keyword `impl` at any depth.
+fn mentions_impl(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|tt| match tt {
+        proc_macro2::TokenTree::Ident(ident) => ident == "impl",
+        proc_macro2::TokenTree::Group(group) => mentions_impl(group.stream()),
+        _ => false,
+    })
 }
 
 #[cfg(test)]

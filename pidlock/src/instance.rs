@@ -5,8 +5,8 @@ mod conflict;
 mod future;
 
 pub use conflict::{
-    ConflictError, Function, Main, MainExitCode, NoUnwind, OtherConflict, ResultConflict,
-    ResultContext, Returns, UnwindContext,
+    ConflictError, Function, FutureReturned, Main, MainExitCode, NoUnwind, NotAFuture,
+    OtherConflict, PlainReturned, ResultConflict, ResultContext, Returns, UnwindContext,
 };
 pub use future::{Acquire, acquire_async};
 

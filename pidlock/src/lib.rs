@@ -103,9 +103,9 @@ extern crate self as pidlock;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::instance::{
-        Acquire, ConflictError, Function, Main, MainExitCode, NoUnwind, Options, OtherConflict,
-        ResultConflict, ResultContext, Returns, UnwindContext, acquire, acquire_async, exit, panic,
-        path_from,
+        Acquire, ConflictError, Function, FutureReturned, Main, MainExitCode, NoUnwind, NotAFuture,
+        Options, OtherConflict, PlainReturned, ResultConflict, ResultContext, Returns,
+        UnwindContext, acquire, acquire_async, exit, panic, path_from,
     };
     pub use core::time::Duration;
 }

@@ -20,6 +20,7 @@
 //! the `exit_code` key), because the generated calls carry their spans.
 
 use core::fmt;
+use core::future::IntoFuture;
 use core::marker::PhantomData;
 
 use super::Options;
@@ -194,3 +195,41 @@ impl<R> OtherConflict<R> for &Returns<R> {
 
     fn __single_instance_exit_code<C>(self, _context: C) {}
 }
+
+/// Refuses, at compile time, a plain `fn` whose declared return type is a future however it is
+/// spelled (an alias, `std::future::Ready`): the lock would be released when the function
+/// returns, before the future runs. The generated code calls
+/// `(&Returns::<R>::new()).__single_instance_not_a_future()`: by value, [`FutureReturned`]
+/// applies when `R: IntoFuture`, and its method demands [`NotAFuture`], which nothing
+/// implements; for any other `R`, [`PlainReturned`] applies through the extra borrow, and does
+/// nothing.
+pub trait FutureReturned<R> {
+    /// A compile error: `R` is a future.
+    fn __single_instance_not_a_future(&self)
+    where
+        R: NotAFuture;
+}
+
+impl<R: IntoFuture> FutureReturned<R> for Returns<R> {
+    fn __single_instance_not_a_future(&self)
+    where
+        R: NotAFuture,
+    {
+    }
+}
+
+/// What a guarded plain `fn` must return: anything but a future.
+#[diagnostic::on_unimplemented(
+    message = "#[single_instance] cannot guard a function that returns a future: `{Self}` is one",
+    label = "the lock would be released when the function returns, before this future runs",
+    note = "make it an `async fn`, so that the lock is held while its body runs"
+)]
+pub trait NotAFuture {}
+
+/// Any return type that is not a future: nothing to refuse.
+pub trait PlainReturned {
+    /// Does nothing.
+    fn __single_instance_not_a_future(&self) {}
+}
+
+impl<R> PlainReturned for &Returns<R> {}
