@@ -398,7 +398,7 @@ mod tests {
             out.contains(":: core :: result :: Result :: Ok (__pidlock_guard) => __pidlock_guard"),
             "{out}"
         );
-        assert!(out.ends_with("; { Ok (()) } } }"), "{out}");
+        assert!(out.ends_with("; { ; Ok (()) } } }"), "{out}");
         // No lint is switched off, for the body or for the generated code.
         assert!(!out.contains("allow"), "{out}");
     }
