@@ -267,17 +267,26 @@ pub(crate) fn announce_release(file: &File) {
 /// - overlayfs and btrfs report other device numbers from `stat` than the lock table does, and
 ///   NFS emulates `flock` with POSIX locks; only file systems known to agree are trusted.
 pub(crate) fn lock_table(path: &Path, meta: &Metadata) -> Option<bool> {
+    let id = (major(meta.dev()), minor(meta.dev()), meta.ino());
+    let shows = |table: &str| table.lines().filter_map(parse_lock_line).any(|e| e == id);
     let (table, snapshot) = read_lock_table()?;
-    let (dev_major, dev_minor, ino) = (major(meta.dev()), minor(meta.dev()), meta.ino());
-    if table
-        .lines()
-        .filter_map(parse_lock_line)
-        .any(|entry| entry == (dev_major, dev_minor, ino))
-    {
+    if shows(&table) {
         return Some(true);
     }
-    let complete = snapshot && super::pid_namespace() == super::INITIAL_PID_NAMESPACE;
-    (complete && on_local_file_system(path)).then_some(false)
+    if !(snapshot
+        && super::pid_namespace() == super::INITIAL_PID_NAMESPACE
+        && on_local_file_system(path))
+    {
+        return None;
+    }
+    // One read that ended early (its next record, a lock with many waiters, did not fit) and a
+    // second that found the end because locks went away meanwhile look like one complete read.
+    // Fooling two reads in a row that way takes the same race twice: a second look settles it.
+    match read_lock_table()? {
+        (again, true) if !shows(&again) => Some(false),
+        (again, _) if shows(&again) => Some(true),
+        _ => None,
+    }
 }
 
 /// Reads `/proc/locks`, and says whether it came in one `read(2)`, which the kernel renders at
