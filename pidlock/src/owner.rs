@@ -188,9 +188,13 @@ pub(crate) fn holds(dev: u64, ino: u64) -> bool {
 
 /// Whether the caller itself holds the inode `dev`/`ino`, so that waiting for it would be
 /// waiting for itself: the calling thread, if `task` is `None`; else the async task `task`
-/// wakes. A plain function also waits for itself when the task that last got the lock on its
-/// thread holds it (as far as one can tell: a task may move threads), since it blocks that
-/// thread.
+/// wakes. Across the two: a task waits for itself when a plain function on its thread holds
+/// the lock (`#[single_instance] fn main` that runs the runtime: it cannot let go while the
+/// thread runs the task), and a plain function when the task that got the lock on its thread
+/// holds it (it blocks the thread the task needs). Both go by the thread, so a task that moved
+/// to another worker thread since it got the lock is not recognised, and a guard kept across
+/// an `.await` by plain `PidLockFile` calls counts as its thread's; a waker names a task, not a
+/// future, so two guarded calls joined within one task (`join!`) count as one caller.
 pub(crate) fn held_by_caller(dev: u64, ino: u64, task: Option<&Waker>) -> bool {
     let thread = thread::current().id();
     with_entries(Process::current(), |held| {
@@ -198,10 +202,7 @@ pub(crate) fn held_by_caller(dev: u64, ino: u64, task: Option<&Waker>) -> bool {
             .filter(|e| e.dev == dev && e.ino == ino)
             .any(|e| match (task, &e.task) {
                 (Some(caller), Some(holder)) => caller.will_wake(holder),
-                // A plain holder on the task's thread may be another task that keeps a guard
-                // across an `.await`: it can let go, so the task waits its turn.
-                (Some(_), None) => false,
-                (None, _) => e.thread == thread,
+                _ => e.thread == thread,
             })
     })
 }

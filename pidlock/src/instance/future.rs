@@ -203,10 +203,26 @@ mod tests {
         std::env::temp_dir().join(format!("pidlock-future-{name}-{}.pid", std::process::id()))
     }
 
+    /// Holds the lock at `path` on a thread of its own until the returned sender is dropped
+    /// (a holder on the polling thread would be that thread waiting for itself).
+    fn held_elsewhere(path: &std::path::Path) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
+        let (held_tx, held_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let path = path.to_owned();
+        let holder = thread::spawn(move || {
+            let guard = PidLockFile::lock(&path, None).unwrap();
+            held_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+            drop(guard);
+        });
+        held_rx.recv().unwrap();
+        (release_tx, holder)
+    }
+
     #[test]
     fn a_busy_lock_leaves_the_polling_thread_free_and_wakes_it_at_the_release() {
         let path = scratch("wake");
-        let holder = PidLockFile::lock(&path, None).unwrap();
+        let holder = held_elsewhere(&path);
         let options = options(&path, None);
         let mut future = acquire_async(&options);
         let (tx, rx) = mpsc::channel();
@@ -214,7 +230,8 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         // The first poll returns at once although the lock is held without a time limit.
         assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
-        drop(holder);
+        drop(holder.0);
+        holder.1.join().unwrap();
         rx.recv_timeout(Duration::from_secs(60))
             .expect("woken after the release");
         let guard = match Pin::new(&mut future).poll(&mut cx) {
@@ -227,14 +244,15 @@ mod tests {
     #[test]
     fn a_dropped_future_lets_go_of_what_its_helper_takes() {
         let path = scratch("abandon");
-        let holder = PidLockFile::lock(&path, None).unwrap();
+        let holder = held_elsewhere(&path);
         let options = options(&path, Some(Duration::from_secs(60)));
         let mut future = acquire_async(&options);
         let waker = Waker::noop();
         let mut cx = Context::from_waker(waker);
         assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
         drop(future);
-        drop(holder);
+        drop(holder.0);
+        holder.1.join().unwrap();
         // The helper takes the lock and lets go of it; a blocking acquire then gets it.
         let again = PidLockFile::lock(&path, Some(Duration::from_secs(60))).unwrap();
         drop(again);

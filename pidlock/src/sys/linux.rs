@@ -289,14 +289,21 @@ pub(crate) fn lock_table(path: &Path, meta: &Metadata) -> Option<bool> {
     }
 }
 
-/// Reads `/proc/locks`, and says whether it came in one `read(2)`, which the kernel renders at
-/// one instant. A short first read does not prove that: the kernel ends a read early when the
-/// next record (a lock with all its blocked waiters) does not fit in its page. Only a read that
-/// returns nothing after the first one does.
+/// Reads `/proc/locks`, and says whether it is a snapshot: rendered by the kernel at one
+/// instant, in one `read(2)`.
+///
+/// The kernel renders a page per read and stops early when the next record (a lock with its
+/// waiters) does not fit; the next read resumes by position. So a first read is a snapshot only
+/// if a second read finds nothing more, and the first left room on its page for any record
+/// without a long queue of waiters: else it may have stopped at a record that did not fit,
+/// after which locks that went away made the second read find the end.
 fn read_lock_table() -> Option<(String, bool)> {
+    /// Room for the longest record without waiters (one line), with margin.
+    const ONE_RECORD: usize = 256;
     let mut file = File::open("/proc/locks").ok()?;
     let mut table = Vec::with_capacity(16 * 1024);
     let mut reads = 0;
+    let mut first = 0;
     loop {
         let start = table.len();
         table.resize(start + 16 * 1024, 0);
@@ -305,9 +312,14 @@ fn read_lock_table() -> Option<(String, bool)> {
         if n == 0 {
             break;
         }
+        if reads == 0 {
+            first = n;
+        }
         reads += 1;
     }
-    Some((String::from_utf8(table).ok()?, reads <= 1))
+    let page = rustix::param::page_size();
+    let snapshot = reads <= 1 && first + ONE_RECORD < page;
+    Some((String::from_utf8(table).ok()?, snapshot))
 }
 
 /// Whether `path` is on a local file system whose `stat` device numbers are the lock table's.
