@@ -177,6 +177,11 @@ impl PidLockFile {
             stale: Vec::new(),
         };
         let (file, meta, pid_written) = loop {
+            // A caller that went away while we were moving from a stale inode to the new file
+            // must not get the lock after all.
+            if cancelled.is_some_and(|c| c.load(Ordering::Acquire)) {
+                return Err(self.busy(timeout.unwrap_or_default()));
+            }
             // Never O_TRUNC: a contender that loses must leave the holder's PID alone.
             let file = open_lock_file(&self.path).map_err(|e| self.failed(e))?;
             // A zero timeout rides out shared locks for `SHARED_PATIENCE`; a longer one for as
