@@ -36,6 +36,19 @@ fn helper_as(uid: u32, args: &[&str], env: &[(&str, &Path)]) -> Proc {
     Proc::spawn(command)
 }
 
+/// `flock(1)` holding `path` (a shared lock with `shared`) until its stdin closes, once it
+/// holds it.
+fn flock_holder(path: &Path, shared: bool) -> Proc {
+    let mut command = Command::new("flock");
+    if shared {
+        command.arg("-s");
+    }
+    command.arg(path).args(["sh", "-c", "echo held; exec cat"]);
+    let mut holder = Proc::spawn(command);
+    assert_eq!(holder.next_report(), "held");
+    holder
+}
+
 /// Runs `f` on a thread of its own and returns its result, failing the test if it takes longer
 /// than `PATIENCE` (a self-deadlock would otherwise hang the test run).
 fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -684,14 +697,7 @@ fn review_a_long_lock_table_never_makes_a_held_lock_look_free() {
     fs::write(&busy, "").unwrap();
     let mut holder = Proc::holder(&path);
     // An unrelated lock with 80 processes queued behind it: one long record in the table.
-    let mut first = Command::new("flock");
-    first
-        .arg(&busy)
-        .arg("sh")
-        .arg("-c")
-        .arg("echo held; exec cat");
-    let mut first = Proc::spawn(first);
-    assert_eq!(first.next_report(), "held");
+    let mut first = flock_holder(&busy, false);
     let queued: Vec<Proc> = (0..80)
         .map(|_| {
             let mut command = Command::new("flock");
@@ -800,15 +806,7 @@ fn h18_a_foreign_shared_lock_is_not_a_holder_and_is_waited_out_or_refused_quickl
     let scratch = Scratch::new("rv-shared");
     let path = scratch.path("app.pid");
     fs::write(&path, "999999\n").unwrap();
-    let mut command = Command::new("flock");
-    command
-        .arg("-s")
-        .arg(&path)
-        .arg("sh")
-        .arg("-c")
-        .arg("echo held; exec cat");
-    let mut reader = Proc::spawn(command);
-    assert_eq!(reader.next_report(), "held");
+    let mut reader = flock_holder(&path, true);
     assert!(
         !PidLockFile::new(&path).is_locked(),
         "a shared lock is not a holder"
