@@ -763,14 +763,11 @@ fn review_a_runtime_dir_or_temp_dir_that_is_not_private_is_not_used() {
     fs::create_dir(&foreign).unwrap();
     fs::set_permissions(&foreign, fs::Permissions::from_mode(0o700)).unwrap();
     for xdg in [foreign.as_path(), tmp] {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_lock-helper"));
-        command
-            .args(["default", "rv-app"])
-            .uid(NOBODY)
-            .gid(NOBODY)
-            .env("XDG_RUNTIME_DIR", xdg)
-            .env("TMPDIR", tmp);
-        let mut proc = Proc::spawn(command);
+        let mut proc = helper_as(
+            NOBODY,
+            &["default", "rv-app"],
+            &[("XDG_RUNTIME_DIR", xdg), ("TMPDIR", tmp)],
+        );
         assert_eq!(
             proc.next_report(),
             format!(

@@ -120,12 +120,17 @@ impl<T> PerProcess<T> {
 struct Entry {
     dev: u64,
     ino: u64,
-    owner: Process,
     /// The thread that took it, or that the lock was last handed to.
     thread: ThreadId,
     /// The async task that holds it, if an `async fn` took it: tasks of one thread take turns,
     /// so the thread alone does not say who holds it.
     task: Option<Waker>,
+}
+
+impl Entry {
+    fn is(&self, dev: u64, ino: u64) -> bool {
+        self.dev == dev && self.ino == ino
+    }
 }
 
 /// Every lock this process holds, through any `PidLockFile`. Each process has its own (see
@@ -145,7 +150,6 @@ pub(crate) fn record(owner: Process, dev: u64, ino: u64) {
         held.push(Entry {
             dev,
             ino,
-            owner,
             thread,
             task: None,
         });
@@ -155,10 +159,7 @@ pub(crate) fn record(owner: Process, dev: u64, ino: u64) {
 /// Forgets the lock on `dev`/`ino` that `owner` recorded.
 pub(crate) fn forget(owner: Process, dev: u64, ino: u64) {
     with_entries(owner, |held| {
-        if let Some(at) = held
-            .iter()
-            .position(|e| e.owner == owner && e.dev == dev && e.ino == ino)
-        {
+        if let Some(at) = held.iter().position(|e| e.is(dev, ino)) {
             held.swap_remove(at);
         }
     });
@@ -169,10 +170,7 @@ pub(crate) fn forget(owner: Process, dev: u64, ino: u64) {
 pub(crate) fn hand_to_task(owner: Process, dev: u64, ino: u64, task: &Waker) {
     let thread = thread::current().id();
     with_entries(owner, |held| {
-        if let Some(entry) = held
-            .iter_mut()
-            .find(|e| e.owner == owner && e.dev == dev && e.ino == ino)
-        {
+        if let Some(entry) = held.iter_mut().find(|e| e.is(dev, ino)) {
             entry.thread = thread;
             entry.task = Some(task.clone());
         }
@@ -182,7 +180,7 @@ pub(crate) fn hand_to_task(owner: Process, dev: u64, ino: u64, task: &Waker) {
 /// Whether this process holds the inode `dev`/`ino`.
 pub(crate) fn holds(dev: u64, ino: u64) -> bool {
     with_entries(Process::current(), |held| {
-        held.iter().any(|e| e.dev == dev && e.ino == ino)
+        held.iter().any(|e| e.is(dev, ino))
     })
 }
 
@@ -199,7 +197,7 @@ pub(crate) fn held_by_caller(dev: u64, ino: u64, task: Option<&Waker>) -> bool {
     let thread = thread::current().id();
     with_entries(Process::current(), |held| {
         held.iter()
-            .filter(|e| e.dev == dev && e.ino == ino)
+            .filter(|e| e.is(dev, ino))
             .any(|e| match (task, &e.task) {
                 (Some(caller), Some(holder)) => caller.will_wake(holder),
                 _ => e.thread == thread,
