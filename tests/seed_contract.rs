@@ -82,7 +82,7 @@ fn already_locked_names_the_path_and_the_holder() {
     let err = PidLockFile::new(&path)
         .acquire(Some(Duration::ZERO))
         .unwrap_err();
-    let LockError::AlreadyLocked { path: p, pid } = &err else {
+    let LockError::AlreadyLocked { path: p, pid, .. } = &err else {
         panic!("expected AlreadyLocked, got {err:?}")
     };
     assert_eq!(p, &path);
@@ -147,7 +147,7 @@ fn release_without_a_lock_is_not_locked() {
     let path = scratch.path("app.pid");
     let err = PidLockFile::new(&path).release().unwrap_err();
     assert!(
-        matches!(&err, UnlockError::NotLocked { path: p } if *p == path),
+        matches!(&err, UnlockError::NotLocked { path: p, .. } if *p == path),
         "{err:?}"
     );
     assert_eq!(err.to_string(), format!("{} is not locked", path.display()));
@@ -236,7 +236,7 @@ fn lock_failed_in_a_missing_directory_names_the_path_and_the_cause() {
     let scratch = Scratch::new("missingdir");
     let path = scratch.path("no/such/dir/app.pid");
     let err = PidLockFile::new(&path).acquire(None).unwrap_err();
-    let LockError::LockFailed { path: p, source } = &err else {
+    let LockError::LockFailed { path: p, source, .. } = &err else {
         panic!("expected LockFailed, got {err:?}")
     };
     assert_eq!(p, &path);

@@ -9,7 +9,20 @@ use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::{Expr, ExprLit, Lit, LitStr};
 
-const EXPECTED: &str = "expected one of `path`, `timeout`, `exit_code`, `quiet`, `crate`";
+const EXPECTED: &str = "expected one of `path`, `postgres`, `name`, `on_lost`, `timeout`, \
+                        `exit_code`, `quiet`, `crate`";
+
+/// Every argument's name, for suggestions.
+const KNOWN: [&str; 8] = [
+    "path",
+    "postgres",
+    "name",
+    "on_lost",
+    "timeout",
+    "exit_code",
+    "quiet",
+    "crate",
+];
 
 /// How long to wait for the lock.
 pub(crate) enum Timeout {
@@ -25,6 +38,12 @@ pub(crate) enum Timeout {
 pub(crate) struct Args {
     /// `path = <expr>`; `None` means the per-user, per-program default.
     pub(crate) path: Option<Expr>,
+    /// `postgres = <expr>`, and the span of the `postgres` key: a fleet lock.
+    pub(crate) postgres: Option<(Expr, Span)>,
+    /// `name = <expr>`: the fleet lock's name; `None` means the binary's name.
+    pub(crate) name: Option<Expr>,
+    /// `on_lost = <expr>`: called instead of exiting when a fleet lock is lost.
+    pub(crate) on_lost: Option<Expr>,
     pub(crate) timeout: Timeout,
     /// `exit_code = N`, and the span of the `exit_code` key, where a misplaced one is reported.
     pub(crate) exit_code: Option<(u8, Span)>,
@@ -37,12 +56,18 @@ impl Args {
     pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
         let mut args = Args {
             path: None,
+            postgres: None,
+            name: None,
+            on_lost: None,
             timeout: Timeout::Immediate,
             exit_code: None,
             quiet: false,
             krate: None,
         };
         let mut seen: Vec<String> = Vec::new();
+        // Where `path`, `name` and `on_lost` were given, for the checks across arguments.
+        let mut path_key: Option<Span> = None;
+        let mut fleet_only: Vec<(String, Span)> = Vec::new();
         let parser = syn::meta::parser(|meta| {
             let Some(ident) = meta.path.get_ident() else {
                 return Err(meta.error(format_args!("unknown argument; {EXPECTED}")));
@@ -54,7 +79,27 @@ impl Args {
             }
             seen.push(name.to_owned());
             match name {
-                "path" => args.path = Some(parse_path(&meta)?),
+                "path" => {
+                    if args.postgres.is_some() {
+                        return Err(meta.error(BOTH_BACKENDS));
+                    }
+                    path_key = Some(ident.span());
+                    args.path = Some(parse_path(&meta)?);
+                }
+                "postgres" => {
+                    if args.path.is_some() {
+                        return Err(meta.error(BOTH_BACKENDS));
+                    }
+                    args.postgres = Some((parse_postgres(&meta)?, ident.span()));
+                }
+                "name" => {
+                    fleet_only.push((name.to_owned(), ident.span()));
+                    args.name = Some(parse_name(&meta)?);
+                }
+                "on_lost" => {
+                    fleet_only.push((name.to_owned(), ident.span()));
+                    args.on_lost = Some(meta.value()?.parse()?);
+                }
                 "timeout" => args.timeout = parse_timeout(&meta)?,
                 "exit_code" => {
                     args.exit_code = Some((parse_exit_code(&meta)?, ident.span()));
@@ -73,6 +118,22 @@ impl Args {
             Ok(())
         });
         parser.parse2(tokens)?;
+        if args.postgres.is_none()
+            && let Some((name, span)) = fleet_only.first()
+        {
+            return Err(syn::Error::new(
+                *span,
+                format!(
+                    "`{name}` applies only to a fleet lock: add `postgres = \"<connection \
+                     string>\"`{}",
+                    if path_key.is_some() {
+                        " instead of `path`"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
         Ok(args)
     }
 }
@@ -92,6 +153,50 @@ fn parse_path(meta: &ParseNestedMeta) -> syn::Result<Expr> {
             lit.span(),
             "`path` must be a string literal or an expression whose type implements \
              `AsRef<Path>`, such as `std::env::temp_dir().join(\"myapp.pid\")`",
+        )),
+        _ => Ok(expr),
+    }
+}
+
+const BOTH_BACKENDS: &str = "`path` and `postgres` exclude each other: a function takes one \
+                             lock, either a lock file (`path`) or a fleet lock on PostgreSQL \
+                             (`postgres`)";
+
+/// `postgres = "<connection string>"` or any expression of a type that is `AsRef<str>`.
+fn parse_postgres(meta: &ParseNestedMeta) -> syn::Result<Expr> {
+    let expr: Expr = meta.value()?.parse()?;
+    match &expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) if s.value().trim().is_empty() => Err(syn::Error::new(
+            s.span(),
+            "`postgres` must not be empty; give a connection string such as \
+             `postgres = \"postgres://app@db.internal/app\"`, or an expression such as \
+             `postgres = std::env::var(\"DATABASE_URL\").unwrap_or_default()`",
+        )),
+        Expr::Lit(ExprLit { lit, .. }) if !matches!(lit, Lit::Str(_)) => Err(syn::Error::new(
+            lit.span(),
+            "`postgres` must be a string literal or an expression whose type implements \
+             `AsRef<str>`, such as `std::env::var(\"DATABASE_URL\").unwrap_or_default()`",
+        )),
+        _ => Ok(expr),
+    }
+}
+
+/// `name = "<non-empty string>"` or any expression of a type that is `AsRef<str>`.
+fn parse_name(meta: &ParseNestedMeta) -> syn::Result<Expr> {
+    let expr: Expr = meta.value()?.parse()?;
+    match &expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) if s.value().is_empty() => Err(syn::Error::new(
+            s.span(),
+            "`name` must not be empty; give the fleet lock's name, such as \
+             `name = \"nightly-report\"`, or leave it out for the binary's name",
+        )),
+        Expr::Lit(ExprLit { lit, .. }) if !matches!(lit, Lit::Str(_)) => Err(syn::Error::new(
+            lit.span(),
+            "`name` must be a string literal or an expression whose type implements `AsRef<str>`",
         )),
         _ => Ok(expr),
     }
@@ -276,7 +381,7 @@ fn respan_path(path: syn::Path, span: Span) -> syn::Path {
 
 /// The accepted name closest to a misspelled one, if any is close.
 fn suggestion(unknown: &str) -> Option<&'static str> {
-    ["path", "timeout", "exit_code", "quiet", "crate"]
+    KNOWN
         .into_iter()
         .map(|known| (edit_distance(unknown, known), known))
         .filter(|(d, known)| *d <= known.len() / 3 + 1)

@@ -189,12 +189,43 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
     };
     let quiet = args.quiet;
     let exit_code = args.exit_code.map(|(code, _)| code);
+    let fleet = match &args.postgres {
+        Some((conninfo, key)) => {
+            // Without pidlock's `postgres` feature, this is a compile error on `postgres`.
+            let key = Span::call_site().located_at(*key);
+            let require = quote_spanned!(key=> #krate::__require_postgres!());
+            let conninfo_span = Span::call_site().located_at(conninfo.span());
+            let mut borrowed = Group::new(proc_macro2::Delimiter::Parenthesis, quote!(#conninfo));
+            borrowed.set_span(conninfo_span);
+            let name = match &args.name {
+                Some(name) => {
+                    let span = Span::call_site().located_at(name.span());
+                    quote_spanned!(span=> ::core::option::Option::Some(::core::convert::AsRef::<str>::as_ref(&(#name))))
+                }
+                None => quote!(::core::option::Option::None),
+            };
+            let on_lost = match &args.on_lost {
+                Some(handler) => {
+                    let span = Span::call_site().located_at(handler.span());
+                    quote_spanned!(span=> ::core::option::Option::Some(#private::on_lost(#handler)))
+                }
+                None => quote!(::core::option::Option::None),
+            };
+            let code = exit_code.unwrap_or(1);
+            quote! {{
+                #require;
+                #private::fleet(&#borrowed, #name, #on_lost, #code)
+            }}
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let options_value = quote! {
         #private::Options {
             path: #path,
             timeout: #timeout,
             quiet: #quiet,
             program: ::core::option_env!("CARGO_BIN_NAME"),
+            fleet: #fleet,
         }
     };
 

@@ -78,10 +78,7 @@ impl PidLockFile {
         let path = default_path(program);
         if runtime_dir().is_none() {
             let dir = private_temp_dir();
-            ensure_private_dir(&dir).map_err(|source| LockError::LockFailed {
-                path: path.clone(),
-                source,
-            })?;
+            ensure_private_dir(&dir).map_err(|source| LockError::failed(&path, source))?;
         }
         Ok(PidLockFile::new(path))
     }

@@ -31,35 +31,51 @@ use std::time::Duration;
 pub enum LockError {
     /// Another holder has the lock, and the caller asked not to wait (a zero timeout), or this
     /// very instance already holds it (the lock is not reentrant).
-    #[error("{} is locked by {}", path.display(), Holder(*pid))]
+    #[error("{} is locked by {}{}", path.display(), Holder::new(*pid, host, server), At(server))]
     AlreadyLocked {
-        /// The lock file.
+        /// The lock file, or a fleet lock's name.
         path: PathBuf,
-        /// The holder's PID as its PID file gives it, if it could be read.
+        /// The holder's PID as its PID file gives it (for a fleet lock, as its session
+        /// records it), if it could be read.
         pid: Option<u32>,
+        /// A fleet lock's holder's host name; `None` for a lock file.
+        host: Option<String>,
+        /// Where a fleet lock lives, such as `PostgreSQL at db.internal:5432`; `None` for a
+        /// lock file.
+        server: Option<String>,
     },
 
     /// Another holder kept the lock for the whole timeout.
-    #[error("{} is locked by {} (gave up after {timeout:?})", path.display(), Holder(*pid))]
+    #[error("{} is locked by {} ({}gave up after {timeout:?})", path.display(), Holder::new(*pid, host, server), Then(server))]
     LockTimeout {
-        /// The lock file.
+        /// The lock file, or a fleet lock's name.
         path: PathBuf,
-        /// The holder's PID as its PID file gives it, if it could be read.
+        /// The holder's PID as its PID file gives it (for a fleet lock, as its session
+        /// records it), if it could be read.
         pid: Option<u32>,
         /// How long the caller waited.
         timeout: Duration,
+        /// A fleet lock's holder's host name; `None` for a lock file.
+        host: Option<String>,
+        /// Where a fleet lock lives, such as `PostgreSQL at db.internal:5432`; `None` for a
+        /// lock file.
+        server: Option<String>,
     },
 
     /// The lock could not be taken for a reason other than another holder: the directory is
-    /// missing, the path is a symlink, a directory or a FIFO, permissions, a full disk, ...
-    /// pidlock never treats such an error as "not locked".
-    #[error("cannot lock {}: {source}", path.display())]
+    /// missing, the path is a symlink, a directory or a FIFO, permissions, a full disk, ...;
+    /// for a fleet lock, a bad connection string, an unreachable or silent server, a refused
+    /// password or certificate. pidlock never treats such an error as "not locked".
+    #[error("cannot lock {}{}: {source}", path.display(), On(server))]
     LockFailed {
-        /// The lock file.
+        /// The lock file, or a fleet lock's name.
         path: PathBuf,
-        /// What the operating system reported, or what pidlock found wrong with the path.
+        /// What the operating system or the server reported, or what pidlock found wrong.
         #[source]
         source: io::Error,
+        /// Where a fleet lock lives, such as `PostgreSQL at db.internal:5432`; `None` for a
+        /// lock file.
+        server: Option<String>,
     },
 }
 
@@ -87,6 +103,34 @@ impl LockError {
             LockError::LockFailed { .. } => None,
         }
     }
+
+    /// A fleet lock's holder's host name, when the error is about a holder that recorded it.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            LockError::AlreadyLocked { host, .. } | LockError::LockTimeout { host, .. } => {
+                host.as_deref()
+            }
+            LockError::LockFailed { .. } => None,
+        }
+    }
+
+    /// Where a fleet lock lives (`PostgreSQL at db.internal:5432`); `None` for a lock file.
+    pub fn server(&self) -> Option<&str> {
+        match self {
+            LockError::AlreadyLocked { server, .. }
+            | LockError::LockTimeout { server, .. }
+            | LockError::LockFailed { server, .. } => server.as_deref(),
+        }
+    }
+
+    /// The error for a lock file that could not be taken (no server).
+    pub(crate) fn failed(path: &Path, source: io::Error) -> LockError {
+        LockError::LockFailed {
+            path: path.to_owned(),
+            source,
+            server: None,
+        }
+    }
 }
 
 /// Why [`PidLockFile::release`](crate::PidLockFile::release) did not release the lock.
@@ -102,20 +146,39 @@ impl LockError {
 #[non_exhaustive]
 pub enum UnlockError {
     /// Nobody holds the lock.
-    #[error("{} is not locked", path.display())]
+    #[error("{} is not locked{}", path.display(), At(server))]
     NotLocked {
-        /// The lock file.
+        /// The lock file, or a fleet lock's name.
         path: PathBuf,
+        /// Where a fleet lock lives; `None` for a lock file.
+        server: Option<String>,
     },
 
     /// Someone else holds the lock: another process, another instance, or the parent this
     /// process was forked from (a child never releases its parent's lock).
-    #[error("{} is locked by {}, not by this lock", path.display(), Holder(*pid))]
+    #[error("{} is locked by {}, not by this lock{}", path.display(), Holder::new(*pid, host, server), At(server))]
     NotMyLock {
-        /// The lock file.
+        /// The lock file, or a fleet lock's name.
         path: PathBuf,
         /// The holder's PID as its PID file gives it, if it could be read.
         pid: Option<u32>,
+        /// A fleet lock's holder's host name; `None` for a lock file.
+        host: Option<String>,
+        /// Where a fleet lock lives; `None` for a lock file.
+        server: Option<String>,
+    },
+
+    /// A fleet lock was lost while held (its session ended: the server restarted or failed
+    /// over, an administrator terminated it, the network failed), so there was nothing left
+    /// to release. Someone else may hold it by now.
+    #[error("{} lost its lock on {server} before the release ({reason})", path.display())]
+    Lost {
+        /// The fleet lock's name.
+        path: PathBuf,
+        /// Where the lock lived, such as `PostgreSQL at db.internal:5432`.
+        server: String,
+        /// Why the session ended.
+        reason: String,
     },
 
     /// The lock was released, but its PID file could not be removed. The file left behind is
@@ -134,9 +197,10 @@ impl UnlockError {
     /// The lock file this error is about.
     pub fn path(&self) -> &Path {
         match self {
-            UnlockError::NotLocked { path }
+            UnlockError::NotLocked { path, .. }
             | UnlockError::NotMyLock { path, .. }
-            | UnlockError::RemoveFailed { path, .. } => path,
+            | UnlockError::RemoveFailed { path, .. }
+            | UnlockError::Lost { path, .. } => path,
         }
     }
 }
@@ -177,21 +241,41 @@ impl fmt::Debug for LockError {
             return fmt::Display::fmt(self, f);
         }
         match self {
-            LockError::AlreadyLocked { path, pid } => f
+            LockError::AlreadyLocked {
+                path,
+                pid,
+                host,
+                server,
+            } => f
                 .debug_struct("AlreadyLocked")
                 .field("path", path)
                 .field("pid", pid)
+                .field("host", host)
+                .field("server", server)
                 .finish(),
-            LockError::LockTimeout { path, pid, timeout } => f
+            LockError::LockTimeout {
+                path,
+                pid,
+                timeout,
+                host,
+                server,
+            } => f
                 .debug_struct("LockTimeout")
                 .field("path", path)
                 .field("pid", pid)
                 .field("timeout", timeout)
+                .field("host", host)
+                .field("server", server)
                 .finish(),
-            LockError::LockFailed { path, source } => f
+            LockError::LockFailed {
+                path,
+                source,
+                server,
+            } => f
                 .debug_struct("LockFailed")
                 .field("path", path)
                 .field("source", source)
+                .field("server", server)
                 .finish(),
         }
     }
@@ -204,13 +288,32 @@ impl fmt::Debug for UnlockError {
             return fmt::Display::fmt(self, f);
         }
         match self {
-            UnlockError::NotLocked { path } => {
-                f.debug_struct("NotLocked").field("path", path).finish()
-            }
-            UnlockError::NotMyLock { path, pid } => f
+            UnlockError::NotLocked { path, server } => f
+                .debug_struct("NotLocked")
+                .field("path", path)
+                .field("server", server)
+                .finish(),
+            UnlockError::NotMyLock {
+                path,
+                pid,
+                host,
+                server,
+            } => f
                 .debug_struct("NotMyLock")
                 .field("path", path)
                 .field("pid", pid)
+                .field("host", host)
+                .field("server", server)
+                .finish(),
+            UnlockError::Lost {
+                path,
+                server,
+                reason,
+            } => f
+                .debug_struct("Lost")
+                .field("path", path)
+                .field("server", server)
+                .field("reason", reason)
                 .finish(),
             UnlockError::RemoveFailed { path, source } => f
                 .debug_struct("RemoveFailed")
@@ -235,15 +338,68 @@ impl fmt::Debug for Error {
     }
 }
 
-/// Formats a holder for messages: "process 4242", or "another process" when the PID file could
-/// not be read.
-struct Holder(Option<u32>);
+/// Formats a holder for messages: "process 4242" for a lock file, "pid 4242 on web-3" for a
+/// fleet lock, or "another process" ("another session") when the holder is not known.
+struct Holder<'a> {
+    pid: Option<u32>,
+    host: Option<&'a str>,
+    fleet: bool,
+}
 
-impl fmt::Display for Holder {
+impl<'a> Holder<'a> {
+    fn new(pid: Option<u32>, host: &'a Option<String>, server: &Option<String>) -> Self {
+        Holder {
+            pid,
+            host: host.as_deref(),
+            fleet: server.is_some(),
+        }
+    }
+}
+
+impl fmt::Display for Holder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.pid, self.host) {
+            (Some(pid), Some(host)) => write!(f, "pid {pid} on {host}"),
+            (None, Some(host)) => write!(f, "a session on {host}"),
+            (Some(pid), None) => write!(f, "process {pid}"),
+            (None, None) if self.fleet => f.write_str("another session"),
+            (None, None) => f.write_str("another process"),
+        }
+    }
+}
+
+/// `" (PostgreSQL at db:5432)"` after a fleet lock's message; nothing for a lock file.
+struct At<'a>(&'a Option<String>);
+
+impl fmt::Display for At<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Some(pid) => write!(f, "process {pid}"),
-            None => f.write_str("another process"),
+            Some(server) => write!(f, " ({server})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `"PostgreSQL at db:5432; "` before "gave up after"; nothing for a lock file.
+struct Then<'a>(&'a Option<String>);
+
+impl fmt::Display for Then<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(server) => write!(f, "{server}; "),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `" on PostgreSQL at db:5432"` after "cannot lock NAME"; nothing for a lock file.
+struct On<'a>(&'a Option<String>);
+
+impl fmt::Display for On<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(server) => write!(f, " on {server}"),
+            None => Ok(()),
         }
     }
 }
@@ -272,6 +428,12 @@ impl From<Error> for LockError {
             Error::Lock(error) => error,
             Error::Unlock(error) => LockError::LockFailed {
                 path: error.path().to_owned(),
+                server: match &error {
+                    UnlockError::NotLocked { server, .. }
+                    | UnlockError::NotMyLock { server, .. } => server.clone(),
+                    UnlockError::Lost { server, .. } => Some(server.clone()),
+                    UnlockError::RemoveFailed { .. } => None,
+                },
                 source: io::Error::other(error),
             },
         }
@@ -286,6 +448,8 @@ mod tests {
         Error::Lock(LockError::AlreadyLocked {
             path: PathBuf::from("/run/app.pid"),
             pid: Some(42),
+            host: None,
+            server: None,
         })
     }
 
@@ -301,6 +465,7 @@ mod tests {
         assert!(fields.contains("pid: Some(\n"), "{fields}");
         let unlock = UnlockError::NotLocked {
             path: PathBuf::from("/run/app.pid"),
+            server: None,
         };
         assert_eq!(format!("{unlock:?}"), "/run/app.pid is not locked");
         assert!(format!("{unlock:#?}").starts_with("NotLocked {"));
@@ -315,9 +480,10 @@ mod tests {
         ));
         let error = LockError::from(Error::Unlock(UnlockError::NotLocked {
             path: PathBuf::from("/run/app.pid"),
+            server: None,
         }));
         match error {
-            LockError::LockFailed { path, source } => {
+            LockError::LockFailed { path, source, .. } => {
                 assert_eq!(path, Path::new("/run/app.pid"));
                 assert_eq!(source.to_string(), "/run/app.pid is not locked");
             }

@@ -11,11 +11,13 @@ pub use conflict::{
 pub use future::{Acquire, acquire_async};
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 use std::{env, process};
 
-use crate::{Error, LockError, PidLockFile, PidLockGuard};
+use crate::loss::OnLost;
+use crate::{Error, LockError, Lost, PidLockFile, PidLockGuard};
 
 /// The name of the running program: the binary's name as cargo built it, else the file name
 /// of the executable.
@@ -31,7 +33,7 @@ fn program_name(built_as: Option<&'static str>) -> String {
 }
 
 /// The arguments of one `#[single_instance]`, as the generated code builds them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// `path = ...`, or `None` for [`default_path`](crate::default_path).
     pub path: Option<PathBuf>,
@@ -41,6 +43,74 @@ pub struct Options {
     pub quiet: bool,
     /// `CARGO_BIN_NAME` where the function was compiled, if set.
     pub program: Option<&'static str>,
+    /// `postgres = ...`: a fleet lock instead of a lock file.
+    pub fleet: Option<Fleet>,
+}
+
+/// The fleet lock of `#[single_instance(postgres = ..., name = ..., on_lost = ...)]`.
+#[derive(Clone)]
+pub struct Fleet {
+    /// The connection string, as evaluated at run time.
+    pub conninfo: String,
+    /// `name = ...`, or `None` for the program's name.
+    pub name: Option<String>,
+    /// `on_lost = ...`, or `None` to fail closed: one line on stderr, then exit.
+    pub on_lost: Option<OnLost>,
+    /// The exit status when failing closed.
+    pub exit_code: u8,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the connection string: it may hold a password.
+        f.debug_struct("Fleet")
+            .field("name", &self.name)
+            .field("on_lost", &self.on_lost.is_some())
+            .field("exit_code", &self.exit_code)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds [`Fleet`] from the attribute's arguments; `conninfo` is any `AsRef<str>`.
+pub fn fleet<C: AsRef<str> + ?Sized>(
+    conninfo: &C,
+    name: Option<&str>,
+    on_lost: Option<OnLost>,
+    exit_code: u8,
+) -> Option<Fleet> {
+    Some(Fleet {
+        conninfo: conninfo.as_ref().to_owned(),
+        name: name.map(str::to_owned),
+        on_lost,
+        exit_code,
+    })
+}
+
+/// Boxes the user's `on_lost` handler, so that a closure's argument type is inferred.
+pub fn on_lost<F: Fn(&Lost) + Send + Sync + 'static>(handler: F) -> OnLost {
+    Arc::new(handler)
+}
+
+/// What the generated code holds while the function runs.
+#[derive(Debug)]
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub enum Guard {
+    /// A lock file.
+    File(PidLockGuard),
+    /// A fleet lock.
+    #[cfg(feature = "postgres")]
+    Fleet(crate::PgLockGuard),
+}
+
+impl Guard {
+    /// Records that the async task `task` wakes holds this lock (see `owner.rs`).
+    fn hand_to_task(&self, task: &Waker) {
+        match self {
+            Guard::File(guard) => guard.lock_file().hand_to_task(task),
+            #[cfg(feature = "postgres")]
+            Guard::Fleet(_) => {}
+        }
+    }
 }
 
 impl Options {
@@ -67,7 +137,7 @@ pub fn path_from<P: AsRef<Path> + ?Sized>(path: &P) -> PathBuf {
 /// The outcome of the first, non-blocking try.
 enum FirstTry {
     /// Taken, or failed for good.
-    Done(Result<PidLockGuard, Error>),
+    Done(Result<Guard, Error>),
     /// Held by another holder, and the options allow waiting (`None`: without a limit). The
     /// "Blocking waiting" line has been printed, unless `quiet`.
     Wait {
@@ -80,13 +150,24 @@ enum FirstTry {
 /// the waker of the calling async task, if any: a lock that the caller itself holds (this
 /// thread, or this task) is refused at once instead of waited for.
 fn first_try(options: &Options, task: Option<&Waker>) -> FirstTry {
+    if options.fleet.is_some() {
+        // Even one try is network I/O: the helper thread does it all (see `future.rs`).
+        return FirstTry::Wait {
+            path: PathBuf::new(),
+            timeout: options.timeout,
+        };
+    }
     let path = match options.path() {
         Ok(path) => path,
         Err(e) => return FirstTry::Done(Err(e.into())),
     };
     let wait = match options.timeout {
         Some(timeout) if timeout.is_zero() => {
-            return FirstTry::Done(PidLockFile::lock(path, Some(timeout)).map_err(Error::from));
+            return FirstTry::Done(
+                PidLockFile::lock(path, Some(timeout))
+                    .map(Guard::File)
+                    .map_err(Error::from),
+            );
         }
         wait => wait,
     };
@@ -96,17 +177,18 @@ fn first_try(options: &Options, task: Option<&Waker>) -> FirstTry {
                 return FirstTry::Done(Err(Error::Lock(LockError::AlreadyLocked {
                     path,
                     pid: Some(process::id()),
+                    host: None,
+                    server: None,
                 })));
             }
             if !options.quiet {
                 let holder =
                     pid.map_or_else(|| "another process".to_owned(), |p| format!("process {p}"));
-                let limit =
-                    wait.map_or_else(|| "no time limit".to_owned(), |t| format!("up to {t:?}"));
                 eprintln!(
-                    "Blocking waiting for {} ({holder}) to release lock file {} ({limit})",
+                    "Blocking waiting for {} ({holder}) to release lock file {} ({})",
                     options.program(),
-                    path.display()
+                    path.display(),
+                    limit(wait)
                 );
             }
             FirstTry::Wait {
@@ -114,16 +196,85 @@ fn first_try(options: &Options, task: Option<&Waker>) -> FirstTry {
                 timeout: wait,
             }
         }
-        other => FirstTry::Done(other.map_err(Error::from)),
+        other => FirstTry::Done(other.map(Guard::File).map_err(Error::from)),
     }
 }
 
 /// Takes the lock as the options say, telling the user on stderr when it has to wait. Blocks
 /// the calling thread while it waits: for a plain `fn`. An `async fn` uses [`acquire_async`].
-pub fn acquire(options: &Options) -> Result<PidLockGuard, Error> {
+pub fn acquire(options: &Options) -> Result<Guard, Error> {
+    if let Some(fleet) = &options.fleet {
+        return acquire_fleet(options, fleet);
+    }
     match first_try(options, None) {
         FirstTry::Done(result) => result,
-        FirstTry::Wait { path, timeout } => Ok(PidLockFile::lock(path, timeout)?),
+        FirstTry::Wait { path, timeout } => Ok(Guard::File(PidLockFile::lock(path, timeout)?)),
+    }
+}
+
+/// "no time limit" or "up to 5s", for the waiting notice.
+fn limit(wait: Option<Duration>) -> String {
+    wait.map_or_else(|| "no time limit".to_owned(), |t| format!("up to {t:?}"))
+}
+
+/// The fleet lock: one try, the waiting notice, then the wait; failing closed on a loss unless
+/// `on_lost` says otherwise.
+#[cfg(feature = "postgres")]
+fn acquire_fleet(options: &Options, fleet: &Fleet) -> Result<Guard, Error> {
+    let name = fleet.name.clone().unwrap_or_else(|| options.program());
+    let mut lock = crate::PgLock::new(fleet.conninfo.clone(), name);
+    let on_lost = match &fleet.on_lost {
+        Some(handler) => Arc::clone(handler),
+        None => {
+            let code = fleet.exit_code;
+            on_lost(move |lost: &Lost| {
+                eprintln!("error: {lost}; exiting");
+                process::exit(i32::from(code))
+            })
+        }
+    };
+    lock.on_lost_shared(on_lost);
+    let wait = options.timeout;
+    if wait != Some(Duration::ZERO) {
+        match lock.acquire(Some(Duration::ZERO)) {
+            Ok(()) => return Ok(Guard::Fleet(crate::PgLockGuard::new(lock))),
+            Err(LockError::AlreadyLocked { pid, host, .. })
+                if !lock.is_held_by_caller() =>
+            {
+                if !options.quiet {
+                    let holder = fleet_holder(pid, host.as_deref());
+                    eprintln!(
+                        "Blocking waiting for {} ({holder}) to release lock {} on {} ({})",
+                        options.program(),
+                        lock.name(),
+                        lock.server(),
+                        limit(wait)
+                    );
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    lock.acquire(wait)?;
+    Ok(Guard::Fleet(crate::PgLockGuard::new(lock)))
+}
+
+/// Without the `postgres` feature the generated code does not compile (see
+/// `require_postgres!`); this keeps the types whole meanwhile.
+#[cfg(not(feature = "postgres"))]
+fn acquire_fleet(_: &Options, fleet: &Fleet) -> Result<Guard, Error> {
+    let _ = fleet;
+    Err(Error::Lock(LockError::failed(
+        Path::new(""),
+        std::io::Error::other("pidlock was built without the `postgres` feature"),
+    )))
+}
+
+fn fleet_holder(pid: Option<u32>, host: Option<&str>) -> String {
+    match (pid, host) {
+        (Some(pid), Some(host)) => format!("pid {pid} on {host}"),
+        (Some(pid), None) => format!("pid {pid}"),
+        _ => "another session".to_owned(),
     }
 }
 
@@ -132,16 +283,36 @@ fn message(options: &Options, error: &Error) -> String {
     let program = options.program();
     let holder =
         |pid: Option<u32>| pid.map_or_else(|| "pid unknown".to_owned(), |p| format!("pid {p}"));
+    // "lock file /run/app.pid", or "lock nightly-report on PostgreSQL at db:5432".
+    let lock = |path: &Path, server: &Option<String>| match server {
+        Some(server) => format!("lock {} on {server}", path.display()),
+        None => format!("lock file {}", path.display()),
+    };
+    let who = |pid: Option<u32>, host: &Option<String>| match host {
+        Some(host) => format!("{} on {host}", holder(pid)),
+        None => holder(pid),
+    };
     match error {
-        Error::Lock(LockError::AlreadyLocked { path, pid }) => format!(
-            "{program} is already running ({}, lock file {})",
-            holder(*pid),
-            path.display()
+        Error::Lock(LockError::AlreadyLocked {
+            path,
+            pid,
+            host,
+            server,
+        }) => format!(
+            "{program} is already running ({}, {})",
+            who(*pid, host),
+            lock(path, server)
         ),
-        Error::Lock(LockError::LockTimeout { path, pid, timeout }) => format!(
-            "{program} is still running after waiting {timeout:?} ({}, lock file {})",
-            holder(*pid),
-            path.display()
+        Error::Lock(LockError::LockTimeout {
+            path,
+            pid,
+            timeout,
+            host,
+            server,
+        }) => format!(
+            "{program} is still running after waiting {timeout:?} ({}, {})",
+            who(*pid, host),
+            lock(path, server)
         ),
         other => format!("{program} cannot take its lock: {other}"),
     }

@@ -82,8 +82,11 @@ mod error;
 mod guard;
 mod instance;
 mod lock;
+mod loss;
 mod owner;
 mod pidfile;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod probe;
 mod sys;
 
@@ -91,6 +94,9 @@ pub use crate::default_path::default_path;
 pub use crate::error::{Error, LockError, UnlockError};
 pub use crate::guard::PidLockGuard;
 pub use crate::lock::PidLockFile;
+pub use crate::loss::{LossWatch, Lost};
+#[cfg(feature = "postgres")]
+pub use crate::postgres::{DEFAULT_LOST_AFTER, Holder, PgLock, PgLockGuard};
 
 #[cfg(feature = "macros")]
 #[doc = include_str!("single_instance.md")]
@@ -103,11 +109,35 @@ extern crate self as pidlock;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::instance::{
-        Acquire, ConflictError, Function, FutureReturned, Main, MainExitCode, NoUnwind, NotAFuture,
-        Options, OtherConflict, PlainReturned, ResultConflict, ResultContext, Returns,
-        UnwindContext, acquire, acquire_async, exit, panic, path_from,
+        Acquire, ConflictError, Fleet, Function, FutureReturned, Guard, Main, MainExitCode,
+        NoUnwind, NotAFuture, Options, OtherConflict, PlainReturned, ResultConflict,
+        ResultContext, Returns, UnwindContext, acquire, acquire_async, exit, fleet, on_lost,
+        panic, path_from,
     };
+    pub use crate::loss::Lost;
     pub use core::time::Duration;
+}
+
+/// Not public API: `#[single_instance(postgres = ...)]` expands to a call of this, which is a
+/// compile error, on the `postgres` argument, when the feature is off.
+#[cfg(feature = "postgres")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __require_postgres {
+    () => {};
+}
+
+/// Not public API: see above.
+#[cfg(not(feature = "postgres"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __require_postgres {
+    () => {
+        ::core::compile_error!(
+            "`postgres = ...` needs pidlock's `postgres` feature: in Cargo.toml, write \
+             `pidlock = { version = \"0.1\", features = [\"postgres\"] }`"
+        );
+    };
 }
 
 /// Compiles the README's code blocks as doctests, so they cannot rot.

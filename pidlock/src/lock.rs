@@ -316,10 +316,13 @@ impl PidLockFile {
             Err(UnlockError::NotMyLock {
                 path: self.path.clone(),
                 pid: probe::holder_pid(&self.path),
+                host: None,
+                server: None,
             })
         } else {
             Err(UnlockError::NotLocked {
                 path: self.path.clone(),
+                server: None,
             })
         }
     }
@@ -426,23 +429,33 @@ impl PidLockFile {
         LockError::AlreadyLocked {
             path: self.path.clone(),
             pid: Some(std::process::id()),
+            host: None,
+            server: None,
         }
     }
 
     fn failed(&self, source: io::Error) -> LockError {
-        LockError::LockFailed {
-            path: self.path.clone(),
-            source,
-        }
+        LockError::failed(&self.path, source)
     }
 
     fn busy(&self, timeout: Duration) -> LockError {
         let path = self.path.clone();
         let pid = probe::holder_pid(&self.path);
         if timeout.is_zero() {
-            LockError::AlreadyLocked { path, pid }
+            LockError::AlreadyLocked {
+                path,
+                pid,
+                host: None,
+                server: None,
+            }
         } else {
-            LockError::LockTimeout { path, pid, timeout }
+            LockError::LockTimeout {
+                path,
+                pid,
+                timeout,
+                host: None,
+                server: None,
+            }
         }
     }
 }

@@ -25,7 +25,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::Duration;
 
-use super::{FirstTry, Options, first_try};
+use super::{FirstTry, Guard, Options, first_try};
 use crate::{Error, LockError, PidLockFile, PidLockGuard};
 
 /// Takes the lock as [`acquire`](super::acquire) does, as a future that never blocks the
@@ -65,7 +65,7 @@ enum Slot {
     /// The helper is waiting; wake this waker when it is done.
     Waiting(Waker),
     /// The helper is done; the future has not taken the result yet.
-    Ready(Result<PidLockGuard, Error>),
+    Ready(Result<Guard, Error>),
     /// The future was dropped before the helper was done.
     Abandoned,
 }
@@ -78,12 +78,17 @@ impl Handoff {
 
     /// The helper thread: wait, then hand over the result, or let go of the lock if nobody
     /// wants it any more.
-    fn wait(&self, path: PathBuf, timeout: Option<Duration>) {
-        let mut lock = PidLockFile::new(path);
-        let result = lock
-            .acquire_unless(timeout, Some(&self.cancelled))
-            .map(|()| PidLockGuard::new(lock))
-            .map_err(Error::from);
+    fn wait(&self, job: Job) {
+        let result = match job {
+            Job::File { path, timeout } => {
+                let mut lock = PidLockFile::new(path);
+                lock.acquire_unless(timeout, Some(&self.cancelled))
+                    .map(|()| Guard::File(PidLockGuard::new(lock)))
+                    .map_err(Error::from)
+            }
+            // A fleet lock's wait is on the server; a dropped future lets go of what it gets.
+            Job::Fleet(options) => super::acquire(&options),
+        };
         let mut slot = self.slot();
         match mem::replace(&mut *slot, Slot::Abandoned) {
             Slot::Waiting(waker) => {
@@ -100,8 +105,18 @@ impl Handoff {
     }
 }
 
+/// What the helper thread waits for.
+enum Job {
+    File {
+        path: PathBuf,
+        timeout: Option<Duration>,
+    },
+    /// The whole fleet acquisition, notice included: even its first try is network I/O.
+    Fleet(Options),
+}
+
 impl Future for Acquire<'_> {
-    type Output = Result<PidLockGuard, Error>;
+    type Output = Result<Guard, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -136,12 +151,16 @@ impl Future for Acquire<'_> {
             cancelled: AtomicBool::new(false),
         });
         let helper = Arc::clone(&handoff);
+        let job = match this.options.fleet {
+            Some(_) => Job::Fleet(this.options.clone()),
+            None => Job::File {
+                path: path.clone(),
+                timeout,
+            },
+        };
         let spawned = thread::Builder::new()
             .name("pidlock-wait".to_owned())
-            .spawn({
-                let path = path.clone();
-                move || helper.wait(path, timeout)
-            });
+            .spawn(move || helper.wait(job));
         match spawned {
             Ok(_) => {
                 this.stage = Stage::Waiting(handoff);
@@ -149,16 +168,16 @@ impl Future for Acquire<'_> {
             }
             Err(source) => {
                 this.stage = Stage::Finished;
-                Poll::Ready(Err(Error::Lock(LockError::LockFailed { path, source })))
+                Poll::Ready(Err(Error::Lock(LockError::failed(&path, source))))
             }
         }
     }
 }
 
 /// Records that the task `task` wakes holds the lock it just got.
-fn held_by(result: Result<PidLockGuard, Error>, task: &Waker) -> Result<PidLockGuard, Error> {
+fn held_by(result: Result<Guard, Error>, task: &Waker) -> Result<Guard, Error> {
     if let Ok(guard) = &result {
-        guard.lock_file().hand_to_task(task);
+        guard.hand_to_task(task);
     }
     result
 }
@@ -196,6 +215,7 @@ mod tests {
             timeout,
             quiet: true,
             program: Some("test"),
+            fleet: None,
         }
     }
 
@@ -237,6 +257,9 @@ mod tests {
         let guard = match Pin::new(&mut future).poll(&mut cx) {
             Poll::Ready(result) => result.unwrap(),
             Poll::Pending => panic!("woken but not ready"),
+        };
+        let Guard::File(guard) = guard else {
+            panic!("a lock file's guard expected")
         };
         assert!(guard.lock_file().i_am_locking());
     }

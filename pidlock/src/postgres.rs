@@ -1,0 +1,891 @@
+//! `PgLock`: one holder per fleet, on a PostgreSQL session advisory lock.
+//!
+//! The server drops a session's advisory locks when the session ends, however it ends, as the
+//! kernel drops a `flock` when its process dies: a crashed holder never wedges the lock. Unlike
+//! a file lock, a session can end while its holder runs, so a held `PgLock` watches its
+//! connection and reports the loss (see [`PgLock::is_lost`] and [`LossWatch`]).
+
+mod conninfo;
+mod key;
+mod runtime;
+mod session;
+mod tls;
+
+use std::fmt;
+use std::io;
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::process;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use self::conninfo::{ConnInfo, UNPARSED_SERVER};
+use self::session::{Refused, Session};
+use crate::error::{LockError, UnlockError};
+use crate::loss::{self, LossSignal, LossWatch, Lost, OnLost};
+use crate::owner::{self, Process};
+
+/// The default for [`PgLock::lost_after`]: a holder cut off from the server without a word
+/// (a partition) gives up after this long.
+pub const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(10);
+
+/// The shortest [`PgLock::lost_after`]: the server's keepalive settings count in whole seconds.
+const MIN_LOST_AFTER: Duration = Duration::from_secs(1);
+
+/// A lock held by one process of a whole fleet: a PostgreSQL session-level advisory lock on a
+/// `bigint` key derived from a name.
+///
+/// The API is [`PidLockFile`](crate::PidLockFile)'s, with the same errors, plus what a lock
+/// that can be lost while held needs: [`is_lost`](Self::is_lost), [`loss_watch`](Self::loss_watch),
+/// [`on_lost`](Self::on_lost) and a [`fencing_token`](Self::fencing_token).
+///
+/// - **Key.** `PgLock::new(conninfo, name)` uses the key sqlx's `PgAdvisoryLock::new(name)`
+///   uses (HKDF-SHA256 over the name, no salt, info `SQLx (Rust) Postgres advisory lock`, the
+///   first 8 bytes as a little-endian `i64`), so a service on sqlx and a program on pidlock that
+///   use the same name exclude each other. Advisory locks belong to a database: both must
+///   connect to the same one.
+/// - **Holder.** Each session's `application_name` is `pidlock <pid>@<host>`, which
+///   [`holder`](Self::holder) and the error messages read back from `pg_locks` and
+///   `pg_stat_activity` (which other roles can see).
+/// - **Connection string.** A URL (`postgres://user:pass@host:5432/db?sslmode=verify-full`)
+///   or libpq's `key=value` form; libpq's environment variables (`PGHOST`, `PGPORT`, `PGUSER`,
+///   `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`, `PGCONNECT_TIMEOUT`,
+///   `PGOPTIONS`) fill in what it leaves out, as for psql. TLS goes through rustls, with
+///   `sslmode` from `disable` to `verify-full` and `sslrootcert`. Connecting gives up after
+///   `connect_timeout` (default 10 s), even for `acquire(None)`.
+/// - **Poolers.** Connect to the server directly, or through a pooler in session mode: a
+///   transaction-mode pooler (PgBouncer's `pool_mode = transaction`) hands one server session
+///   to many clients, which breaks session locks silently.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use pidlock::PgLock;
+///
+/// let mut lock = PgLock::new("postgres://app@db.internal/app", "nightly-report");
+/// lock.acquire(Some(Duration::from_secs(5)))?;
+/// let token = lock.fencing_token(); // send it with every write the lock protects
+/// // ... the only copy in the fleet runs here, while !lock.is_lost() ...
+/// lock.release()?;
+/// # let _ = token;
+/// # Ok::<(), pidlock::Error>(())
+/// ```
+pub struct PgLock {
+    conninfo: String,
+    name: String,
+    key: i64,
+    lost_after: Duration,
+    callbacks: Vec<OnLost>,
+    prepared: Option<Prepared>,
+    held: Option<Held>,
+    token: u64,
+}
+
+/// The connection string, parsed once, and its TLS connector.
+#[derive(Clone)]
+struct Prepared {
+    info: ConnInfo,
+    tls: Option<MakeRustlsConnect>,
+}
+
+/// A held lock: its session, its loss signal, and the process that took it.
+struct Held {
+    session: Session,
+    signal: Arc<LossSignal>,
+    owner: Process,
+}
+
+/// Who holds a fleet lock, as its session records it.
+///
+/// ```no_run
+/// let lock = pidlock::PgLock::new("postgres://db.internal/app", "nightly-report");
+/// if let Some(holder) = lock.holder()? {
+///     println!("held by pid {} on {}", holder.pid, holder.host);
+/// }
+/// # Ok::<(), pidlock::LockError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Holder {
+    /// The holder's host name; empty if the holder is not a pidlock session (sqlx, psql).
+    pub host: String,
+    /// The holder's PID on its host; 0 if the holder is not a pidlock session.
+    pub pid: u32,
+    /// The PID of the server process serving the holder's session (for
+    /// `pg_terminate_backend`).
+    pub backend_pid: u32,
+    /// The session's `application_name` as the server shows it.
+    pub application_name: String,
+}
+
+impl Holder {
+    fn from_session(application_name: String, backend_pid: u32) -> Holder {
+        let (pid, host) = parse_identity(&application_name).unwrap_or((0, String::new()));
+        Holder {
+            host,
+            pid,
+            backend_pid,
+            application_name,
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        (self.pid != 0).then_some(self.pid)
+    }
+
+    fn host(&self) -> Option<String> {
+        (!self.host.is_empty()).then(|| self.host.clone())
+    }
+}
+
+impl fmt::Display for Holder {
+    /// `pid 4242 on web-3`, or for a session that is not pidlock's, its application name and
+    /// server process.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pid() {
+            Some(pid) => write!(f, "pid {pid} on {}", self.host),
+            None => write!(
+                f,
+                "session {} ({:?})",
+                self.backend_pid, self.application_name
+            ),
+        }
+    }
+}
+
+/// `pidlock <pid>@<host>`, cut to the 63 bytes `application_name` keeps.
+fn identity() -> String {
+    let mut id = format!("pidlock {}@{}", process::id(), host_name());
+    let mut end = id.len().min(63);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    id.truncate(end);
+    id
+}
+
+fn parse_identity(application_name: &str) -> Option<(u32, String)> {
+    let (pid, host) = application_name
+        .strip_prefix("pidlock ")?
+        .split_once('@')?;
+    Some((pid.parse().ok()?, host.to_owned()))
+}
+
+/// This machine's host name.
+fn host_name() -> String {
+    #[cfg(unix)]
+    {
+        let name = rustix::system::uname();
+        let name = name.nodename().to_string_lossy();
+        if !name.is_empty() {
+            return name.into_owned();
+        }
+    }
+    std::env::var("HOSTNAME")
+        .or_else(|_| std::env::var("COMPUTERNAME"))
+        .unwrap_or_else(|_| "unknown-host".to_owned())
+}
+
+/// A device number that no file has, per server, so that the process-wide record of held
+/// locks (`owner.rs`) can tell "this thread already holds this fleet lock" too.
+fn registry_device(server: &str) -> u64 {
+    // FNV-1a: stable and good enough to keep two servers apart.
+    let hash = server.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash | (1 << 63)
+}
+
+impl fmt::Debug for PgLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the connection string: it may hold a password.
+        f.debug_struct("PgLock")
+            .field("name", &self.name)
+            .field("key", &self.key)
+            .field("server", &self.server())
+            .field("held", &self.held.is_some())
+            .field("fencing_token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgLock {
+    /// A fleet lock named `name` on the server `conninfo` names. Does no I/O: the connection
+    /// string is parsed and the server reached by [`acquire`](Self::acquire).
+    ///
+    /// ```
+    /// let lock = pidlock::PgLock::new("host=db.internal user=app", "my first Postgres advisory lock!");
+    /// assert_eq!(lock.key(), -5560419505042474287); // as sqlx's PgAdvisoryLock::new
+    /// assert_eq!(lock.name(), "my first Postgres advisory lock!");
+    /// ```
+    pub fn new(conninfo: impl Into<String>, name: impl Into<String>) -> PgLock {
+        let name = name.into();
+        let key = key::key_for(&name);
+        PgLock::build(conninfo.into(), name, key)
+    }
+
+    /// A fleet lock on the raw advisory lock key `key` (the single-`bigint` key space), for
+    /// sharing a lock with code that calls `pg_advisory_lock(key)` itself.
+    ///
+    /// ```
+    /// let lock = pidlock::PgLock::with_key("host=db.internal", 42);
+    /// assert_eq!(lock.key(), 42);
+    /// assert_eq!(lock.name(), "advisory lock 42");
+    /// ```
+    pub fn with_key(conninfo: impl Into<String>, key: i64) -> PgLock {
+        PgLock::build(conninfo.into(), format!("advisory lock {key}"), key)
+    }
+
+    fn build(conninfo: String, name: String, key: i64) -> PgLock {
+        PgLock {
+            conninfo,
+            name,
+            key,
+            lost_after: DEFAULT_LOST_AFTER,
+            callbacks: Vec::new(),
+            prepared: None,
+            held: None,
+            token: 0,
+        }
+    }
+
+    /// Takes the lock on `name` and returns a guard that releases it when dropped.
+    /// `timeout` means the same as for [`acquire`](Self::acquire).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// let guard = pidlock::PgLock::lock("postgres://db.internal/app", "nightly-report", Some(Duration::from_secs(5)))?;
+    /// println!("fencing token {}", guard.fencing_token());
+    /// # Ok::<(), pidlock::LockError>(())
+    /// ```
+    #[must_use = "the lock is released as soon as the guard is dropped"]
+    pub fn lock(
+        conninfo: impl Into<String>,
+        name: impl Into<String>,
+        timeout: Option<Duration>,
+    ) -> Result<PgLockGuard, LockError> {
+        let mut lock = PgLock::new(conninfo, name);
+        lock.acquire(timeout)?;
+        Ok(PgLockGuard::new(lock))
+    }
+
+    /// How long a holder cut off from the server without a word (a partition) keeps believing
+    /// it holds the lock: at most this long after the server last answered it, it reports the
+    /// loss. The server frees such a holder's lock no sooner than twice this long after it last
+    /// heard from it (and no later than about 2.25 times), so the holder always steps down
+    /// first. Default 10 s; at least 1 s. Applies from the next [`acquire`](Self::acquire).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let lock = pidlock::PgLock::new("host=db.internal", "job").lost_after(Duration::from_secs(4));
+    /// assert_eq!(lock.lost_after_duration(), Duration::from_secs(4));
+    /// ```
+    #[must_use]
+    pub fn lost_after(mut self, lost_after: Duration) -> PgLock {
+        self.lost_after = lost_after.max(MIN_LOST_AFTER);
+        self
+    }
+
+    /// The [`lost_after`](Self::lost_after) in force.
+    pub fn lost_after_duration(&self) -> Duration {
+        self.lost_after
+    }
+
+    /// Calls `callback` (on a thread of its own) when a lock this instance holds is lost, for
+    /// every acquisition from the next one on. It may block, or exit the process.
+    ///
+    /// ```
+    /// let mut lock = pidlock::PgLock::new("host=db.internal", "job");
+    /// lock.on_lost(|lost| {
+    ///     eprintln!("error: {lost}; exiting");
+    ///     std::process::exit(75);
+    /// });
+    /// ```
+    pub fn on_lost(&mut self, callback: impl Fn(&Lost) + Send + Sync + 'static) {
+        self.callbacks.push(Arc::new(callback));
+    }
+
+    pub(crate) fn on_lost_shared(&mut self, callback: OnLost) {
+        self.callbacks.push(callback);
+    }
+
+    /// The advisory lock key.
+    pub fn key(&self) -> i64 {
+        self.key
+    }
+
+    /// The lock's name (for [`with_key`](Self::with_key), `advisory lock <key>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the lock lives, for messages: `PostgreSQL at db.internal:5432`. Never the user
+    /// name or the password.
+    pub fn server(&self) -> String {
+        match &self.prepared {
+            Some(prepared) => prepared.info.server.clone(),
+            None => conninfo::parse(&self.conninfo, &env_var)
+                .map_or_else(|_| UNPARSED_SERVER.to_owned(), |info| info.server),
+        }
+    }
+
+    /// Takes the lock.
+    ///
+    /// - `None`: waits as long as it takes, in `pg_advisory_lock`; the server wakes it.
+    /// - `Some(Duration::ZERO)`: tries once (`pg_try_advisory_lock`);
+    ///   [`LockError::AlreadyLocked`] naming the holder if it is held.
+    /// - `Some(d)`: waits up to `d` on the server (`lock_timeout`), then
+    ///   [`LockError::LockTimeout`].
+    ///
+    /// No polling. A waiter whose connection drops (a server restart) reconnects and goes on
+    /// waiting within its timeout. Anything else that goes wrong (a malformed connection
+    /// string, an unknown host, a refused connection or password, a wrong CA, a server that
+    /// does not answer within `connect_timeout`) is [`LockError::LockFailed`] with one
+    /// readable line. The lock is not reentrant: an instance that holds it gets
+    /// `AlreadyLocked` at once, and so does a wait for a lock that the calling thread holds
+    /// through another instance.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use pidlock::{LockError, PgLock};
+    ///
+    /// let mut lock = PgLock::new("postgres://db.internal/app", "nightly-report");
+    /// match lock.acquire(Some(Duration::ZERO)) {
+    ///     Ok(()) => println!("mine, token {}", lock.fencing_token()),
+    ///     Err(LockError::AlreadyLocked { .. }) => println!("running elsewhere"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), LockError>(())
+    /// ```
+    pub fn acquire(&mut self, timeout: Option<Duration>) -> Result<(), LockError> {
+        let me = Process::current();
+        match &self.held {
+            Some(held) if held.owner == me && held.signal.lost().is_none() => {
+                return Err(self.busy(None, None, true));
+            }
+            Some(held) if held.owner == me => {
+                // Lost: let go of what is left of it, then take it anew.
+                if let Some(held) = self.held.take() {
+                    self.forget_held(&held);
+                }
+            }
+            // Inherited across fork: the session is the parent's.
+            Some(_) => {
+                if let Some(held) = self.held.take() {
+                    std::mem::forget(held);
+                }
+            }
+            None => {}
+        }
+        let prepared = self.prepared()?;
+        self.prepared = Some(prepared.clone());
+        let server = prepared.info.server.clone();
+        let device = registry_device(&server);
+        if timeout != Some(Duration::ZERO) && owner::held_by_caller(device, self.key as u64, None)
+        {
+            return Err(self.busy(Some(Duration::ZERO), None, true));
+        }
+        let job = Job {
+            prepared,
+            key: self.key,
+            timeout,
+            lost_after: self.lost_after,
+            identity: identity(),
+        };
+        let outcome = runtime::block_on(job.run()).map_err(|e| self.failed(e.to_string()))?;
+        match outcome {
+            Ok((mut session, token)) => {
+                let signal = LossSignal::new(&self.name, &server, self.callbacks.clone());
+                let lost_after = self.lost_after;
+                // The watch's tasks must start on the runtime.
+                let watched = runtime::block_on(async move {
+                    session.watch(Arc::clone(&signal), lost_after);
+                    (session, signal)
+                });
+                let (session, signal) = watched.map_err(|e| self.failed(e.to_string()))?;
+                owner::record(me, device, self.key as u64);
+                self.token = token;
+                self.held = Some(Held {
+                    session,
+                    signal,
+                    owner: me,
+                });
+                Ok(())
+            }
+            Err(Outcome::Busy(holder)) => Err(self.busy(timeout, holder, false)),
+            Err(Outcome::Failed(reason)) => Err(self.failed(reason)),
+        }
+    }
+
+    /// Releases the lock (`pg_advisory_unlock`) and closes its session.
+    ///
+    /// [`UnlockError::NotLocked`] if nobody holds it, [`UnlockError::NotMyLock`] naming the
+    /// holder if someone else does, and [`UnlockError::Lost`] if this instance held it but lost
+    /// it before the release: someone else may have held it since.
+    ///
+    /// ```no_run
+    /// let mut lock = pidlock::PgLock::new("postgres://db.internal/app", "nightly-report");
+    /// lock.acquire(None)?;
+    /// lock.release()?;
+    /// # Ok::<(), pidlock::Error>(())
+    /// ```
+    pub fn release(&mut self) -> Result<(), UnlockError> {
+        let server = self.server();
+        match self.held.take() {
+            Some(held) if held.owner.is_current() => {
+                self.forget_held(&held);
+                if let Some(lost) = held.signal.release() {
+                    drop(held);
+                    return Err(loss::unlock_error(lost));
+                }
+                let key = self.key;
+                let session = held.session;
+                let unlocked = runtime::block_on(async move {
+                    let unlocked = session.unlock(key).await;
+                    drop(session);
+                    unlocked
+                });
+                match unlocked {
+                    Ok(Ok(true)) => Ok(()),
+                    Ok(Ok(false)) => Err(UnlockError::Lost {
+                        path: self.path(),
+                        server,
+                        reason: "the session no longer held it".to_owned(),
+                    }),
+                    Ok(Err(reason)) => Err(UnlockError::Lost {
+                        path: self.path(),
+                        server,
+                        reason,
+                    }),
+                    Err(e) => Err(UnlockError::Lost {
+                        path: self.path(),
+                        server,
+                        reason: e.to_string(),
+                    }),
+                }
+            }
+            Some(held) => {
+                // A forked child: the session is the parent's, and so is the lock.
+                std::mem::forget(held);
+                Err(UnlockError::NotMyLock {
+                    path: self.path(),
+                    pid: None,
+                    host: None,
+                    server: Some(server),
+                })
+            }
+            None => match self.holder() {
+                Ok(Some(holder)) => Err(UnlockError::NotMyLock {
+                    path: self.path(),
+                    pid: holder.pid(),
+                    host: holder.host(),
+                    server: Some(server),
+                }),
+                // Not held by this instance; whether anyone else holds it could not be told.
+                Ok(None) | Err(_) => Err(UnlockError::NotLocked {
+                    path: self.path(),
+                    server: Some(server),
+                }),
+            },
+        }
+    }
+
+    /// Whether anyone holds the lock. Asks the server (`pg_locks`), except when this instance
+    /// holds it and has not lost it.
+    ///
+    /// ```no_run
+    /// let lock = pidlock::PgLock::new("postgres://db.internal/app", "nightly-report");
+    /// println!("locked: {}", lock.is_locked()?);
+    /// # Ok::<(), pidlock::LockError>(())
+    /// ```
+    pub fn is_locked(&self) -> Result<bool, LockError> {
+        if self.i_am_locking() {
+            return Ok(true);
+        }
+        Ok(self.holder()?.is_some())
+    }
+
+    /// Whether this instance holds the lock and has not lost it. No I/O.
+    pub fn i_am_locking(&self) -> bool {
+        self.held
+            .as_ref()
+            .is_some_and(|held| held.owner.is_current() && held.signal.lost().is_none())
+    }
+
+    /// Who holds the lock, read from `pg_locks` and `pg_stat_activity`, or `None` if it is
+    /// free.
+    pub fn holder(&self) -> Result<Option<Holder>, LockError> {
+        let key = self.key;
+        if let Some(held) = &self.held
+            && held.owner.is_current()
+            && !held.session.has_ended()
+        {
+            let client = held.session.client();
+            let found = runtime::block_on(async move { session::holder_on(&client, key).await })
+                .map_err(|e| self.failed(e.to_string()))?
+                .map_err(|reason| self.failed(reason))?;
+            return Ok(found.map(|(name, pid)| Holder::from_session(name, pid)));
+        }
+        let prepared = self.prepared()?;
+        let lost_after = self.lost_after;
+        let found = runtime::block_on(async move {
+            let session =
+                Session::connect(&prepared.info, prepared.tls.as_ref(), &identity(), lost_after)
+                    .await?;
+            session.holder(key).await
+        })
+        .map_err(|e| self.failed(e.to_string()))?
+        .map_err(|reason| self.failed(reason))?;
+        Ok(found.map(|(name, pid)| Holder::from_session(name, pid)))
+    }
+
+    /// The fencing token of the last acquisition: strictly greater for every later acquisition
+    /// of this lock, by any process anywhere; 0 before the first.
+    ///
+    /// It is the transaction id (`pg_current_xact_id()`) of the statement that took the lock,
+    /// read after the lock was granted. Transaction ids only grow, across the whole cluster and
+    /// across restarts, so it needs no table. Send it with every write to the resource the lock
+    /// protects, and have the resource refuse a token lower than the highest it has seen:
+    /// that stops a holder that was paused or cut off, and woke up believing it still held the
+    /// lock, which no lease timing can. After a failover under asynchronous replication, a
+    /// promoted standby may hand out again ids that the old primary had already given; only
+    /// tokens whose commit reached the standby (synchronous replication) are safe from that.
+    ///
+    /// ```sql
+    /// UPDATE report SET body = $1, token = $2 WHERE id = $3 AND token <= $2;
+    /// -- 0 rows: a newer holder has written; this one must stop.
+    /// ```
+    pub fn fencing_token(&self) -> u64 {
+        self.token
+    }
+
+    /// Whether the lock this instance holds was lost (its session ended, or the server stopped
+    /// answering for [`lost_after`](Self::lost_after)). Cheap: no I/O.
+    pub fn is_lost(&self) -> bool {
+        self.held
+            .as_ref()
+            .is_some_and(|held| held.signal.lost().is_some())
+    }
+
+    /// A watch on the loss of the lock this instance holds, to hand to other threads or to
+    /// block on; `None` when it holds nothing.
+    pub fn loss_watch(&self) -> Option<LossWatch> {
+        self.held
+            .as_ref()
+            .map(|held| LossWatch::new(Arc::clone(&held.signal)))
+    }
+
+    /// The parsed connection string and its TLS connector, parsed once by `acquire`.
+    fn prepared(&self) -> Result<Prepared, LockError> {
+        if let Some(prepared) = &self.prepared {
+            return Ok(prepared.clone());
+        }
+        let info = conninfo::parse(&self.conninfo, &env_var).map_err(|reason| {
+            LockError::LockFailed {
+                path: self.path(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("bad connection string: {reason}"),
+                ),
+                server: Some(UNPARSED_SERVER.to_owned()),
+            }
+        })?;
+        let tls = tls::connector(info.ssl_mode, info.root_cert.as_deref()).map_err(|reason| {
+            LockError::LockFailed {
+                path: self.path(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, reason),
+                server: Some(info.server.clone()),
+            }
+        })?;
+        Ok(Prepared { info, tls })
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from(&self.name)
+    }
+
+    fn failed(&self, reason: String) -> LockError {
+        LockError::LockFailed {
+            path: self.path(),
+            source: io::Error::other(reason),
+            server: Some(self.server()),
+        }
+    }
+
+    /// `AlreadyLocked` for a zero timeout, else `LockTimeout`. `mine`: the holder is this
+    /// process.
+    fn busy(&self, timeout: Option<Duration>, holder: Option<Holder>, mine: bool) -> LockError {
+        let (pid, host) = match (mine, holder) {
+            (true, _) => (Some(process::id()), Some(host_name())),
+            (false, Some(holder)) => (holder.pid(), holder.host()),
+            (false, None) => (None, None),
+        };
+        let path = self.path();
+        let server = Some(self.server());
+        match timeout {
+            Some(timeout) if !timeout.is_zero() => LockError::LockTimeout {
+                path,
+                pid,
+                timeout,
+                host,
+                server,
+            },
+            _ => LockError::AlreadyLocked {
+                path,
+                pid,
+                host,
+                server,
+            },
+        }
+    }
+
+    /// Whether the calling thread holds this lock through another instance: then a wait for
+    /// it would never end.
+    pub(crate) fn is_held_by_caller(&self) -> bool {
+        self.prepared().is_ok_and(|prepared| {
+            owner::held_by_caller(registry_device(&prepared.info.server), self.key as u64, None)
+        })
+    }
+
+    fn forget_held(&self, held: &Held) {
+        if let Some(prepared) = &self.prepared {
+            owner::forget(
+                held.owner,
+                registry_device(&prepared.info.server),
+                self.key as u64,
+            );
+        }
+    }
+}
+
+impl Drop for PgLock {
+    /// Releases the lock if this instance holds it, waiting at most a few seconds for the
+    /// server; the session is closed in any case, which frees the lock on the server too.
+    fn drop(&mut self) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        if !held.owner.is_current() {
+            // A forked child: the session and its thread belong to the parent.
+            std::mem::forget(held);
+            return;
+        }
+        self.forget_held(&held);
+        if held.signal.release().is_some() {
+            return;
+        }
+        let key = self.key;
+        let limit = self.lost_after.min(Duration::from_secs(5));
+        let session = held.session;
+        let _ = runtime::block_on(async move {
+            let _ = tokio::time::timeout(limit, session.unlock(key)).await;
+            drop(session);
+        });
+    }
+}
+
+/// Everything one acquisition needs, owned, so that it can run on the runtime's thread.
+struct Job {
+    prepared: Prepared,
+    key: i64,
+    timeout: Option<Duration>,
+    lost_after: Duration,
+    identity: String,
+}
+
+enum Outcome {
+    /// Held by someone else for the whole timeout.
+    Busy(Option<Holder>),
+    Failed(String),
+}
+
+impl Job {
+    async fn run(self) -> Result<(Session, u64), Outcome> {
+        let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
+        let once = self.timeout == Some(Duration::ZERO);
+        let info = &self.prepared.info;
+        // Set while a dropped connection is being replaced: since when, and why it dropped.
+        let mut broken: Option<(Instant, String)> = None;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let session = match Session::connect(
+                info,
+                self.prepared.tls.as_ref(),
+                &self.identity,
+                self.lost_after,
+            )
+            .await
+            {
+                Ok(session) => session,
+                Err(reason) => {
+                    let Some((since, why)) = &broken else {
+                        return Err(Outcome::Failed(reason));
+                    };
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(Outcome::Busy(None));
+                    }
+                    if since.elapsed() >= info.connect_timeout {
+                        return Err(Outcome::Failed(format!(
+                            "the connection dropped while waiting ({why}), and reconnecting \
+                             failed for {:?}: {reason}",
+                            info.connect_timeout
+                        )));
+                    }
+                    let pause = match deadline {
+                        Some(d) => backoff.min(d.saturating_duration_since(Instant::now())),
+                        None => backoff,
+                    };
+                    tokio::time::sleep(pause).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            let result = if once {
+                session.try_lock(self.key).await
+            } else {
+                let limit = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                match (deadline, limit) {
+                    (_, Some(limit)) if limit.is_zero() => Err(Refused::Busy),
+                    // The server ends the wait at `limit`; if it cannot say so (a partition),
+                    // the client gives up a little later, and the session goes with it.
+                    (Some(deadline), _) => tokio::time::timeout_at(
+                        deadline + self.lost_after,
+                        session.lock(self.key, limit),
+                    )
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Refused::Broken(format!(
+                            "no answer from the server for {:?} past the lock timeout",
+                            self.lost_after
+                        )))
+                    }),
+                    (None, _) => session.lock(self.key, None).await,
+                }
+            };
+            match result {
+                Ok(token) => return Ok((session, token)),
+                Err(Refused::Busy) => {
+                    let holder = session
+                        .holder(self.key)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|(name, pid)| Holder::from_session(name, pid));
+                    return Err(Outcome::Busy(holder));
+                }
+                Err(Refused::Broken(reason)) if !once => {
+                    // The server freed whatever this session had: wait on in a new one.
+                    drop(session);
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(Outcome::Busy(None));
+                    }
+                    broken.get_or_insert((Instant::now(), reason));
+                    backoff = Duration::from_millis(50);
+                }
+                Err(Refused::Broken(reason) | Refused::Failed(reason)) => {
+                    return Err(Outcome::Failed(reason));
+                }
+            }
+        }
+    }
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Holds a [`PgLock`] until dropped. Made by [`PgLock::lock`]; derefs to the lock for its
+/// queries ([`fencing_token`](PgLock::fencing_token), [`is_lost`](PgLock::is_lost), ...).
+///
+/// ```no_run
+/// let guard = pidlock::PgLock::lock("postgres://db.internal/app", "nightly-report", None)?;
+/// let watch = guard.loss_watch();
+/// assert!(!watch.is_lost());
+/// guard.release()?; // or just drop it
+/// # Ok::<(), pidlock::Error>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct PgLockGuard {
+    lock: PgLock,
+    watch: LossWatch,
+}
+
+impl PgLockGuard {
+    pub(crate) fn new(lock: PgLock) -> PgLockGuard {
+        let signal = match &lock.held {
+            Some(held) => Arc::clone(&held.signal),
+            // Not reachable through `PgLock::lock`; a guard of nothing is as good as lost.
+            None => {
+                let signal = LossSignal::new(&lock.name, &lock.server(), Vec::new());
+                signal.fire("not held");
+                signal
+            }
+        };
+        PgLockGuard {
+            lock,
+            watch: LossWatch::new(signal),
+        }
+    }
+
+    /// A watch on the loss of this lock, to hand to other threads or to block on.
+    pub fn loss_watch(&self) -> LossWatch {
+        self.watch.clone()
+    }
+
+    /// Releases the lock now, and reports what dropping the guard would ignore.
+    pub fn release(mut self) -> Result<(), UnlockError> {
+        self.lock.release()
+    }
+}
+
+impl Deref for PgLockGuard {
+    type Target = PgLock;
+
+    fn deref(&self) -> &PgLock {
+        &self.lock
+    }
+}
+
+/// Not for `PgLock`'s callers: the key derivation, for tests of sqlx compatibility.
+#[doc(hidden)]
+pub fn __key_for(name: &str) -> i64 {
+    key::key_for(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_round_trip_and_fit_in_application_name() {
+        let id = identity();
+        assert!(id.len() <= 63);
+        let (pid, host) = parse_identity(&id).unwrap();
+        assert_eq!(pid, process::id());
+        assert!(host_name().starts_with(&host));
+        assert_eq!(parse_identity("psql"), None);
+        assert_eq!(parse_identity("pidlock x@y"), None);
+    }
+
+    #[test]
+    fn a_malformed_connection_string_fails_without_io() {
+        let mut lock = PgLock::new("host=db bogus=1", "job");
+        let error = lock.acquire(Some(Duration::ZERO)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cannot lock job on PostgreSQL: bad connection string: invalid connection option \"bogus\""
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let lock = PgLock::new("postgres://u:hunter2@db:5432/x", "job");
+        let shown = format!("{lock:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("PostgreSQL at db:5432"), "{shown}");
+    }
+}

@@ -1,0 +1,481 @@
+//! Connection strings as libpq and psql read them: a URL (`postgres://user@host:5432/db?...`)
+//! or `key=value` pairs, with libpq's environment variables (`PGHOST`, `PGPORT`, `PGUSER`,
+//! `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`, `PGCONNECT_TIMEOUT`, ...) filling
+//! in what the string leaves out.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Connecting gives up after this long unless `connect_timeout` says otherwise: even
+/// `acquire(None)` never hangs on a server that does not answer.
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SslMode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// A parsed connection string, ready to connect with.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnInfo {
+    pub(crate) config: tokio_postgres::Config,
+    pub(crate) ssl_mode: SslMode,
+    pub(crate) root_cert: Option<PathBuf>,
+    pub(crate) connect_timeout: Duration,
+    /// `PostgreSQL at db.internal:5432`, for messages. Never the user or the password.
+    pub(crate) server: String,
+    /// `options` from the string, which our own session settings are appended to.
+    pub(crate) options: Option<String>,
+}
+
+/// The keys libpq has that pidlock understands, and the environment variable for each.
+const KEYS: &[(&str, Option<&str>)] = &[
+    ("host", Some("PGHOST")),
+    ("hostaddr", Some("PGHOSTADDR")),
+    ("port", Some("PGPORT")),
+    ("dbname", Some("PGDATABASE")),
+    ("user", Some("PGUSER")),
+    ("password", Some("PGPASSWORD")),
+    ("sslmode", Some("PGSSLMODE")),
+    ("sslrootcert", Some("PGSSLROOTCERT")),
+    ("connect_timeout", Some("PGCONNECT_TIMEOUT")),
+    ("options", Some("PGOPTIONS")),
+    ("target_session_attrs", Some("PGTARGETSESSIONATTRS")),
+    // Accepted and ignored: the session's `application_name` carries the holder's identity.
+    ("application_name", None),
+    ("fallback_application_name", None),
+];
+
+/// What a server is called in messages when the string cannot even be parsed.
+pub(crate) const UNPARSED_SERVER: &str = "PostgreSQL";
+
+/// Parses `conninfo`, taking what it leaves out from `env` (libpq's `PG*` variables).
+pub(crate) fn parse(conninfo: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnInfo, String> {
+    let given = if conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://") {
+        parse_url(conninfo)?
+    } else {
+        parse_pairs(conninfo)?
+    };
+    let mut params: Vec<(&'static str, String)> = Vec::new();
+    for (key, value) in given {
+        let Some((known, _)) = KEYS.iter().find(|(k, _)| *k == key) else {
+            return Err(match key.as_str() {
+                "sslcert" | "sslkey" | "sslpassword" => format!(
+                    "connection option \"{key}\" is not supported: pidlock does not send client \
+                     certificates"
+                ),
+                _ => format!("invalid connection option \"{key}\""),
+            });
+        };
+        // The last occurrence wins, as in libpq.
+        params.retain(|(k, _)| k != known);
+        params.push((known, value));
+    }
+    let get = |key: &str| -> Option<String> {
+        params
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+            .or_else(|| {
+                KEYS.iter()
+                    .find(|(k, _)| *k == key)
+                    .and_then(|(_, var)| var.and_then(env))
+            })
+            .filter(|v| !v.is_empty())
+    };
+
+    let mut config = tokio_postgres::Config::new();
+    let user = get("user")
+        .or_else(|| env("USER"))
+        .or_else(|| env("LOGNAME"))
+        .ok_or("no user name: give `user=` in the connection string or set PGUSER")?;
+    config.user(&user);
+    config.dbname(get("dbname").unwrap_or_else(|| user.clone()));
+    if let Some(password) = get("password") {
+        config.password(password);
+    }
+
+    let hosts: Vec<String> = match get("host") {
+        Some(hosts) => hosts.split(',').map(str::to_owned).collect(),
+        None => vec![default_host()],
+    };
+    let ports: Vec<u16> = match get("port") {
+        Some(ports) => ports
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("invalid port number: \"{p}\""))
+            })
+            .collect::<Result<_, _>>()?,
+        None => vec![5432],
+    };
+    if ports.len() != 1 && ports.len() != hosts.len() {
+        return Err(format!(
+            "could not match {} port numbers to {} hosts",
+            ports.len(),
+            hosts.len()
+        ));
+    }
+    if let Some(addrs) = get("hostaddr") {
+        for addr in addrs.split(',') {
+            let ip: IpAddr = addr
+                .trim()
+                .parse()
+                .map_err(|_| format!("could not parse network address \"{addr}\""))?;
+            config.hostaddr(ip);
+        }
+    }
+    let mut shown = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let port = if ports.len() == 1 { ports[0] } else { ports[i] };
+        if host.is_empty() {
+            return Err("empty host name in the connection string".to_owned());
+        }
+        if host.starts_with('/') {
+            config.host_path(host);
+        } else {
+            config.host(host);
+        }
+        config.port(port);
+        shown.push(format!("{host}:{port}"));
+    }
+    if ports.len() == 1 && hosts.len() > 1 {
+        // tokio-postgres wants one port per host, or a single port for all.
+        config.port(ports[0]);
+    }
+
+    let ssl_mode = match get("sslmode").as_deref() {
+        None | Some("prefer") => SslMode::Prefer,
+        Some("disable") => SslMode::Disable,
+        Some("allow") => SslMode::Allow,
+        Some("require") => SslMode::Require,
+        Some("verify-ca") => SslMode::VerifyCa,
+        Some("verify-full") => SslMode::VerifyFull,
+        Some(other) => return Err(format!("invalid sslmode value: \"{other}\"")),
+    };
+    let root_cert = get("sslrootcert").map(PathBuf::from);
+    if root_cert.as_deref() == Some(Path::new("system")) {
+        return Err(
+            "sslrootcert=system is not supported: give the path of a PEM file of CA certificates"
+                .to_owned(),
+        );
+    }
+
+    let connect_timeout = match get("connect_timeout") {
+        None => DEFAULT_CONNECT_TIMEOUT,
+        Some(secs) => match secs.trim().parse::<i64>() {
+            // libpq waits forever for 0 or less; pidlock never does.
+            Ok(secs) if secs <= 0 => DEFAULT_CONNECT_TIMEOUT,
+            // libpq's minimum.
+            Ok(secs) => Duration::from_secs(secs.unsigned_abs().max(2)),
+            Err(_) => return Err(format!("invalid integer value \"{secs}\" for connection option \"connect_timeout\"")),
+        },
+    };
+    match get("target_session_attrs").as_deref() {
+        None | Some("any") => {}
+        Some("read-write") => {
+            config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+        }
+        Some(other) => {
+            return Err(format!("invalid target_session_attrs value: \"{other}\""));
+        }
+    }
+
+    Ok(ConnInfo {
+        config,
+        ssl_mode,
+        root_cert,
+        connect_timeout,
+        server: format!("PostgreSQL at {}", shown.join(",")),
+        options: get("options"),
+    })
+}
+
+/// libpq's default: the Unix socket directory where Debian's server listens, else `localhost`.
+fn default_host() -> String {
+    const SOCKET_DIR: &str = "/var/run/postgresql";
+    if cfg!(unix) && Path::new(SOCKET_DIR).is_dir() {
+        SOCKET_DIR.to_owned()
+    } else {
+        "localhost".to_owned()
+    }
+}
+
+/// `key=value key2='quoted value' ...`, as libpq parses it.
+fn parse_pairs(conninfo: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    let mut chars = conninfo.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(format!(
+                "missing \"=\" after \"{key}\" in connection info string"
+            ));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    None => {
+                        return Err(
+                            "unterminated quoted string in connection info string".to_owned()
+                        );
+                    }
+                    Some('\'') => break,
+                    Some('\\') => match chars.next() {
+                        Some(c) => value.push(c),
+                        None => {
+                            return Err(
+                                "unterminated quoted string in connection info string".to_owned()
+                            );
+                        }
+                    },
+                    Some(c) => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    if let Some(escaped) = chars.next() {
+                        value.push(escaped);
+                    }
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        pairs.push((key, value));
+    }
+}
+
+/// `postgres[ql]://[user[:password]@][host][:port][,host[:port]...][/dbname][?key=value&...]`.
+fn parse_url(url: &str) -> Result<Vec<(String, String)>, String> {
+    let rest = url
+        .strip_prefix("postgresql://")
+        .or_else(|| url.strip_prefix("postgres://"))
+        .ok_or("the URL must start with postgres:// or postgresql://")?;
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, Some(query)),
+        None => (rest, None),
+    };
+    let (authority, dbname) = match rest.split_once('/') {
+        Some((authority, dbname)) => (authority, Some(dbname)),
+        None => (rest, None),
+    };
+    let mut pairs = Vec::new();
+    let hosts = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => {
+            let (user, password) = match userinfo.split_once(':') {
+                Some((user, password)) => (user, Some(password)),
+                None => (userinfo, None),
+            };
+            if !user.is_empty() {
+                pairs.push(("user".to_owned(), decode(user)?));
+            }
+            if let Some(password) = password {
+                pairs.push(("password".to_owned(), decode(password)?));
+            }
+            hosts
+        }
+        None => authority,
+    };
+    if !hosts.is_empty() {
+        let mut names = Vec::new();
+        let mut ports = Vec::new();
+        for spec in hosts.split(',') {
+            let (host, port) = split_host_port(spec)?;
+            names.push(decode(host)?);
+            ports.push(port.map(str::to_owned));
+        }
+        if names.iter().any(|n| !n.is_empty()) {
+            pairs.push(("host".to_owned(), names.join(",")));
+        }
+        if ports.iter().any(Option::is_some) {
+            let ports: Vec<String> = ports
+                .into_iter()
+                .map(|p| p.unwrap_or_else(|| "5432".to_owned()))
+                .collect();
+            pairs.push(("port".to_owned(), ports.join(",")));
+        }
+    }
+    if let Some(dbname) = dbname.filter(|d| !d.is_empty()) {
+        pairs.push(("dbname".to_owned(), decode(dbname)?));
+    }
+    for param in query.into_iter().flat_map(|q| q.split('&')) {
+        if param.is_empty() {
+            continue;
+        }
+        let (key, value) = param
+            .split_once('=')
+            .ok_or_else(|| format!("invalid URI query parameter: \"{param}\""))?;
+        let key = match decode(key)?.as_str() {
+            // libpq's aliases for the server's own parameter names.
+            "ssl" if value == "true" => ("sslmode".to_owned(), "require".to_owned()),
+            key => (key.to_owned(), decode(value)?),
+        };
+        pairs.push(key);
+    }
+    Ok(pairs)
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn split_host_port(spec: &str) -> Result<(&str, Option<&str>), String> {
+    if let Some(inner) = spec.strip_prefix('[') {
+        let (host, after) = inner
+            .split_once(']')
+            .ok_or_else(|| format!("missing \"]\" in IPv6 host address in URI: \"{spec}\""))?;
+        return match after {
+            "" => Ok((host, None)),
+            port => port
+                .strip_prefix(':')
+                .map(|p| (host, Some(p)))
+                .ok_or_else(|| format!("unexpected \"{port}\" after IPv6 host address in URI")),
+        };
+    }
+    Ok(match spec.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (spec, None),
+    })
+}
+
+/// Percent-decoding, as in a URL.
+fn decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("invalid percent-encoded token: \"{s}\""))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("invalid percent-encoded token: \"{s}\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_postgres::config::Host;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn a_url_gives_every_part() {
+        let info = parse(
+            "postgres://alice:s%40cret@db.internal:6543/reports?sslmode=verify-full&sslrootcert=/etc/ca.pem&connect_timeout=3",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(info.config.get_user(), Some("alice"));
+        assert_eq!(info.config.get_password(), Some(&b"s@cret"[..]));
+        assert_eq!(info.config.get_dbname(), Some("reports"));
+        assert_eq!(info.config.get_hosts(), &[Host::Tcp("db.internal".to_owned())]);
+        assert_eq!(info.config.get_ports(), &[6543]);
+        assert_eq!(info.ssl_mode, SslMode::VerifyFull);
+        assert_eq!(info.root_cert.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(info.connect_timeout, Duration::from_secs(3));
+        assert_eq!(info.server, "PostgreSQL at db.internal:6543");
+    }
+
+    #[test]
+    fn pairs_quote_and_escape_as_libpq_does() {
+        let info = parse(
+            "host=/tmp/sock port = 5433 user=bob password='it''s' dbname='my db' options='-c a=\\'b\\''",
+            &no_env,
+        );
+        // libpq has no '' escape inside quotes: the second quote ends the value.
+        assert!(info.is_err());
+        let info = parse(
+            "host=/tmp/sock port = 5433 user=bob password='it\\'s' dbname='my db'",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(info.config.get_password(), Some(&b"it's"[..]));
+        assert_eq!(info.config.get_dbname(), Some("my db"));
+        assert_eq!(info.config.get_hosts(), &[Host::Unix("/tmp/sock".into())]);
+        assert_eq!(info.server, "PostgreSQL at /tmp/sock:5433");
+    }
+
+    #[test]
+    fn the_environment_fills_in_what_the_string_leaves_out() {
+        let env = |var: &str| match var {
+            "PGHOST" => Some("10.1.2.3".to_owned()),
+            "PGPORT" => Some("6000".to_owned()),
+            "PGUSER" => Some("carol".to_owned()),
+            "PGPASSWORD" => Some("pw".to_owned()),
+            "PGSSLMODE" => Some("disable".to_owned()),
+            "PGCONNECT_TIMEOUT" => Some("0".to_owned()),
+            _ => None,
+        };
+        let info = parse("dbname=jobs", &env).unwrap();
+        assert_eq!(info.config.get_user(), Some("carol"));
+        assert_eq!(info.config.get_dbname(), Some("jobs"));
+        assert_eq!(info.config.get_password(), Some(&b"pw"[..]));
+        assert_eq!(info.ssl_mode, SslMode::Disable);
+        assert_eq!(info.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(info.server, "PostgreSQL at 10.1.2.3:6000");
+        // The string wins over the environment.
+        let info = parse("postgres://dave@other/x", &env).unwrap();
+        assert_eq!(info.config.get_user(), Some("dave"));
+        assert_eq!(info.server, "PostgreSQL at other:6000");
+    }
+
+    #[test]
+    fn malformed_strings_get_one_line_reasons() {
+        for (conninfo, expected) in [
+            ("host=a bogus=1 user=x", "invalid connection option \"bogus\""),
+            ("host", "missing \"=\" after \"host\""),
+            ("user=x password='open", "unterminated quoted string"),
+            ("user=x sslmode=sometimes", "invalid sslmode value: \"sometimes\""),
+            ("user=x port=99999", "invalid port number: \"99999\""),
+            ("postgres://x@[::1/db", "missing \"]\""),
+            ("postgres://x@h/db?%zz=1", "invalid percent-encoded token"),
+            ("user=x connect_timeout=soon", "invalid integer value \"soon\""),
+            ("user=x sslcert=/c.pem", "does not send client certificates"),
+        ] {
+            let error = parse(conninfo, &no_env).unwrap_err();
+            assert!(error.contains(expected), "{conninfo}: {error}");
+            assert!(!error.contains('\n'), "{error}");
+        }
+    }
+
+    #[test]
+    fn ipv6_and_several_hosts() {
+        let info = parse("postgres://u@[::1]:5433,db2/x", &no_env).unwrap();
+        assert_eq!(
+            info.config.get_hosts(),
+            &[Host::Tcp("::1".to_owned()), Host::Tcp("db2".to_owned())]
+        );
+        assert_eq!(info.config.get_ports(), &[5433, 5432]);
+        assert_eq!(info.server, "PostgreSQL at ::1:5433,db2:5432");
+    }
+}

@@ -1,0 +1,323 @@
+//! A throwaway PostgreSQL cluster for the fleet lock's tests: made with `initdb` and `pg_ctl`
+//! (from `PG_BIN`, Debian's `/usr/lib/postgresql/*/bin`, or `PATH`) in a temporary directory,
+//! on a free port, as the `postgres` user when the tests run as root, with TLS on (a CA made
+//! here), and stopped when the test process ends, however it ends: a watchdog process waits
+//! for the test process's end of a pipe to close.
+//!
+//! `PIDLOCK_SKIP_POSTGRES=1` skips the tests that need it; otherwise missing binaries fail the
+//! test with a message that says how to install them.
+
+#![allow(dead_code, clippy::unwrap_used, missing_docs)]
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The role with a password, for the wrong-password test.
+pub const PASSWORD_USER: &str = "pidlock_pw";
+pub const PASSWORD: &str = "right-password";
+
+/// A private network for the partition test: the server's end of the veth pair.
+pub const NETNS_SUBNET: &str = "10.213.0.0/16";
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub data: PathBuf,
+    pub port: u16,
+    pub bin: PathBuf,
+    /// The CA that signed the server's certificate.
+    pub ca: PathBuf,
+    /// A CA that signed nothing the server has.
+    pub wrong_ca: PathBuf,
+    as_postgres: bool,
+    /// Closing it (at the end of the test process) stops the cluster.
+    _watchdog: Mutex<ChildStdin>,
+}
+
+static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
+
+/// The cluster, started on first use; `None` when `PIDLOCK_SKIP_POSTGRES=1`.
+pub fn cluster() -> Option<&'static Cluster> {
+    CLUSTER
+        .get_or_init(|| {
+            if std::env::var("PIDLOCK_SKIP_POSTGRES").as_deref() == Ok("1") {
+                eprintln!("PIDLOCK_SKIP_POSTGRES=1: skipping a PostgreSQL test");
+                return None;
+            }
+            Some(Cluster::start())
+        })
+        .as_ref()
+}
+
+fn find_bin() -> PathBuf {
+    let has_all = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file());
+    if let Some(dir) = std::env::var_os("PG_BIN") {
+        let dir = PathBuf::from(dir);
+        assert!(has_all(&dir), "PG_BIN={} has no initdb, pg_ctl and postgres", dir.display());
+        return dir;
+    }
+    let mut debian: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("bin"))
+        .filter(|dir| has_all(dir))
+        .collect();
+    debian.sort_by_key(|dir| {
+        dir.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    if let Some(dir) = debian.pop() {
+        return dir;
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        if has_all(&dir) {
+            return dir;
+        }
+    }
+    panic!(
+        "the PostgreSQL tests need a server's initdb, pg_ctl and postgres: install Debian's \
+         `postgresql` package (`apt-get install -y postgresql`), or set PG_BIN to their \
+         directory; PIDLOCK_SKIP_POSTGRES=1 skips these tests"
+    );
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let bin = find_bin();
+        let as_postgres = is_root();
+        let dir = std::env::temp_dir().join(format!(
+            "pidlock-pg-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("data");
+        let (ca, wrong_ca) = make_certificates(&dir);
+        if as_postgres {
+            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir));
+        }
+        let cluster_cmd = |program: &str| {
+            let mut command = if as_postgres {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(bin.join(program));
+                c
+            } else {
+                Command::new(bin.join(program))
+            };
+            command.env_remove("PGDATA");
+            command
+        };
+        run(cluster_cmd("initdb")
+            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "-D"])
+            .arg(&data));
+        let port = free_port();
+        let conf = format!(
+            "listen_addresses = '*'\nport = {port}\nunix_socket_directories = '{dir}'\n\
+             ssl = on\nssl_cert_file = '{dir}/server.crt'\nssl_key_file = '{dir}/server.key'\n\
+             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n",
+            dir = dir.display()
+        );
+        append(&data.join("postgresql.conf"), &conf);
+        // First match wins: the password role must prove it; everyone else on loopback or on
+        // the tests' own namespaces is trusted.
+        fs::write(
+            data.join("pg_hba.conf"),
+            format!(
+                "local all all trust\n\
+                 host all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n\
+                 host all all 127.0.0.1/32 trust\n\
+                 host all all ::1/128 trust\n\
+                 host all all {NETNS_SUBNET} trust\n"
+            ),
+        )
+        .unwrap();
+        let log = dir.join("log");
+        run(cluster_cmd("pg_ctl")
+            .args(["-w", "-t", "120", "-D"])
+            .arg(&data)
+            .arg("-l")
+            .arg(&log)
+            .arg("start"));
+
+        // The watchdog stops the cluster and removes it when our end of its stdin closes.
+        let stop = format!(
+            "read _; {run} {pg_ctl} -D {data} stop -m immediate -w -t 30 >/dev/null 2>&1; rm -rf {dir}",
+            run = if as_postgres { "runuser -u postgres --" } else { "" },
+            pg_ctl = bin.join("pg_ctl").display(),
+            data = data.display(),
+            dir = dir.display()
+        );
+        let mut watchdog = Command::new("setsid")
+            .args(["sh", "-c", &stop])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = watchdog.stdin.take().unwrap();
+
+        let cluster = Cluster {
+            dir,
+            data,
+            port,
+            bin,
+            ca,
+            wrong_ca,
+            as_postgres,
+            _watchdog: Mutex::new(stdin),
+        };
+        cluster.psql(&format!(
+            "CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'"
+        ));
+        cluster
+    }
+
+    /// A connection string to the server over TCP on loopback, as `postgres`, with TLS as
+    /// the server offers it (`sslmode=prefer`).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The same over the Unix socket.
+    pub fn socket_conninfo(&self) -> String {
+        format!("host={} port={} user=postgres dbname=postgres", self.dir.display(), self.port)
+    }
+
+    /// Runs one SQL statement as `postgres` over the socket; returns its output, unaligned.
+    pub fn psql(&self, sql: &str) -> String {
+        let output = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres"])
+            .arg("-h")
+            .arg(&self.dir)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-c")
+            .arg(sql)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "psql -c {sql:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// `pg_ctl restart -m fast`.
+    pub fn restart(&self) {
+        let mut command = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join("pg_ctl"));
+            c
+        } else {
+            Command::new(self.bin.join("pg_ctl"))
+        };
+        run(command
+            .args(["-w", "-t", "120", "-m", "fast", "-D"])
+            .arg(&self.data)
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .arg("restart"));
+    }
+
+    /// The server process ids of the sessions whose `application_name` starts with `prefix`.
+    pub fn backends(&self, prefix: &str) -> Vec<u32> {
+        self.psql(&format!(
+            "SELECT pid FROM pg_stat_activity WHERE application_name LIKE '{prefix}%'"
+        ))
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+    }
+
+    /// Whether any session holds the advisory lock `key` (single-`bigint` key space).
+    pub fn is_held(&self, key: i64) -> bool {
+        let bits = key as u64;
+        self.psql(&format!(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND objsubid = 1 AND classid = {} AND objid = {}",
+            bits >> 32,
+            bits & 0xffff_ffff
+        )) != "0"
+    }
+
+    /// Waits (bounded) until `check` holds, polling the server's catalog: there is no event
+    /// to wait on from outside a session.
+    pub fn wait_until(&self, what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn run(command: &mut Command) {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn append(path: &Path, text: &str) {
+    let mut file = fs::OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+/// A CA, a server certificate it signs for `localhost` and `127.0.0.1`, and an unrelated CA.
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "pidlock test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+
+    let server_key = KeyPair::generate().unwrap();
+    let server_params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+
+    let wrong_key = KeyPair::generate().unwrap();
+    let mut wrong_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    wrong_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let wrong_cert = wrong_params.self_signed(&wrong_key).unwrap();
+
+    let ca = dir.join("ca.pem");
+    let wrong_ca = dir.join("wrong-ca.pem");
+    fs::write(&ca, ca_cert.pem()).unwrap();
+    fs::write(&wrong_ca, wrong_cert.pem()).unwrap();
+    fs::write(dir.join("server.crt"), server_cert.pem()).unwrap();
+    let key_path = dir.join("server.key");
+    fs::write(&key_path, server_key.serialize_pem()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).unwrap();
+    (ca, wrong_ca)
+}
