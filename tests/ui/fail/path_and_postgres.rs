@@ -1,0 +1,2 @@
+#[pidlock::single_instance(path = "/tmp/app.pid", postgres = "host=db")]
+fn main() {}
