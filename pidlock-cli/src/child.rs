@@ -3,7 +3,9 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+use std::os::unix::process::CommandExt;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus};
 
 use rustix::process::{Pid, Signal};
@@ -32,21 +34,7 @@ pub fn spawn(argv: &[OsString]) -> Result<Child, Failure> {
     let (program, args) = argv.split_first().ok_or(Failure::NoCommand)?;
     let mut command = Command::new(program);
     command.args(args);
-    let parent = rustix::process::getpid();
-    // SAFETY: the hook runs in the forked child before `exec`, where only async-signal-safe
-    // functions may be called. It makes two system calls (`prctl`, `getppid`) and allocates
-    // nothing: the errors are raw errno values.
-    unsafe {
-        command.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-            // The parent may have died between the fork and the prctl, and then the death
-            // signal would never come: the child has been reparented already.
-            if rustix::process::getppid() != Some(parent) {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
+    die_with_parent(&mut command);
     command.spawn().map_err(|e| Failure::Spawn {
         command: program.to_string_lossy().into_owned(),
         reason: match e.kind() {
@@ -58,6 +46,31 @@ pub fn spawn(argv: &[OsString]) -> Result<Child, Failure> {
         },
     })
 }
+
+/// Has the kernel kill the command (SIGKILL) when this process dies.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn die_with_parent(command: &mut Command) {
+    let parent = rustix::process::getpid();
+    // SAFETY: the hook runs in the forked child before `exec`, where only async-signal-safe
+    // functions may be called. It makes two system calls (`prctl`/`procctl`, `getppid`) and
+    // allocates nothing: the errors are raw errno values.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            // The parent may have died between the fork and the prctl, and then the death
+            // signal would never come: the child has been reparented already.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Elsewhere (macOS) there is no death signal: the command outlives a wrapper killed with
+/// SIGKILL, though not its lock's release.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn die_with_parent(_command: &mut Command) {}
 
 /// Passes the caught signals on to `child` until it exits, and returns how it ended.
 pub fn supervise(child: &mut Child, signals: &mut Signals) -> io::Result<ExitStatus> {

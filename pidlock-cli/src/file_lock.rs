@@ -4,6 +4,7 @@
 
 use std::fs::{self, File, Metadata};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -13,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use pidlock::{LockError, PidLockFile, UnlockError};
 use rustix::fs::OFlags;
 use rustix::io::Errno;
+#[cfg(target_os = "linux")]
 use rustix::process::{Pid, PidfdFlags};
 
 use crate::failure::Failure;
@@ -168,15 +170,9 @@ impl Lock for FileLock {
         let pid = self.lock.read_pid().unwrap_or(locker);
         // Pin the process first, so that the checks below and the signal are about one and
         // the same process even if `pid` is reused meanwhile.
-        let pidfd = match i32::try_from(pid).ok().and_then(Pid::from_raw) {
-            Some(raw) => match rustix::process::pidfd_open(raw, PidfdFlags::empty()) {
-                Ok(fd) => Some(fd),
-                // Gone already: the holder exited while we looked.
-                Err(Errno::SRCH) => return self.status().map(Target::Nothing),
-                // Kernels before 5.3: the checks below still hold, but for a shorter race.
-                Err(_) => None,
-            },
-            None => None,
+        let Ok(pidfd) = pin(pid) else {
+            // Gone already: the holder exited while we looked.
+            return self.status().map(Target::Nothing);
         };
         let process = ProcessInfo::read(pid);
         // `pidlock run` holds the lock in the wrapper and names its command in the file.
@@ -233,6 +229,26 @@ fn wait_free(path: &Path) -> Result<(), Failure> {
             return Ok(());
         }
     }
+}
+
+/// The process `pid` itself (a pidfd), where the kernel offers that: `Ok(None)` where it does
+/// not (before Linux 5.3, other systems), `Err` if there is no such process.
+#[cfg(target_os = "linux")]
+fn pin(pid: u32) -> Result<Option<OwnedFd>, Errno> {
+    let Some(raw) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return Err(Errno::SRCH);
+    };
+    match rustix::process::pidfd_open(raw, PidfdFlags::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::SRCH) => Err(Errno::SRCH),
+        // The checks that follow still hold, for a shorter race.
+        Err(_) => Ok(None),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin(_pid: u32) -> Result<Option<OwnedFd>, Errno> {
+    Ok(None)
 }
 
 /// Opens `path` to read or to take a shared lock: no symlink followed, no blocking on a FIFO.
