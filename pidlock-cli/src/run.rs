@@ -4,6 +4,11 @@
 //! running in the background never hold it) and names CMD's PID in the file, so that the lock
 //! lasts exactly as long as CMD and `kill $(cat app.pid)` reaches CMD. CMD dies with the
 //! wrapper (`PR_SET_PDEATHSIG`), so it never runs without the lock either.
+//!
+//! The PID is known only once CMD runs, so for the moment between its start and the rewrite the
+//! file names the wrapper, which passes the usual stop signals on; `pidlock kill` confirms
+//! either as the holder. A crash at any point leaves a file that names a dead process and no
+//! lock: stale, as after any crash.
 
 use std::sync::mpsc;
 use std::thread;
@@ -77,10 +82,7 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
     }
     match ended {
         Ok(status) => Ok(child::exit_code(status)),
-        Err(e) => Err(Failure::Refused(format!(
-            "lost track of `{}`: {e}",
-            args.command[0].to_string_lossy()
-        ))),
+        Err(e) => Err(Failure::Refused(format!("lost track of the command: {e}"))),
     }
 }
 

@@ -99,3 +99,19 @@ fn a_waiter_outlasts_a_handoff_to_the_next_holder() {
         .assert()
         .code(0);
 }
+
+#[test]
+fn a_path_that_cannot_be_a_lock_is_an_error_4() {
+    let scratch = Scratch::new("wait-error");
+    let path = scratch.path("link.pid");
+    std::os::unix::fs::symlink("/etc/passwd", &path).expect("symlink");
+    let out = pidlock()
+        .arg("wait")
+        .arg("--file")
+        .arg(&path)
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    assert!(one_line(&out.stderr).contains("symbolic link"));
+}
