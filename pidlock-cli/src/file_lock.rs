@@ -113,7 +113,7 @@ impl Lock for FileLock {
             return Ok(self.stale_or_free(&meta));
         }
         let pid = self.lock.read_pid();
-        let locker = holder::kernel_locker(&meta);
+        let locker = holder::locker(&meta, pid);
         Ok(Status::Held(Holder {
             pid,
             locker,
@@ -154,25 +154,41 @@ impl Lock for FileLock {
         let Some(meta) = self.inspect()? else {
             return Ok(Target::Nothing(Status::Free));
         };
-        // A record can slip between two page-sized reads of the table while other locks come
-        // and go: look again before saying the holder is not in it.
-        let Some(locker) = (0..3).find_map(|_| holder::kernel_locker(&meta)) else {
+        let in_file = self.lock.read_pid();
+        // Pin the process the file names before anything is checked, so that the checks and
+        // the signal are about one and the same process even if its PID is reused meanwhile.
+        let pinned = match in_file.map(pin) {
+            Some(Ok(pidfd)) => pidfd,
+            // Not running: whoever holds the lock now, if anyone, is not the file's PID.
+            Some(Err(_)) if !self.lock.is_locked() => {
+                return Ok(Target::Nothing(self.stale_or_free(&meta)));
+            }
+            Some(Err(_)) => {
+                return Ok(Target::Unconfirmed {
+                    pid: in_file,
+                    why: "that process is not running".to_owned(),
+                });
+            }
+            None => None,
+        };
+        let Some(locker) = holder::locker(&meta, in_file) else {
             if !self.lock.is_locked() {
                 return Ok(Target::Nothing(self.stale_or_free(&meta)));
             }
             return Ok(Target::Unconfirmed {
-                pid: self.lock.read_pid(),
-                why: "the kernel's lock table does not show who holds it (a holder in another \
-                      PID namespace, or on another machine)"
+                pid: in_file,
+                why: "the kernel does not show this user who holds it (a holder of another \
+                      user, in another PID namespace, or on another machine)"
                     .to_owned(),
             });
         };
-        let pid = self.lock.read_pid().unwrap_or(locker);
-        // Pin the process first, so that the checks below and the signal are about one and
-        // the same process even if `pid` is reused meanwhile.
-        let Ok(pidfd) = pin(pid) else {
-            // Gone already: the holder exited while we looked.
-            return self.status().map(Target::Nothing);
+        // A holder that wrote no PID (flock(1)) is signalled by the kernel's word alone.
+        let (pid, pidfd) = match in_file {
+            Some(pid) => (pid, pinned),
+            None => match pin(locker) {
+                Ok(pidfd) => (locker, pidfd),
+                Err(_) => return self.status().map(Target::Nothing),
+            },
         };
         let process = ProcessInfo::read(pid);
         // `pidlock run` holds the lock in the wrapper and names its command in the file.
@@ -186,7 +202,7 @@ impl Lock for FileLock {
                 ),
             });
         }
-        if holder::kernel_locker(&meta) != Some(locker) {
+        if !holder::holds(locker, &meta) {
             return self.status().map(Target::Nothing);
         }
         Ok(Target::Confirmed(Confirmed {

@@ -70,15 +70,37 @@ fn start_time(ticks: u64) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::from_secs(boot) + since_boot)
 }
 
-/// The PID the kernel's lock table gives for the exclusive `flock` on the file `meta`
-/// describes, if it shows one.
+/// The process holding the exclusive `flock` on the file `meta` describes, as the kernel tells
+/// it: the lock table (`/proc/locks`) first, then the open files of `candidate` (the PID in the
+/// file) and of its parent (a `pidlock run` wrapper), where the table cannot be matched.
 ///
 /// Only a positive answer is worth anything: the table lists only processes visible in this
 /// PID namespace, is read a page at a time (a record can slip between two reads while locks
-/// come and go), and on overlayfs or btrfs speaks of other device numbers than `stat`. Callers
-/// that need a holder and find none say they cannot confirm one; they never take the absence
-/// for "free" (the runtime's `is_locked` answers that).
-pub fn kernel_locker(meta: &fs::Metadata) -> Option<u32> {
+/// come and go), and on overlayfs or btrfs speaks of other device numbers than `stat`; another
+/// user's open files are hidden from us. Callers that need a holder and find none say they
+/// cannot confirm one; they never take the absence for "free" (the runtime's `is_locked`
+/// answers that).
+pub fn locker(meta: &fs::Metadata, candidate: Option<u32>) -> Option<u32> {
+    if let Some(pid) = (0..3).find_map(|_| table_locker(meta)) {
+        return Some(pid);
+    }
+    let candidate = candidate?;
+    if holds_through_open_file(candidate, meta) {
+        return Some(candidate);
+    }
+    let parent = ProcessInfo::read(candidate)?.ppid?;
+    holds_through_open_file(parent, meta).then_some(parent)
+}
+
+/// Whether the process `pid` holds the exclusive `flock` on the file `meta` describes, asked
+/// again of the kernel now.
+pub fn holds(pid: u32, meta: &fs::Metadata) -> bool {
+    table_locker(meta) == Some(pid) || holds_through_open_file(pid, meta)
+}
+
+/// The PID the kernel's lock table gives for the exclusive `flock` on the file `meta`
+/// describes, if it shows one.
+fn table_locker(meta: &fs::Metadata) -> Option<u32> {
     let wanted = (
         rustix::fs::major(meta.dev()),
         rustix::fs::minor(meta.dev()),
@@ -88,6 +110,28 @@ pub fn kernel_locker(meta: &fs::Metadata) -> Option<u32> {
     table.lines().find_map(|line| {
         let (pid, id) = parse_lock_line(line)?;
         (id == wanted).then_some(pid)
+    })
+}
+
+/// Whether one of the descriptors of process `pid` is open on the file `meta` describes and
+/// holds an exclusive `flock` on it. `/proc/PID/fd/N` resolves to the file as `stat` sees it,
+/// whatever the file system, and `/proc/PID/fdinfo/N` lists the locks held through it.
+fn holds_through_open_file(pid: u32, meta: &fs::Metadata) -> bool {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok).any(|fd| {
+        fs::metadata(fd.path())
+            .is_ok_and(|open| (open.dev(), open.ino()) == (meta.dev(), meta.ino()))
+            && fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ))
+            .is_ok_and(|info| {
+                info.lines()
+                    .filter_map(|line| line.strip_prefix("lock:"))
+                    .any(|lock| parse_lock_line(lock.trim_start()).is_some())
+            })
     })
 }
 
@@ -230,6 +274,29 @@ mod tests {
                 .expect("in the past")
                 < Duration::from_secs(3600)
         );
+    }
+
+    #[test]
+    fn finds_a_lock_through_the_holders_open_file() {
+        let path = std::env::temp_dir().join(format!("pidlock-cli-holder-{}", std::process::id()));
+        let file = fs::File::create(&path).expect("create");
+        let meta = fs::metadata(&path).expect("stat");
+        let me = std::process::id();
+        assert!(!holds_through_open_file(me, &meta));
+        file.lock().expect("flock");
+        assert!(holds_through_open_file(me, &meta));
+        assert!(holds(me, &meta));
+        assert_eq!(locker(&meta, Some(me)), Some(me));
+        file.unlock().expect("unlock");
+        assert!(!holds_through_open_file(me, &meta));
+        assert_eq!(locker(&meta, Some(me)), None);
+        file.lock_shared().expect("shared flock");
+        assert!(
+            !holds_through_open_file(me, &meta),
+            "a shared lock is no holder"
+        );
+        drop(file);
+        fs::remove_file(&path).expect("remove");
     }
 
     #[test]
