@@ -47,7 +47,10 @@ pub fn spawn(argv: &[OsString]) -> Result<Child, Failure> {
     })
 }
 
-/// Has the kernel kill the command (SIGKILL) when this process dies.
+/// Has the kernel kill the command (SIGKILL) when this process dies. The kernel forgets this
+/// when CMD `exec`s a set-user-ID or set-group-ID program (`sudo`, say); run such a program
+/// under a wrapper of its own (`pidlock run -- sudo pidlock run ...` keeps the guarantee
+/// inside).
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 fn die_with_parent(command: &mut Command) {
     let parent = rustix::process::getpid();
