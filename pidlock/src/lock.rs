@@ -44,6 +44,8 @@ use crate::{closer, pidfile, probe};
 pub struct PidLockFile {
     path: PathBuf,
     held: Option<Held>,
+    /// Empty the file on release instead of unlinking it (see [`PidLockFile::keep_file`]).
+    keep_file: bool,
 }
 
 /// The open, locked PID file, and what we need to let go of it safely.
@@ -56,6 +58,7 @@ struct Held {
     owner: Process,
     dev: u64,
     ino: u64,
+    keep_file: bool,
 }
 
 impl PidLockFile {
@@ -70,7 +73,42 @@ impl PidLockFile {
         PidLockFile {
             path: path.into(),
             held: None,
+            keep_file: false,
         }
+    }
+
+    /// With `true`, [`release`](Self::release) empties the PID file and leaves it in place
+    /// instead of removing it, so that the lock file is always the same inode.
+    ///
+    /// Use it when shell scripts lock the same file with `flock(1)` (or any locker that does
+    /// not check, after locking, that the path still names the file it locked). By default the
+    /// release unlinks the file while still holding the lock, which is safe among pidlock
+    /// users, who re-check the path after locking; but a `flock(1)` already waiting on the old
+    /// file would then lock an inode that nobody else sees, and run alongside the next holder
+    /// of the new file. With the file kept, everyone locks the one inode. The cost: a free lock
+    /// leaves an empty file behind, which readers take as "free", as they take any file that
+    /// no live process holds.
+    ///
+    /// Every process using the path should agree on this setting: a holder without it still
+    /// unlinks the file.
+    ///
+    /// ```
+    /// use pidlock::PidLockFile;
+    ///
+    /// let path = std::env::temp_dir().join(format!("pidlock-doc-keep-file-{}.pid", std::process::id()));
+    /// let mut lock = PidLockFile::new(&path).keep_file(true);
+    /// lock.acquire(None)?;
+    /// assert_eq!(std::fs::read_to_string(&path)?, format!("{}\n", std::process::id()));
+    /// lock.release()?;
+    /// assert_eq!(std::fs::read_to_string(&path)?, "");
+    /// assert!(!lock.is_locked());
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn keep_file(mut self, keep: bool) -> Self {
+        self.keep_file = keep;
+        self
     }
 
     /// Takes the lock on `path` and returns a guard that releases it when dropped.
@@ -101,6 +139,51 @@ impl PidLockFile {
     /// The lock file's path, as given to [`new`](Self::new).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Writes `pid` into the PID file of the lock this instance holds, in place of this
+    /// process's own, for a supervisor that holds the lock on behalf of a child it started (as
+    /// the `pidlock run` command does): `kill $(cat app.pid)` then reaches the child, not the
+    /// supervisor. The lock stays with this process, and lasts until it is released or this
+    /// process dies, whatever becomes of `pid`: the supervisor must not outlive the child's
+    /// work for long, nor let the child outlive it.
+    ///
+    /// Like every write of the PID, the new one goes over the old, so readers never see an
+    /// empty or torn file. Fails with [`LockError::LockFailed`] if this instance does not hold
+    /// the lock in this process, if `pid` is not a PID (`1..=i32::MAX`), or if the write fails.
+    ///
+    /// ```
+    /// use pidlock::PidLockFile;
+    ///
+    /// let path = std::env::temp_dir().join(format!("pidlock-doc-set-pid-{}.pid", std::process::id()));
+    /// let mut lock = PidLockFile::new(&path);
+    /// lock.acquire(None)?;
+    /// let mut child = std::process::Command::new("true").spawn()?;
+    /// lock.set_pid(child.id())?;
+    /// assert_eq!(lock.read_pid(), Some(child.id()));
+    /// child.wait()?;
+    /// lock.release()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_pid(&mut self, pid: u32) -> Result<(), LockError> {
+        let file = match &self.held {
+            Some(held) if held.owner.is_current() => &held.file,
+            _ => {
+                return Err(self.failed(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "this PidLockFile does not hold the lock, so it may not write the PID file",
+                )));
+            }
+        };
+        if pidfile::parse(pid.to_string().as_bytes()) != Some(pid) {
+            return Err(self.failed(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{pid} is not a process ID"),
+            )));
+        }
+        file.metadata()
+            .and_then(|meta| pidfile::write(file, pid, meta.len()))
+            .map_err(|e| self.failed(e))
     }
 
     /// Takes the lock, creating the PID file if needed and writing this process's PID into it.
@@ -204,8 +287,13 @@ impl PidLockFile {
                 }
                 // Get ready for the handoff while there is time: a successor file, and the
                 // thread that will close what we leave behind (see `closer.rs`).
+                // A kept file is never unlinked, so there is no name for a successor to take.
                 if left.spare.is_none() {
-                    left.spare = Some(sys::prepare_spare(parent_dir(&self.path), me.pid()));
+                    left.spare = Some(if self.keep_file {
+                        None
+                    } else {
+                        sys::prepare_spare(parent_dir(&self.path), me.pid())
+                    });
                 }
                 if !left.expected {
                     closer::expect(me);
@@ -271,8 +359,12 @@ impl PidLockFile {
             if let Err(e) = written {
                 // A failed write (ENOSPC, EIO) must not leave a half-written file behind. We
                 // still hold the lock, so removing the file cannot hurt anyone; closing it
-                // releases.
-                let _ = fs::remove_file(&self.path);
+                // releases. A kept file must stay the same inode for flock(1) waiters.
+                let _ = if self.keep_file {
+                    file.set_len(0)
+                } else {
+                    fs::remove_file(&self.path)
+                };
                 return Err(self.failed(e));
             }
         }
@@ -283,11 +375,13 @@ impl PidLockFile {
             owner: me,
             dev: meta.dev(),
             ino: meta.ino(),
+            keep_file: self.keep_file,
         });
         Ok(())
     }
 
-    /// Releases the lock: removes the PID file while still holding the lock, then unlocks.
+    /// Releases the lock: removes the PID file while still holding the lock (or, with
+    /// [`keep_file`](Self::keep_file), empties it), then unlocks.
     ///
     /// Fails with [`UnlockError::NotLocked`] if nobody holds the lock, and with
     /// [`UnlockError::NotMyLock`] if someone else does, including the parent of a forked child:
@@ -479,10 +573,21 @@ impl Held {
         // Unlink while still holding the lock, so that no one can lock the old inode after we
         // let go and believe it is the lock at `path`. Only unlink the file we locked: if
         // someone replaced it behind our back, the new one is not ours to remove.
-        let removed = match names(path, self.dev, self.ino) {
-            Ok(true) => fs::remove_file(path),
-            Ok(false) => Ok(()),
-            Err(e) => Err(e),
+        // A kept file is emptied instead, through our own descriptor, so whoever locks the
+        // inode next (a flock(1) waiter on it included) finds no PID of ours.
+        let removed = if self.keep_file {
+            self.file.set_len(0).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("it is kept (keep_file), and emptying it failed: {e}"),
+                )
+            })
+        } else {
+            match names(path, self.dev, self.ino) {
+                Ok(true) => fs::remove_file(path),
+                Ok(false) => Ok(()),
+                Err(e) => Err(e),
+            }
         };
         // Unlock explicitly instead of relying on close: children forked since `acquire`
         // share this lock and would otherwise keep it alive. An unlock error would mean the

@@ -1,0 +1,214 @@
+//! The command line: one `Args` struct per subcommand, with the examples and exit codes that
+//! `--help` shows.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::signal::parse_signal;
+
+/// Run a program under a PID-file lock, see who holds it, stop the holder safely.
+#[derive(Debug, Parser)]
+#[command(name = "pidlock", version, after_help = OVERVIEW)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const OVERVIEW: &str = "\
+Examples:
+  pidlock run --file /run/backup.pid -- backup.sh --full
+  pidlock status --file /run/backup.pid
+  pidlock kill --file /run/backup.pid --wait 30
+  pidlock wait --file /run/backup.pid --timeout 60
+
+The lock is an exclusive flock(2) on the PID file, held for exactly as long as the command runs;
+the file names the command's own process. Run `pidlock help <subcommand>` for its exit codes.";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Take the lock, run CMD while holding it, and let go when CMD exits.
+    #[command(after_help = RUN_HELP)]
+    Run(RunArgs),
+    /// Say who holds the lock, if anyone (LSB status exit codes).
+    #[command(after_help = STATUS_HELP)]
+    Status(StatusArgs),
+    /// Signal the process that holds the lock, and only that process.
+    #[command(after_help = KILL_HELP)]
+    Kill(KillArgs),
+    /// Block until nobody holds the lock, without taking it.
+    #[command(after_help = WAIT_HELP)]
+    Wait(WaitArgs),
+    /// Print shell completions for pidlock.
+    #[command(after_help = "Example:\n  pidlock completions bash > /etc/bash_completion.d/pidlock")]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+const RUN_HELP: &str = "\
+Examples:
+  pidlock run --file /run/backup.pid -- backup.sh --full
+  pidlock run --file /run/backup.pid --wait 600 -- backup.sh      # wait up to 10 minutes
+  pidlock run --file /run/backup.pid --keep-file -- backup.sh     # shared with flock(1) scripts
+
+Exit status: CMD's own, or 128 + the signal that killed it; 1 (or --conflict-exit-code) if the
+lock is held by someone else; 1 if CMD is missing, cannot be started, or the lock file cannot be
+used; 2 for a usage error. SIGINT, SIGTERM, SIGHUP and SIGQUIT are passed on to CMD. If pidlock
+itself is killed, CMD is killed too (SIGKILL), so that it never runs without the lock.";
+
+const STATUS_HELP: &str = "\
+Examples:
+  pidlock status --file /run/backup.pid
+  pidlock status --file /run/backup.pid --json | jq .pid
+
+Exit status (as LSB init scripts' status): 0 held, 1 free but a stale PID file is left,
+3 free, 4 unknown (an error, which is also printed).";
+
+const KILL_HELP: &str = "\
+Examples:
+  pidlock kill --file /run/backup.pid
+  pidlock kill --file /run/backup.pid --signal INT --wait 30
+
+The PID in the file is signalled only when the kernel confirms that it holds the lock (its own
+lock, or the lock of the `pidlock run` that started it): a stale file's PID, which may belong to
+an unrelated process by now, never gets a signal.
+
+Exit status: 0 the holder was signalled (and, with --wait, let go of the lock); 1 nothing held
+the lock; 3 the lock was still held when --wait ran out; 4 the holder could not be confirmed or
+signalled (nothing was sent), or another error.";
+
+const WAIT_HELP: &str = "\
+Examples:
+  pidlock wait --file /run/backup.pid
+  pidlock wait --file /run/backup.pid --timeout 60 && deploy.sh
+
+Exit status: 0 nobody holds the lock; 1 --timeout ran out first; 4 an error.";
+
+/// Which lock: a PID file, or (in builds with PostgreSQL support) a fleet-wide lock.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The PID file that is the lock.
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present = "postgres",
+        conflicts_with = "postgres"
+    )]
+    pub file: Option<PathBuf>,
+    /// A PostgreSQL advisory lock shared by a fleet: the connection string.
+    #[arg(long, value_name = "CONNINFO", requires = "name")]
+    pub postgres: Option<String>,
+    /// The fleet lock's name (with --postgres).
+    #[arg(long, value_name = "NAME", requires = "postgres")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// How long to wait for a held lock: seconds, or `forever`. Without it, fail at once.
+    #[arg(long, value_name = "SECS|forever", value_parser = parse_wait)]
+    pub wait: Option<Wait>,
+    /// The exit status when the lock is held by someone else (as `flock -E`).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub conflict_exit_code: u8,
+    /// Print nothing of pidlock's own but errors: no conflict or waiting line.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Empty the PID file on release instead of removing it, for sharing it with flock(1).
+    #[arg(long)]
+    pub keep_file: bool,
+    /// The command to run, and its arguments.
+    #[arg(
+        value_name = "CMD",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Print one JSON object instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// The signal to send: a name (TERM, SIGTERM) or a number.
+    #[arg(long, short, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal)]
+    pub signal: rustix::process::Signal,
+    /// Then wait for the lock to be let go: seconds, or `forever`.
+    #[arg(long, value_name = "SECS|forever", value_parser = parse_wait)]
+    pub wait: Option<Wait>,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Give up after this long: seconds, or `forever` (the default).
+    #[arg(long, value_name = "SECS|forever", value_parser = parse_wait)]
+    pub timeout: Option<Wait>,
+}
+
+/// How long to wait: a limit, or none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Wait(pub Option<Duration>);
+
+impl Wait {
+    /// The limit, for messages: "30s", "forever".
+    pub fn describe(self) -> String {
+        match self.0 {
+            Some(limit) => crate::holder::format_duration(limit),
+            None => "forever".to_owned(),
+        }
+    }
+}
+
+/// Parses `forever` or a number of seconds (fractions allowed).
+fn parse_wait(text: &str) -> Result<Wait, String> {
+    if text == "forever" {
+        return Ok(Wait(None));
+    }
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| "expected a number of seconds or `forever`".to_owned())?;
+    Duration::try_from_secs_f64(secs)
+        .map(|d| Wait(Some(d)))
+        .map_err(|_| "expected a number of seconds from 0 up, or `forever`".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn waits_are_seconds_or_forever() {
+        assert_eq!(parse_wait("forever"), Ok(Wait(None)));
+        assert_eq!(
+            parse_wait("1.5"),
+            Ok(Wait(Some(Duration::from_millis(1500))))
+        );
+        assert_eq!(parse_wait("0"), Ok(Wait(Some(Duration::ZERO))));
+        for bad in ["-1", "soon", "", "NaN", "inf"] {
+            assert!(parse_wait(bad).is_err(), "{bad}");
+        }
+    }
+}

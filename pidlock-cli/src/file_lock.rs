@@ -1,0 +1,290 @@
+//! The PID-file backend: [`pidlock::PidLockFile`], plus what only a separate command needs:
+//! confirming a holder through the kernel's lock table, and waiting for a release without
+//! taking part in the lock.
+
+use std::fs::{self, File, Metadata};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pidlock::{LockError, PidLockFile, UnlockError};
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+#[cfg(target_os = "linux")]
+use rustix::process::{Pid, PidfdFlags};
+
+use crate::failure::Failure;
+use crate::holder::{self, ProcessInfo};
+use crate::lock::{Confirmed, Holder, Lock, Status, Target};
+
+#[derive(Debug)]
+pub struct FileLock {
+    lock: PidLockFile,
+}
+
+impl FileLock {
+    pub fn new(path: &Path, keep_file: bool) -> Self {
+        FileLock {
+            lock: PidLockFile::new(path).keep_file(keep_file),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.lock.path()
+    }
+
+    /// What is at the path: `None` if nothing; an error for anything that cannot be a PID
+    /// file, or that this user may not read (the runtime counts such a file as held, and a
+    /// command that reports must say why instead).
+    fn inspect(&self) -> Result<Option<Metadata>, Failure> {
+        let path = self.path();
+        let meta = match fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(inspect_failed(path, source)),
+        };
+        if meta.file_type().is_symlink() {
+            return Err(Failure::NotAPidFile {
+                path: path.to_owned(),
+                reason: "it is a symbolic link, and pidlock does not follow symbolic links",
+            });
+        }
+        if !meta.is_file() {
+            return Err(Failure::NotAPidFile {
+                path: path.to_owned(),
+                reason: "it is not a regular file",
+            });
+        }
+        open_for_reading(path).map_err(|source| inspect_failed(path, source))?;
+        Ok(Some(meta))
+    }
+
+    fn stale_or_free(&self, meta: &Metadata) -> Status {
+        // An empty file is what a kept file (--keep-file) looks like between holders.
+        if meta.len() == 0 {
+            return Status::Free;
+        }
+        let pid = self.lock.read_pid();
+        Status::Stale {
+            pid,
+            now: pid.and_then(ProcessInfo::read),
+        }
+    }
+}
+
+impl Lock for FileLock {
+    fn name(&self) -> String {
+        let path = self.path();
+        path.file_stem()
+            .unwrap_or(path.as_os_str())
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn location(&self) -> String {
+        format!("lock file {}", self.path().display())
+    }
+
+    fn json_id(&self) -> serde_json::Value {
+        serde_json::json!({ "file": self.path().to_string_lossy() })
+    }
+
+    fn acquire(&mut self, timeout: Option<Duration>) -> Result<(), LockError> {
+        self.lock.acquire(timeout)
+    }
+
+    fn set_pid(&mut self, pid: u32) -> Result<(), LockError> {
+        self.lock.set_pid(pid)
+    }
+
+    fn release(&mut self) -> Result<(), UnlockError> {
+        self.lock.release()
+    }
+
+    fn status(&self) -> Result<Status, Failure> {
+        let Some(meta) = self.inspect()? else {
+            return Ok(Status::Free);
+        };
+        if !self.lock.is_locked() {
+            return Ok(self.stale_or_free(&meta));
+        }
+        let pid = self.lock.read_pid();
+        let locker = holder::locker(&meta, pid);
+        Ok(Status::Held(Holder {
+            pid,
+            locker,
+            // The kernel lists only this machine's locks.
+            host: locker.map(|_| holder::host_name()),
+            process: pid.and_then(ProcessInfo::read),
+            // The holder's write of its PID is the last change to the file's inode.
+            since: changed_at(&meta),
+        }))
+    }
+
+    fn wait_until_free(&self, timeout: Option<Duration>) -> Result<bool, Failure> {
+        if self.inspect()?.is_none() {
+            return Ok(true);
+        }
+        let path = self.path().to_owned();
+        let Some(limit) = timeout else {
+            return wait_free(&path).map(|()| true);
+        };
+        if limit.is_zero() {
+            return Ok(!self.lock.is_locked());
+        }
+        // A blocking flock cannot be given a deadline: it waits on a thread of its own, which
+        // simply ends with this process if the time runs out.
+        let (done, result) = mpsc::channel();
+        thread::spawn(move || done.send(wait_free(&path)));
+        match result.recv_timeout(limit) {
+            Ok(outcome) => outcome.map(|()| true),
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(false),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(inspect_failed(
+                self.path(),
+                io::Error::other("the waiting thread ended without an answer"),
+            )),
+        }
+    }
+
+    fn signal_target(&self) -> Result<Target, Failure> {
+        let Some(meta) = self.inspect()? else {
+            return Ok(Target::Nothing(Status::Free));
+        };
+        let in_file = self.lock.read_pid();
+        // Pin the process the file names before anything is checked, so that the checks and
+        // the signal are about one and the same process even if its PID is reused meanwhile.
+        let pinned = match in_file.map(pin) {
+            Some(Ok(pidfd)) => pidfd,
+            // Not running: whoever holds the lock now, if anyone, is not the file's PID.
+            Some(Err(_)) if !self.lock.is_locked() => {
+                return Ok(Target::Nothing(self.stale_or_free(&meta)));
+            }
+            Some(Err(_)) => {
+                return Ok(Target::Unconfirmed {
+                    pid: in_file,
+                    why: "that process is not running".to_owned(),
+                });
+            }
+            None => None,
+        };
+        let Some(locker) = holder::locker(&meta, in_file) else {
+            if !self.lock.is_locked() {
+                return Ok(Target::Nothing(self.stale_or_free(&meta)));
+            }
+            return Ok(Target::Unconfirmed {
+                pid: in_file,
+                why: "the kernel does not show this user who holds it (a holder of another \
+                      user, in another PID namespace, or on another machine)"
+                    .to_owned(),
+            });
+        };
+        // A holder that wrote no PID (flock(1)) is signalled by the kernel's word alone.
+        let (pid, pidfd) = match in_file {
+            Some(pid) => (pid, pinned),
+            None => match pin(locker) {
+                Ok(pidfd) => (locker, pidfd),
+                Err(_) => return self.status().map(Target::Nothing),
+            },
+        };
+        let process = ProcessInfo::read(pid);
+        // `pidlock run` holds the lock in the wrapper and names its command in the file.
+        let related = pid == locker || process.as_ref().and_then(|p| p.ppid) == Some(locker);
+        if !related {
+            return Ok(Target::Unconfirmed {
+                pid: Some(pid),
+                why: format!(
+                    "the kernel says pid {locker} holds it, and pid {pid} in the file is neither \
+                     that process nor a child of it"
+                ),
+            });
+        }
+        if !holder::holds(locker, &meta) {
+            return self.status().map(Target::Nothing);
+        }
+        Ok(Target::Confirmed(Confirmed {
+            pid,
+            process,
+            pidfd,
+        }))
+    }
+}
+
+/// Waits as long as it takes until the lock at `path` is free at some instant: a shared lock
+/// on the file that `path` names goes through only when nobody holds the exclusive one. The
+/// kernel wakes the wait at the release, as it does a blocking `acquire`, and the shared lock
+/// is dropped at once, which `acquire` rides out. If the holder unlinked the file on release,
+/// a new holder may have a new file by now: that one is waited for in turn.
+fn wait_free(path: &Path) -> Result<(), Failure> {
+    loop {
+        let file = match open_for_reading(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(inspect_failed(path, source)),
+        };
+        loop {
+            match file.lock_shared() {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(inspect_failed(path, source)),
+            }
+        }
+        let locked = file
+            .metadata()
+            .map_err(|source| inspect_failed(path, source))?;
+        let still_named = match fs::symlink_metadata(path) {
+            Ok(now) => (now.dev(), now.ino()) == (locked.dev(), locked.ino()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(inspect_failed(path, source)),
+        };
+        let _ = file.unlock();
+        if still_named {
+            return Ok(());
+        }
+    }
+}
+
+/// The process `pid` itself (a pidfd), where the kernel offers that: `Ok(None)` where it does
+/// not (before Linux 5.3, other systems), `Err` if there is no such process.
+#[cfg(target_os = "linux")]
+fn pin(pid: u32) -> Result<Option<OwnedFd>, Errno> {
+    let Some(raw) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return Err(Errno::SRCH);
+    };
+    match rustix::process::pidfd_open(raw, PidfdFlags::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::SRCH) => Err(Errno::SRCH),
+        // The checks that follow still hold, for a shorter race.
+        Err(_) => Ok(None),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin(_pid: u32) -> Result<Option<OwnedFd>, Errno> {
+    Ok(None)
+}
+
+/// Opens `path` to read or to take a shared lock: no symlink followed, no blocking on a FIFO.
+fn open_for_reading(path: &Path) -> io::Result<File> {
+    File::options()
+        .read(true)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits().cast_signed())
+        .open(path)
+}
+
+/// The inode change time of `meta`, as wall-clock time.
+fn changed_at(meta: &Metadata) -> Option<SystemTime> {
+    let secs = u64::try_from(meta.ctime()).ok()?;
+    let nanos = u32::try_from(meta.ctime_nsec()).ok()?;
+    UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+}
+
+fn inspect_failed(path: &Path, source: io::Error) -> Failure {
+    Failure::Inspect {
+        path: PathBuf::from(path),
+        source,
+    }
+}

@@ -1,0 +1,156 @@
+//! The lock a subcommand works on, whatever it is made of. Subcommands speak to [`Lock`]; each
+//! backend is a sibling implementation of it (the PID file in `file_lock.rs`; a PostgreSQL fleet
+//! lock would be another), so that no subcommand asks which backend it has.
+
+use std::fmt::Debug;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, SystemTime};
+
+use pidlock::{LockError, UnlockError};
+use rustix::process::{Pid, Signal};
+
+use crate::cli::LockArgs;
+use crate::failure::Failure;
+use crate::file_lock::FileLock;
+use crate::holder::{self, ProcessInfo};
+
+/// A lock as the subcommands use it.
+pub trait Lock: Send + Debug {
+    /// What to call the job in messages: `backup` for `/run/backup.pid`.
+    fn name(&self) -> String;
+
+    /// Where the lock lives, for messages: `lock file /run/backup.pid`.
+    fn location(&self) -> String;
+
+    /// Where the lock lives, for scripts: `{"file": "/run/backup.pid"}`.
+    fn json_id(&self) -> serde_json::Value;
+
+    /// Takes the lock for this process, as [`pidlock::PidLockFile::acquire`] does.
+    fn acquire(&mut self, timeout: Option<Duration>) -> Result<(), LockError>;
+
+    /// Names `pid` as the holder in place of this process, which keeps the lock.
+    fn set_pid(&mut self, pid: u32) -> Result<(), LockError>;
+
+    /// Lets go of the lock this process holds.
+    fn release(&mut self) -> Result<(), UnlockError>;
+
+    /// Who holds the lock now, if anyone.
+    fn status(&self) -> Result<Status, Failure>;
+
+    /// Blocks until nobody holds the lock, without taking it, for up to `timeout` (`None`:
+    /// without a limit). `Ok(false)` if the time ran out first.
+    fn wait_until_free(&self, timeout: Option<Duration>) -> Result<bool, Failure>;
+
+    /// The process to signal to stop the holder, if the system can confirm that it is the
+    /// holder.
+    fn signal_target(&self) -> Result<Target, Failure>;
+}
+
+/// Opens the lock the arguments name. Nothing is locked or created yet.
+pub fn open(args: &LockArgs, keep_file: bool) -> Result<Box<dyn Lock>, Failure> {
+    if args.postgres.is_some() {
+        return Err(Failure::Usage(
+            "this pidlock was built without PostgreSQL support, so --postgres cannot be used; \
+             lock a file with --file PATH"
+                .to_owned(),
+        ));
+    }
+    match &args.file {
+        Some(path) => Ok(Box::new(FileLock::new(path, keep_file))),
+        None => Err(Failure::Usage("say which lock: --file PATH".to_owned())),
+    }
+}
+
+/// What [`Lock::status`] found.
+#[derive(Debug)]
+pub enum Status {
+    /// A live process holds the lock.
+    Held(Holder),
+    /// Nobody holds the lock, but a PID file from an earlier holder is left.
+    Stale {
+        /// The PID the file names, if it names one.
+        pid: Option<u32>,
+        /// The process that has that PID now: an unrelated one, since it does not hold the
+        /// lock.
+        now: Option<ProcessInfo>,
+    },
+    /// Nobody holds the lock, and nothing is left behind.
+    Free,
+}
+
+/// What is known of the holder of a lock.
+#[derive(Debug)]
+pub struct Holder {
+    /// The PID the lock names (for `pidlock run`, the command's own).
+    pub pid: Option<u32>,
+    /// The process the kernel says took the lock (for `pidlock run`, the wrapper), if it says.
+    pub locker: Option<u32>,
+    /// The machine the holder runs on, when known.
+    pub host: Option<String>,
+    /// The holder process, if this process may look at it.
+    pub process: Option<ProcessInfo>,
+    /// When the lock was taken, about.
+    pub since: Option<SystemTime>,
+}
+
+impl Holder {
+    /// `pid 4242, since 10:31:07: backup.sh --full`, with what is known.
+    pub fn describe(&self) -> String {
+        let mut text = match self.pid {
+            Some(pid) => format!("pid {pid}"),
+            None => "pid unknown".to_owned(),
+        };
+        if let Some(process) = &self.process {
+            if let Some(started) = process.started {
+                text.push_str(&format!(", since {}", holder::format_time(started)));
+            }
+            if !process.argv.is_empty() {
+                text.push_str(&format!(": {}", process.command_line()));
+            }
+        }
+        text
+    }
+}
+
+/// Whom [`Lock::signal_target`] found to signal.
+#[derive(Debug)]
+pub enum Target {
+    /// Nobody holds the lock: what is there instead.
+    Nothing(Status),
+    /// The holder, confirmed by the system.
+    Confirmed(Confirmed),
+    /// The lock is held, but the system cannot confirm by which process.
+    Unconfirmed {
+        /// The PID the lock names, which is not signalled.
+        pid: Option<u32>,
+        /// Why it cannot be confirmed.
+        why: String,
+    },
+}
+
+/// A process confirmed to hold a lock (or to be the command of the `pidlock run` that does).
+#[derive(Debug)]
+pub struct Confirmed {
+    pub pid: u32,
+    pub process: Option<ProcessInfo>,
+    /// The process itself rather than its number, where the kernel offers that (`pidfd`), so
+    /// that a signal can never reach a process that got the same number later.
+    pub pidfd: Option<OwnedFd>,
+}
+
+impl Confirmed {
+    pub fn signal(&self, signal: Signal) -> io::Result<()> {
+        match &self.pidfd {
+            Some(pidfd) => rustix::process::pidfd_send_signal(pidfd, signal)?,
+            None => {
+                let pid = i32::try_from(self.pid)
+                    .ok()
+                    .and_then(Pid::from_raw)
+                    .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+                rustix::process::kill_process(pid, signal)?;
+            }
+        }
+        Ok(())
+    }
+}

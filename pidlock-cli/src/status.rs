@@ -1,0 +1,136 @@
+//! `pidlock status`: who holds the lock, as a sentence or as one JSON object, with the exit
+//! codes of an LSB init script's `status` action.
+
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+
+use crate::cli::StatusArgs;
+use crate::failure::Failure;
+use crate::holder::{self, format_duration, format_time};
+use crate::lock::{self, Holder, Lock, Status};
+use crate::report;
+
+/// LSB: the program is running (here: the lock is held).
+const HELD: u8 = 0;
+/// LSB: not running, but the PID file exists.
+const STALE: u8 = 1;
+/// LSB: not running.
+const FREE: u8 = 3;
+/// LSB: unknown.
+const UNKNOWN: u8 = 4;
+
+/// Runs `pidlock status` and returns its exit status.
+pub fn status(args: &StatusArgs) -> u8 {
+    let lock = match lock::open(&args.lock, false) {
+        Ok(lock) => lock,
+        Err(failure) => {
+            report(&failure);
+            return 2;
+        }
+    };
+    let found = lock.status();
+    let code = match &found {
+        Ok(Status::Held(_)) => HELD,
+        Ok(Status::Stale { .. }) => STALE,
+        Ok(Status::Free) => FREE,
+        Err(_) => UNKNOWN,
+    };
+    if args.json {
+        println!("{}", as_json(&*lock, &found));
+    } else {
+        match &found {
+            Ok(status) => println!("{}", sentence(status)),
+            Err(failure) => report(failure),
+        }
+    }
+    code
+}
+
+/// `free`, `free: stale file names pid 4242, which is not running`, or the holder.
+fn sentence(status: &Status) -> String {
+    match status {
+        Status::Free => "free".to_owned(),
+        Status::Stale { pid: None, .. } => "free: stale file holds no valid PID".to_owned(),
+        Status::Stale {
+            pid: Some(pid),
+            now: None,
+        } => format!("free: stale file names pid {pid}, which is not running"),
+        Status::Stale {
+            pid: Some(pid),
+            now: Some(other),
+        } => format!(
+            "free: stale file names pid {pid}, which is now an unrelated process ({})",
+            other.command_line()
+        ),
+        Status::Held(holder) => held_sentence(holder),
+    }
+}
+
+/// `held by pid 4243 (host db1, started 10:31:07, held for 3m05s, taken by pid 4242):
+/// backup.sh --full`.
+fn held_sentence(holder: &Holder) -> String {
+    let mut text = match holder.pid {
+        Some(pid) => format!("held by pid {pid}"),
+        None => "held by a process whose PID is not in the file".to_owned(),
+    };
+    let mut details = Vec::new();
+    if let Some(host) = &holder.host {
+        details.push(format!("host {host}"));
+    }
+    if let Some(started) = holder.process.as_ref().and_then(|p| p.started) {
+        details.push(format!("started {}", format_time(started)));
+    }
+    if let Some(held_for) = holder.since.and_then(|since| since.elapsed().ok()) {
+        details.push(format!("held for {}", format_duration(held_for)));
+    }
+    if let Some(locker) = holder.locker.filter(|&locker| Some(locker) != holder.pid) {
+        details.push(format!("taken by pid {locker}"));
+    }
+    if !details.is_empty() {
+        text.push_str(&format!(" ({})", details.join(", ")));
+    }
+    match &holder.process {
+        Some(process) if !process.argv.is_empty() => {
+            text.push_str(&format!(": {}", process.command_line()));
+        }
+        Some(_) => {}
+        None if holder.pid.is_some() => text.push_str(": not visible from here"),
+        None => {}
+    }
+    text
+}
+
+fn as_json(lock: &dyn Lock, found: &Result<Status, Failure>) -> Value {
+    let mut out = json!({ "lock": lock.json_id() });
+    let fields = match found {
+        Ok(Status::Free) => json!({ "state": "free" }),
+        Ok(Status::Stale { pid, now }) => json!({
+            "state": "stale",
+            "pid": pid,
+            "pid_running": now.is_some(),
+        }),
+        Ok(Status::Held(holder)) => {
+            let started = holder.process.as_ref().and_then(|p| p.started);
+            json!({
+                "state": "held",
+                "pid": holder.pid,
+                "locker_pid": holder.locker,
+                "host": holder.host,
+                "command": holder.process.as_ref().map(|p| &p.argv),
+                "started": started.and_then(holder::format_iso),
+                "started_unix": started.and_then(holder::epoch_seconds),
+                "held_since": holder.since.and_then(holder::format_iso),
+                "held_for_secs": holder
+                    .since
+                    .and_then(|since| SystemTime::now().duration_since(since).ok())
+                    .map(|d| d.as_secs_f64()),
+            })
+        }
+        Err(failure) => json!({ "state": "unknown", "error": failure.to_string() }),
+    };
+    if let (Some(out), Value::Object(fields)) = (out.as_object_mut(), fields) {
+        out.extend(fields);
+    }
+    out
+}
