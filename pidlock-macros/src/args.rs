@@ -90,6 +90,12 @@ impl Args {
                     if args.path.is_some() {
                         return Err(meta.error(BOTH_BACKENDS));
                     }
+                    if !cfg!(feature = "postgres") {
+                        return Err(meta.error(
+                            "`postgres = ...` needs pidlock's `postgres` feature: in Cargo.toml, \
+                             write `pidlock = { version = \"0.1\", features = [\"postgres\"] }`",
+                        ));
+                    }
                     args.postgres = Some((parse_postgres(&meta)?, ident.span()));
                 }
                 "name" => {

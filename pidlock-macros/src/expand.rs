@@ -190,10 +190,7 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
     let quiet = args.quiet;
     let exit_code = args.exit_code.map(|(code, _)| code);
     let fleet = match &args.postgres {
-        Some((conninfo, key)) => {
-            // Without pidlock's `postgres` feature, this is a compile error on `postgres`.
-            let key = Span::call_site().located_at(*key);
-            let require = quote_spanned!(key=> #krate::__require_postgres!());
+        Some((conninfo, _)) => {
             let conninfo_span = Span::call_site().located_at(conninfo.span());
             let mut borrowed = Group::new(proc_macro2::Delimiter::Parenthesis, quote!(#conninfo));
             borrowed.set_span(conninfo_span);
@@ -212,10 +209,7 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
                 None => quote!(::core::option::Option::None),
             };
             let code = exit_code.unwrap_or(1);
-            quote! {{
-                #require;
-                #private::fleet(&#borrowed, #name, #on_lost, #code)
-            }}
+            quote!(#private::fleet(&#borrowed, #name, #on_lost, #code))
         }
         None => quote!(::core::option::Option::None),
     };

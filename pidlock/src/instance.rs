@@ -99,7 +99,7 @@ pub enum Guard {
     File(PidLockGuard),
     /// A fleet lock.
     #[cfg(feature = "postgres")]
-    Fleet(crate::PgLockGuard),
+    Fleet(Box<crate::PgLockGuard>),
 }
 
 impl Guard {
@@ -237,10 +237,8 @@ fn acquire_fleet(options: &Options, fleet: &Fleet) -> Result<Guard, Error> {
     let wait = options.timeout;
     if wait != Some(Duration::ZERO) {
         match lock.acquire(Some(Duration::ZERO)) {
-            Ok(()) => return Ok(Guard::Fleet(crate::PgLockGuard::new(lock))),
-            Err(LockError::AlreadyLocked { pid, host, .. })
-                if !lock.is_held_by_caller() =>
-            {
+            Ok(()) => return Ok(Guard::Fleet(Box::new(crate::PgLockGuard::new(lock)))),
+            Err(LockError::AlreadyLocked { pid, host, .. }) if !lock.is_held_by_caller() => {
                 if !options.quiet {
                     let holder = fleet_holder(pid, host.as_deref());
                     eprintln!(
@@ -256,11 +254,11 @@ fn acquire_fleet(options: &Options, fleet: &Fleet) -> Result<Guard, Error> {
         }
     }
     lock.acquire(wait)?;
-    Ok(Guard::Fleet(crate::PgLockGuard::new(lock)))
+    Ok(Guard::Fleet(Box::new(crate::PgLockGuard::new(lock))))
 }
 
-/// Without the `postgres` feature the generated code does not compile (see
-/// `require_postgres!`); this keeps the types whole meanwhile.
+/// Without the `postgres` feature the macro refuses `postgres = ...`, so nothing builds a
+/// `Fleet`; this keeps the types whole.
 #[cfg(not(feature = "postgres"))]
 fn acquire_fleet(_: &Options, fleet: &Fleet) -> Result<Guard, Error> {
     let _ = fleet;
@@ -270,6 +268,7 @@ fn acquire_fleet(_: &Options, fleet: &Fleet) -> Result<Guard, Error> {
     )))
 }
 
+#[cfg(feature = "postgres")]
 fn fleet_holder(pid: Option<u32>, host: Option<&str>) -> String {
     match (pid, host) {
         (Some(pid), Some(host)) => format!("pid {pid} on {host}"),

@@ -63,6 +63,19 @@ fn main() {
 //! spare, the inotify instance) are closed on a short-lived background thread, because their
 //! final closes are slow: within 100 ms of the handoff, by a thread that looks ten times a
 //! second while this process waits for a lock, and exits after two idle seconds.
+//!
+//! # Across hosts
+//!
+//! With the `postgres` feature, [`PgLock`] (and `#[single_instance(postgres = ..., name =
+//! ...)]`) takes the same kind of lock for a whole fleet, on a PostgreSQL session advisory
+//! lock: the server drops it when the session ends, as the kernel drops a `flock` when the
+//! process dies. A session can end while its holder runs, so a held `PgLock` also reports the
+//! loss ([`PgLock::is_lost`], [`LossWatch`], [`PgLock::on_lost`]) and gives a
+//! [`PgLock::fencing_token`]; the macro fails closed on a loss. See [`PgLock`] for the details.
+#![cfg_attr(
+    not(feature = "postgres"),
+    doc = "\n(`PgLock` is not built: enable the `postgres` feature.)"
+)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // Input from users and other processes must never panic the runtime.
@@ -110,37 +123,15 @@ extern crate self as pidlock;
 pub mod __private {
     pub use crate::instance::{
         Acquire, ConflictError, Fleet, Function, FutureReturned, Guard, Main, MainExitCode,
-        NoUnwind, NotAFuture, Options, OtherConflict, PlainReturned, ResultConflict,
-        ResultContext, Returns, UnwindContext, acquire, acquire_async, exit, fleet, on_lost,
-        panic, path_from,
+        NoUnwind, NotAFuture, Options, OtherConflict, PlainReturned, ResultConflict, ResultContext,
+        Returns, UnwindContext, acquire, acquire_async, exit, fleet, on_lost, panic, path_from,
     };
     pub use crate::loss::Lost;
     pub use core::time::Duration;
 }
 
-/// Not public API: `#[single_instance(postgres = ...)]` expands to a call of this, which is a
-/// compile error, on the `postgres` argument, when the feature is off.
-#[cfg(feature = "postgres")]
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __require_postgres {
-    () => {};
-}
-
-/// Not public API: see above.
-#[cfg(not(feature = "postgres"))]
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __require_postgres {
-    () => {
-        ::core::compile_error!(
-            "`postgres = ...` needs pidlock's `postgres` feature: in Cargo.toml, write \
-             `pidlock = { version = \"0.1\", features = [\"postgres\"] }`"
-        );
-    };
-}
-
-/// Compiles the README's code blocks as doctests, so they cannot rot.
-#[cfg(doctest)]
+/// Compiles the README's code blocks as doctests, so they cannot rot. (The README shows the
+/// fleet lock too, so this needs the `postgres` feature, which `cargo test --workspace` has.)
+#[cfg(all(doctest, feature = "postgres"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;

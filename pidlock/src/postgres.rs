@@ -10,6 +10,7 @@ mod key;
 mod runtime;
 mod session;
 mod tls;
+mod token;
 
 use std::fmt;
 use std::io;
@@ -24,6 +25,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use self::conninfo::{ConnInfo, UNPARSED_SERVER};
 use self::session::{Refused, Session};
+use self::token::Token;
 use crate::error::{LockError, UnlockError};
 use crate::loss::{self, LossSignal, LossWatch, Lost, OnLost};
 use crate::owner::{self, Process};
@@ -80,7 +82,8 @@ pub struct PgLock {
     callbacks: Vec<OnLost>,
     prepared: Option<Prepared>,
     held: Option<Held>,
-    token: u64,
+    /// The last acquisition's fencing token.
+    token: Arc<Token>,
 }
 
 /// The connection string, parsed once, and its TLS connector.
@@ -167,9 +170,7 @@ fn identity() -> String {
 }
 
 fn parse_identity(application_name: &str) -> Option<(u32, String)> {
-    let (pid, host) = application_name
-        .strip_prefix("pidlock ")?
-        .split_once('@')?;
+    let (pid, host) = application_name.strip_prefix("pidlock ")?.split_once('@')?;
     Some((pid.parse().ok()?, host.to_owned()))
 }
 
@@ -247,7 +248,7 @@ impl PgLock {
             callbacks: Vec::new(),
             prepared: None,
             held: None,
-            token: 0,
+            token: Arc::new(Token::ready(0)),
         }
     }
 
@@ -384,28 +385,21 @@ impl PgLock {
         self.prepared = Some(prepared.clone());
         let server = prepared.info.server.clone();
         let device = registry_device(&server);
-        if timeout != Some(Duration::ZERO) && owner::held_by_caller(device, self.key as u64, None)
-        {
+        if timeout != Some(Duration::ZERO) && owner::held_by_caller(device, self.key as u64, None) {
             return Err(self.busy(Some(Duration::ZERO), None, true));
         }
+        let signal = LossSignal::new(&self.name, &server, self.callbacks.clone());
         let job = Job {
             prepared,
             key: self.key,
             timeout,
             lost_after: self.lost_after,
             identity: identity(),
+            signal: Arc::clone(&signal),
         };
         let outcome = runtime::block_on(job.run()).map_err(|e| self.failed(e.to_string()))?;
         match outcome {
-            Ok((mut session, token)) => {
-                let signal = LossSignal::new(&self.name, &server, self.callbacks.clone());
-                let lost_after = self.lost_after;
-                // The watch's tasks must start on the runtime.
-                let watched = runtime::block_on(async move {
-                    session.watch(Arc::clone(&signal), lost_after);
-                    (session, signal)
-                });
-                let (session, signal) = watched.map_err(|e| self.failed(e.to_string()))?;
+            Ok((session, token)) => {
                 owner::record(me, device, self.key as u64);
                 self.token = token;
                 self.held = Some(Held {
@@ -532,9 +526,13 @@ impl PgLock {
         let prepared = self.prepared()?;
         let lost_after = self.lost_after;
         let found = runtime::block_on(async move {
-            let session =
-                Session::connect(&prepared.info, prepared.tls.as_ref(), &identity(), lost_after)
-                    .await?;
+            let session = Session::connect(
+                &prepared.info,
+                prepared.tls.as_ref(),
+                &identity(),
+                lost_after,
+            )
+            .await?;
             session.holder(key).await
         })
         .map_err(|e| self.failed(e.to_string()))?
@@ -559,7 +557,7 @@ impl PgLock {
     /// -- 0 rows: a newer holder has written; this one must stop.
     /// ```
     pub fn fencing_token(&self) -> u64 {
-        self.token
+        self.token.get()
     }
 
     /// Whether the lock this instance holds was lost (its session ended, or the server stopped
@@ -583,16 +581,15 @@ impl PgLock {
         if let Some(prepared) = &self.prepared {
             return Ok(prepared.clone());
         }
-        let info = conninfo::parse(&self.conninfo, &env_var).map_err(|reason| {
-            LockError::LockFailed {
+        let info =
+            conninfo::parse(&self.conninfo, &env_var).map_err(|reason| LockError::LockFailed {
                 path: self.path(),
                 source: io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!("bad connection string: {reason}"),
                 ),
                 server: Some(UNPARSED_SERVER.to_owned()),
-            }
-        })?;
+            })?;
         let tls = tls::connector(info.ssl_mode, info.root_cert.as_deref()).map_err(|reason| {
             LockError::LockFailed {
                 path: self.path(),
@@ -646,7 +643,11 @@ impl PgLock {
     /// it would never end.
     pub(crate) fn is_held_by_caller(&self) -> bool {
         self.prepared().is_ok_and(|prepared| {
-            owner::held_by_caller(registry_device(&prepared.info.server), self.key as u64, None)
+            owner::held_by_caller(
+                registry_device(&prepared.info.server),
+                self.key as u64,
+                None,
+            )
         })
     }
 
@@ -694,6 +695,9 @@ struct Job {
     timeout: Option<Duration>,
     lost_after: Duration,
     identity: String,
+    /// Fired from the moment the lock is taken: the watch starts on the runtime's thread, in
+    /// the same hop as the lock query.
+    signal: Arc<LossSignal>,
 }
 
 enum Outcome {
@@ -703,7 +707,7 @@ enum Outcome {
 }
 
 impl Job {
-    async fn run(self) -> Result<(Session, u64), Outcome> {
+    async fn run(self) -> Result<(Session, Arc<Token>), Outcome> {
         let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
         let once = self.timeout == Some(Duration::ZERO);
         let info = &self.prepared.info;
@@ -744,7 +748,10 @@ impl Job {
                 }
             };
             let result = if once {
-                session.try_lock(self.key).await
+                session
+                    .try_lock(self.key)
+                    .await
+                    .map(|token| Arc::new(Token::ready(token)))
             } else {
                 let limit = deadline.map(|d| d.saturating_duration_since(Instant::now()));
                 match (deadline, limit) {
@@ -764,9 +771,22 @@ impl Job {
                     }),
                     (None, _) => session.lock(self.key, None).await,
                 }
+                .map(|()| {
+                    let token = Arc::new(Token::default());
+                    session.read_token(
+                        Arc::clone(&token),
+                        Arc::clone(&self.signal),
+                        self.lost_after,
+                    );
+                    token
+                })
             };
             match result {
-                Ok(token) => return Ok((session, token)),
+                Ok(token) => {
+                    let mut session = session;
+                    session.watch(self.signal, self.lost_after);
+                    return Ok((session, token));
+                }
                 Err(Refused::Busy) => {
                     let holder = session
                         .holder(self.key)

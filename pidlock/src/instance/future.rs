@@ -258,6 +258,8 @@ mod tests {
             Poll::Ready(result) => result.unwrap(),
             Poll::Pending => panic!("woken but not ready"),
         };
+        // Irrefutable without the `postgres` feature.
+        #[allow(irrefutable_let_patterns)]
         let Guard::File(guard) = guard else {
             panic!("a lock file's guard expected")
         };

@@ -30,6 +30,7 @@ use tokio_postgres::{AsyncMessage, Client, Connection, NoTls, SimpleQueryMessage
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::conninfo::{ConnInfo, SslMode};
+use super::token::Token;
 use crate::loss::LossSignal;
 
 /// The SQLSTATE of a lock wait that ran out of `lock_timeout`.
@@ -68,7 +69,10 @@ fn session_options(user_options: Option<&str>, lost_after: Duration) -> String {
     let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
     let idle = secs(lost_after).max(1);
     let interval = secs(lost_after / 4).max(1);
-    let user_timeout = lost_after.as_millis().saturating_mul(2).min(i32::MAX as u128);
+    let user_timeout = lost_after
+        .as_millis()
+        .saturating_mul(2)
+        .min(i32::MAX as u128);
     let ours = format!(
         "-c tcp_keepalives_idle={idle} -c tcp_keepalives_interval={interval} \
          -c tcp_keepalives_count=4 -c tcp_user_timeout={user_timeout} -c statement_timeout=0 \
@@ -140,9 +144,7 @@ impl Session {
                 }
                 (mode, Some(tls)) => {
                     config.ssl_mode(match mode {
-                        SslMode::Allow | SslMode::Prefer => {
-                            tokio_postgres::config::SslMode::Prefer
-                        }
+                        SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
                         _ => tokio_postgres::config::SslMode::Require,
                     });
                     let (client, connection) = config.connect(tls.clone()).await?;
@@ -165,56 +167,94 @@ impl Session {
         }
     }
 
-    /// `pg_try_advisory_lock`: the fencing token if it was free.
+    /// `pg_try_advisory_lock`: the fencing token if it was free. One round trip (see
+    /// [`unlock`](Self::unlock)).
     pub(crate) async fn try_lock(&self, key: i64) -> Result<u64, Refused> {
-        let row = self
-            .client
-            .query_one(
-                "SELECT CASE WHEN pg_try_advisory_lock($1) THEN pg_current_xact_id()::text END",
-                &[&key],
-            )
-            .await
-            .map_err(|e| refusal(&e))?;
-        let token: Option<String> = row.try_get(0).map_err(|e| Refused::Failed(describe(&e)))?;
-        match token {
-            Some(token) => parse_token(&token),
-            None => Err(Refused::Busy),
-        }
-    }
-
-    /// `pg_advisory_lock`, waited for on the server for at most `limit` (`lock_timeout`), or
-    /// without a limit. The token is read in the same statement, after the lock is granted (the
-    /// `OFFSET 0` subquery is evaluated first), so a handoff costs no extra round trip.
-    pub(crate) async fn lock(&self, key: i64, limit: Option<Duration>) -> Result<u64, Refused> {
-        // lock_timeout is an int of milliseconds; 0 means no limit, so a limit rounds up to 1.
-        let millis = limit.map_or(0, |l| l.as_millis().clamp(1, i32::MAX as u128));
-        let sql = format!(
-            "SET lock_timeout = {millis}; \
-             SELECT pg_current_xact_id()::text FROM (SELECT pg_advisory_lock({key}) OFFSET 0) AS taken"
-        );
         let messages = self
             .client
-            .simple_query(&sql)
+            .simple_query(&format!(
+                "SELECT CASE WHEN pg_try_advisory_lock({key}) THEN pg_current_xact_id()::text END"
+            ))
             .await
             .map_err(|e| refusal(&e))?;
         for message in messages {
-            if let SimpleQueryMessage::Row(row) = message
-                && let Some(token) = row.get(0)
-            {
-                return parse_token(token);
+            if let SimpleQueryMessage::Row(row) = message {
+                return match row.get(0) {
+                    Some(token) => parse_token(token),
+                    None => Err(Refused::Busy),
+                };
             }
         }
         Err(Refused::Failed("the lock query returned no row".to_owned()))
     }
 
-    /// `pg_advisory_unlock`: whether this session held the lock.
+    /// `pg_advisory_lock`, waited for on the server for at most `limit` (`lock_timeout`), or
+    /// without a limit (the session's default, set at connection). One round trip; the token is
+    /// read by [`read_token`](Self::read_token) afterwards, off the handoff's path.
+    pub(crate) async fn lock(&self, key: i64, limit: Option<Duration>) -> Result<(), Refused> {
+        let sql = match limit {
+            // lock_timeout is an int of milliseconds, where 0 means no limit: round up to 1.
+            Some(limit) => format!(
+                "SET lock_timeout = {}; SELECT pg_advisory_lock({key}); SET lock_timeout = 0",
+                limit.as_millis().clamp(1, i32::MAX as u128)
+            ),
+            None => format!("SELECT pg_advisory_lock({key})"),
+        };
+        self.client
+            .simple_query(&sql)
+            .await
+            .map(drop)
+            .map_err(|e| refusal(&e))
+    }
+
+    /// Reads the fencing token of the lock just taken into `token`, in the background: the next
+    /// statement on this session, so after the grant. If it cannot be read within `lost_after`,
+    /// the token is 0 and the lock counts as lost, because this holder cannot prove its turn.
+    pub(crate) fn read_token(
+        &self,
+        token: Arc<Token>,
+        signal: Arc<LossSignal>,
+        lost_after: Duration,
+    ) {
+        let client = Arc::clone(&self.client);
+        tokio::spawn(async move {
+            let read = tokio::time::timeout(
+                lost_after,
+                client.simple_query("SELECT pg_current_xact_id()::text"),
+            )
+            .await;
+            let value = match read {
+                Ok(Ok(messages)) => messages.iter().find_map(|m| match m {
+                    SimpleQueryMessage::Row(row) => row.get(0).and_then(|t| t.parse().ok()),
+                    _ => None,
+                }),
+                _ => None,
+            };
+            match value {
+                Some(value) => token.set(value),
+                None => {
+                    token.set(0);
+                    signal.fire("could not read the fencing token");
+                }
+            }
+        });
+    }
+
+    /// `pg_advisory_unlock`: whether this session held the lock. A simple query, with the key
+    /// (our own integer) written out: one round trip, where a prepared statement takes two, and
+    /// the next holder waits for this one.
     pub(crate) async fn unlock(&self, key: i64) -> Result<bool, String> {
-        let row = self
+        let messages = self
             .client
-            .query_one("SELECT pg_advisory_unlock($1)", &[&key])
+            .simple_query(&format!("SELECT pg_advisory_unlock({key})"))
             .await
             .map_err(|e| describe(&e))?;
-        row.try_get(0).map_err(|e| describe(&e))
+        for message in messages {
+            if let SimpleQueryMessage::Row(row) = message {
+                return Ok(row.get(0) == Some("t"));
+            }
+        }
+        Err("pg_advisory_unlock returned no row".to_owned())
     }
 
     /// The session holding `key` in this database, if any (see [`holder_on`]).
@@ -308,9 +348,7 @@ async fn ping(client: Arc<Client>, signal: Arc<LossSignal>, lost_after: Duration
                 return;
             }
             Err(_) => {
-                signal.fire(&format!(
-                    "no answer from the server for {lost_after:?}"
-                ));
+                signal.fire(&format!("no answer from the server for {lost_after:?}"));
                 return;
             }
         }
