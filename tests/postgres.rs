@@ -686,3 +686,68 @@ fn the_environment_fills_in_the_connection_string() {
     assert!(line.starts_with("locked "), "{line}");
     assert!(PgLock::new(pg.url(), &name).is_locked().unwrap());
 }
+
+#[pidlock::single_instance(postgres = url, name = name, timeout = "forever", quiet)]
+fn inner_plain(url: &str, name: &str) -> Result<(), pidlock::Error> {
+    Ok(())
+}
+
+#[pidlock::single_instance(postgres = url, name = name, timeout = "forever", quiet)]
+fn outer_plain(url: &str, name: &str) -> Result<(), pidlock::Error> {
+    match inner_plain(url, name) {
+        Err(pidlock::Error::Lock(LockError::AlreadyLocked { pid, .. })) => {
+            assert_eq!(pid, Some(std::process::id()));
+            Ok(())
+        }
+        other => panic!("a guarded call waited for its own lock, or got in: {other:?}"),
+    }
+}
+
+#[pidlock::single_instance(postgres = url, name = name, timeout = "forever", quiet)]
+async fn inner_async(url: &str, name: &str) -> Result<(), pidlock::Error> {
+    Ok(())
+}
+
+#[pidlock::single_instance(postgres = url, name = name, timeout = "forever", quiet)]
+async fn outer_async(url: &str, name: &str) -> Result<(), pidlock::Error> {
+    match inner_async(url, name).await {
+        Err(pidlock::Error::Lock(LockError::AlreadyLocked { pid, .. })) => {
+            assert_eq!(pid, Some(std::process::id()));
+            Ok(())
+        }
+        other => panic!("a guarded task waited for its own lock, or got in: {other:?}"),
+    }
+}
+
+#[test]
+fn a_guarded_function_or_task_never_waits_for_its_own_fleet_lock() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let url = pg.url();
+    let name = unique("self-wait");
+    let started = Instant::now();
+    outer_plain(&url, &name).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(outer_async(&url, &name)).unwrap();
+    // Two tasks of one thread take turns instead.
+    runtime
+        .block_on(async {
+            let (a, b) = tokio::join!(
+                tokio::spawn({
+                    let (url, name) = (url.clone(), name.clone());
+                    async move { inner_async(&url, &name).await }
+                }),
+                tokio::spawn({
+                    let (url, name) = (url.clone(), name.clone());
+                    async move { inner_async(&url, &name).await }
+                })
+            );
+            a.unwrap().and(b.unwrap())
+        })
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30));
+}

@@ -108,7 +108,7 @@ impl Guard {
         match self {
             Guard::File(guard) => guard.lock_file().hand_to_task(task),
             #[cfg(feature = "postgres")]
-            Guard::Fleet(_) => {}
+            Guard::Fleet(guard) => guard.hand_to_task(task),
         }
     }
 }
@@ -150,7 +150,18 @@ enum FirstTry {
 /// the waker of the calling async task, if any: a lock that the caller itself holds (this
 /// thread, or this task) is refused at once instead of waited for.
 fn first_try(options: &Options, task: Option<&Waker>) -> FirstTry {
-    if options.fleet.is_some() {
+    if let Some(fleet) = &options.fleet {
+        // A task that holds this fleet lock must not wait for it (no I/O to find out).
+        #[cfg(feature = "postgres")]
+        if options.timeout != Some(Duration::ZERO) {
+            let name = fleet.name.clone().unwrap_or_else(|| options.program());
+            let lock = crate::PgLock::new(fleet.conninfo.clone(), name);
+            if lock.is_held_by_caller(task) {
+                return FirstTry::Done(Err(lock.held_by_caller_error().into()));
+            }
+        }
+        #[cfg(not(feature = "postgres"))]
+        let _ = fleet;
         // Even one try is network I/O: the helper thread does it all (see `future.rs`).
         return FirstTry::Wait {
             path: PathBuf::new(),
@@ -238,7 +249,7 @@ fn acquire_fleet(options: &Options, fleet: &Fleet) -> Result<Guard, Error> {
     if wait != Some(Duration::ZERO) {
         match lock.acquire(Some(Duration::ZERO)) {
             Ok(()) => return Ok(Guard::Fleet(Box::new(crate::PgLockGuard::new(lock)))),
-            Err(LockError::AlreadyLocked { pid, host, .. }) if !lock.is_held_by_caller() => {
+            Err(LockError::AlreadyLocked { pid, host, .. }) if !lock.is_held_by_caller(None) => {
                 if !options.quiet {
                     let holder = fleet_holder(pid, host.as_deref());
                     eprintln!(

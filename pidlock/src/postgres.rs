@@ -639,16 +639,29 @@ impl PgLock {
         }
     }
 
-    /// Whether the calling thread holds this lock through another instance: then a wait for
-    /// it would never end.
-    pub(crate) fn is_held_by_caller(&self) -> bool {
+    /// Whether the caller (the calling thread, or the async task `task` wakes) holds this lock
+    /// through another instance: then a wait for it would never end.
+    pub(crate) fn is_held_by_caller(&self, task: Option<&std::task::Waker>) -> bool {
         self.prepared().is_ok_and(|prepared| {
-            owner::held_by_caller(
+            owner::held_by_caller(registry_device(&prepared.info.server), self.key as u64, task)
+        })
+    }
+
+    /// The error for a wait that would be a wait for itself.
+    pub(crate) fn held_by_caller_error(&self) -> LockError {
+        self.busy(None, None, true)
+    }
+
+    /// Records that the async task `task` wakes now holds this lock (see `owner.rs`).
+    pub(crate) fn hand_to_task(&self, task: &std::task::Waker) {
+        if let (Some(held), Some(prepared)) = (&self.held, &self.prepared) {
+            owner::hand_to_task(
+                held.owner,
                 registry_device(&prepared.info.server),
                 self.key as u64,
-                None,
-            )
-        })
+                task,
+            );
+        }
     }
 
     fn forget_held(&self, held: &Held) {
