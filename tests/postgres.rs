@@ -751,3 +751,111 @@ fn a_guarded_function_or_task_never_waits_for_its_own_fleet_lock() {
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn review_a_short_timeout_on_a_free_lock_takes_it_even_when_connecting_uses_it_up() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    // TLS (verify-full) takes several round trips to connect: longer than 1 ms.
+    let conninfo = format!(
+        "host=localhost port={} user=postgres dbname=postgres sslmode=verify-full sslrootcert={}",
+        pg.port,
+        pg.ca.display()
+    );
+    for ms in [1, 2, 5] {
+        let mut lock = PgLock::new(&conninfo, unique("short"));
+        lock.acquire(Some(Duration::from_millis(ms))).unwrap();
+        assert!(lock.i_am_locking());
+    }
+    // A Unix socket never uses TLS, whatever sslmode says, as in libpq.
+    let mut lock = PgLock::new(
+        format!("{} sslmode=require", pg.socket_conninfo()),
+        unique("socket"),
+    );
+    lock.acquire(Some(Duration::ZERO)).unwrap();
+}
+
+#[test]
+fn review_the_same_name_in_another_database_is_another_lock() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let name = unique("per-database");
+    let mut here = PgLock::new(pg.url(), &name);
+    here.acquire(None).unwrap();
+    let other = format!("postgres://postgres@127.0.0.1:{}/other", pg.port);
+    let mut there = PgLock::new(other, &name);
+    // The same thread: not a wait for itself, since it is another lock.
+    there.acquire(Some(Duration::from_secs(5))).unwrap();
+    assert!(there.i_am_locking() && here.i_am_locking());
+}
+
+#[test]
+fn review_the_server_s_idle_session_timeout_does_not_take_the_lock() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let conninfo = format!("postgres://pidlock_idle@127.0.0.1:{}/postgres", pg.port);
+    let mut lock = PgLock::new(conninfo, unique("idle")).lost_after(Duration::from_secs(8));
+    lock.acquire(Some(Duration::ZERO)).unwrap();
+    let watch = lock.loss_watch().unwrap();
+    // The role's idle_session_timeout is 1.5 s; pings come every 2 s.
+    assert_eq!(watch.wait(Some(Duration::from_secs(4))), None);
+    assert!(lock.i_am_locking());
+    lock.release().unwrap();
+}
+
+#[test]
+fn review_lost_after_is_kept_within_what_the_kernel_takes() {
+    let lock = PgLock::new("host=db.invalid", "x").lost_after(Duration::MAX);
+    assert_eq!(lock.lost_after_duration(), Duration::from_secs(32_767));
+    let lock = PgLock::new("host=db.invalid", "x").lost_after(Duration::ZERO);
+    assert_eq!(lock.lost_after_duration(), Duration::from_secs(1));
+}
+
+#[test]
+fn review_a_forked_child_can_use_a_pglock_of_its_own() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let mut child = pg_helper(&["fork-use", &pg.url(), &unique("fork")]);
+    assert_eq!(child.next_report(), "parent locked");
+    assert_eq!(child.next_report(), "child locked");
+    assert_eq!(child.wait().code(), Some(0));
+}
+
+#[pidlock::single_instance(postgres = url, name = name, timeout = "forever", quiet)]
+async fn waits_forever(url: &str, name: &str) -> Result<(), pidlock::Error> {
+    Ok(())
+}
+
+#[test]
+fn review_a_dropped_async_wait_leaves_no_session_and_never_takes_the_lock() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let url = pg.url();
+    let name = unique("abandon");
+    let (mut holder, token) = holder(&url, &name);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let waited = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_millis(300), waits_forever(&url, &name)).await
+        });
+        assert!(waited.is_err(), "the wait ended: {waited:?}");
+    }
+    let me = std::process::id();
+    pg.wait_until("the abandoned waits' sessions are gone", || {
+        pg.backends(&format!("pidlock {me}@")).is_empty()
+    });
+    holder.send("release");
+    assert!(holder.next_report().starts_with("released "));
+    // Nobody queued behind the holder: the lock is free at once.
+    let mut next = PgLock::new(&url, &name);
+    next.acquire(Some(Duration::ZERO)).unwrap();
+    assert!(next.fencing_token() > token);
+}

@@ -258,3 +258,83 @@ fn a_partitioned_holder_gives_up_within_lost_after_and_before_the_server_frees_t
         "{freed:?}"
     );
 }
+
+#[test]
+fn review_a_waiter_rides_out_two_outages_in_a_row() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    // A holder that survives restarts: a prepared transaction's advisory lock.
+    let name = format!("outages-{}", std::process::id());
+    let key = pidlock::PgLock::new("", &name).key();
+    let gid = format!("pidlock-outages-{}", std::process::id());
+    pg.psql_all(&[
+        "BEGIN",
+        &format!("SELECT pg_advisory_xact_lock({key})"),
+        &format!("PREPARE TRANSACTION '{gid}'"),
+    ]);
+    let conninfo = format!("{}?connect_timeout=5", pg.url());
+    let mut waiter = pg_helper(&[], &["hold", &conninfo, &name, "none"]);
+    let waiting = |waiter: &Proc| {
+        pg.psql(&format!(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+             WHERE NOT l.granted AND a.application_name LIKE 'pidlock {}@%'",
+            waiter.id()
+        )) == "1"
+    };
+    pg.wait_until("the waiter waits", || waiting(&waiter));
+    pg.restart();
+    pg.wait_until("the waiter waits again", || waiting(&waiter));
+    pg.restart();
+    pg.wait_until("the waiter waits a third time", || waiting(&waiter));
+    pg.psql(&format!("ROLLBACK PREPARED '{gid}'"));
+    let line = waiter.next_report();
+    report(&line, "locked");
+}
+
+#[test]
+fn review_a_holder_whose_server_stops_answering_is_told_in_bounded_time() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let name = format!("stopped-{}", std::process::id());
+    let conninfo = format!("{}?connect_timeout=2", pg.url());
+    let mut lock = pidlock::PgLock::new(&conninfo, &name).lost_after(Duration::from_secs(2));
+    lock.acquire(Some(Duration::ZERO)).unwrap();
+    let me = std::process::id();
+    let backends = pg.backends(&format!("pidlock {me}@"));
+    assert_eq!(backends.len(), 1, "{backends:?}");
+    let backend = backends[0].to_string();
+    // The backend stops: its socket stays open, and nothing answers.
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &backend])
+            .status()
+            .unwrap()
+            .success()
+    );
+    struct Resume(String);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+        }
+    }
+    let _resume = Resume(backend);
+    let started = std::time::Instant::now();
+    let lost = lock
+        .loss_watch()
+        .unwrap()
+        .wait(Some(Duration::from_secs(20)));
+    assert!(lost.is_some(), "a silent server was not noticed");
+    assert!(lock.is_lost());
+    // The stopped backend still holds the lock on the server: another session sees it.
+    assert!(lock.is_locked().unwrap());
+    assert!(lock.release().is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -12,6 +12,7 @@ pub use future::{Acquire, acquire_async};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::task::Waker;
 use std::time::Duration;
 use std::{env, process};
@@ -215,11 +216,23 @@ fn first_try(options: &Options, task: Option<&Waker>) -> FirstTry {
 /// the calling thread while it waits: for a plain `fn`. An `async fn` uses [`acquire_async`].
 pub fn acquire(options: &Options) -> Result<Guard, Error> {
     if let Some(fleet) = &options.fleet {
-        return acquire_fleet(options, fleet);
+        return acquire_fleet(options, fleet, None);
     }
     match first_try(options, None) {
         FirstTry::Done(result) => result,
         FirstTry::Wait { path, timeout } => Ok(Guard::File(PidLockFile::lock(path, timeout)?)),
+    }
+}
+
+/// [`acquire`], from the helper thread of an `async fn`'s wait: a fleet lock's wait stops when
+/// `cancelled` is set (the future was dropped).
+pub(crate) fn acquire_cancellable(
+    options: &Options,
+    cancelled: Option<Arc<AtomicBool>>,
+) -> Result<Guard, Error> {
+    match &options.fleet {
+        Some(fleet) => acquire_fleet(options, fleet, cancelled),
+        None => acquire(options),
     }
 }
 
@@ -231,7 +244,11 @@ fn limit(wait: Option<Duration>) -> String {
 /// The fleet lock: one try, the waiting notice, then the wait; failing closed on a loss unless
 /// `on_lost` says otherwise.
 #[cfg(feature = "postgres")]
-fn acquire_fleet(options: &Options, fleet: &Fleet) -> Result<Guard, Error> {
+fn acquire_fleet(
+    options: &Options,
+    fleet: &Fleet,
+    cancelled: Option<Arc<AtomicBool>>,
+) -> Result<Guard, Error> {
     let name = fleet.name.clone().unwrap_or_else(|| options.program());
     let mut lock = crate::PgLock::new(fleet.conninfo.clone(), name);
     let on_lost = match &fleet.on_lost {
@@ -247,7 +264,7 @@ fn acquire_fleet(options: &Options, fleet: &Fleet) -> Result<Guard, Error> {
     lock.on_lost_shared(on_lost);
     let wait = options.timeout;
     if wait != Some(Duration::ZERO) {
-        match lock.acquire(Some(Duration::ZERO)) {
+        match lock.acquire_unless(Some(Duration::ZERO), cancelled.clone()) {
             Ok(()) => return Ok(Guard::Fleet(Box::new(crate::PgLockGuard::new(lock)))),
             Err(LockError::AlreadyLocked { pid, host, .. }) if !lock.is_held_by_caller(None) => {
                 if !options.quiet {
@@ -264,15 +281,19 @@ fn acquire_fleet(options: &Options, fleet: &Fleet) -> Result<Guard, Error> {
             Err(error) => return Err(error.into()),
         }
     }
-    lock.acquire(wait)?;
+    lock.acquire_unless(wait, cancelled)?;
     Ok(Guard::Fleet(Box::new(crate::PgLockGuard::new(lock))))
 }
 
 /// Without the `postgres` feature the macro refuses `postgres = ...`, so nothing builds a
 /// `Fleet`; this keeps the types whole.
 #[cfg(not(feature = "postgres"))]
-fn acquire_fleet(_: &Options, fleet: &Fleet) -> Result<Guard, Error> {
-    let _ = fleet;
+fn acquire_fleet(
+    _: &Options,
+    fleet: &Fleet,
+    cancelled: Option<Arc<AtomicBool>>,
+) -> Result<Guard, Error> {
+    let _ = (fleet, cancelled);
     Err(Error::Lock(LockError::failed(
         Path::new(""),
         std::io::Error::other("pidlock was built without the `postgres` feature"),

@@ -155,6 +155,9 @@ impl LossSignal {
             State::Lost(lost) => Some(lost.clone()),
             State::Held | State::Released => {
                 *state = State::Released;
+                drop(state);
+                // Threads blocked in `LossWatch::wait` return `None` now.
+                self.changed.notify_all();
                 None
             }
         }
@@ -285,7 +288,14 @@ mod tests {
     fn a_release_is_not_a_loss_and_ends_a_wait() {
         let signal = LossSignal::new("job", "PostgreSQL at db:5432", Vec::new());
         let watch = LossWatch::new(Arc::clone(&signal));
-        let waiter = thread::spawn(move || watch.wait(None));
+        let (started, waiting) = std::sync::mpsc::channel();
+        let waiter = thread::spawn(move || {
+            started.send(()).unwrap();
+            watch.wait(None)
+        });
+        waiting.recv().unwrap();
+        // Let the waiter reach the condition variable (a missed wake-up would hang here).
+        thread::sleep(Duration::from_millis(50));
         signal.release();
         signal.fire("connection closed");
         assert_eq!(waiter.join().unwrap(), None);

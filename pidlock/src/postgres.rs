@@ -7,6 +7,7 @@
 
 mod conninfo;
 mod key;
+mod pgpass;
 mod runtime;
 mod session;
 mod tls;
@@ -18,6 +19,7 @@ use std::ops::Deref;
 use std::path::PathBuf;
 use std::process;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -36,6 +38,10 @@ pub const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(10);
 
 /// The shortest [`PgLock::lost_after`]: the server's keepalive settings count in whole seconds.
 const MIN_LOST_AFTER: Duration = Duration::from_secs(1);
+
+/// The longest [`PgLock::lost_after`]: Linux takes `TCP_KEEPIDLE` (which is `lost_after`) up to
+/// 32767 seconds.
+const MAX_LOST_AFTER: Duration = Duration::from_secs(32_767);
 
 /// A lock held by one process of a whole fleet: a PostgreSQL session-level advisory lock on a
 /// `bigint` key derived from a name.
@@ -191,7 +197,13 @@ fn host_name() -> String {
 
 /// A device number that no file has, per server, so that the process-wide record of held
 /// locks (`owner.rs`) can tell "this thread already holds this fleet lock" too.
-fn registry_device(server: &str) -> u64 {
+fn registry_device(info: &ConnInfo) -> u64 {
+    // Advisory locks belong to a database: the same key in another one is another lock.
+    let server = format!(
+        "{}/{}",
+        info.server,
+        info.config.get_dbname().unwrap_or_default()
+    );
     // FNV-1a: stable and good enough to keep two servers apart.
     let hash = server.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -277,7 +289,8 @@ impl PgLock {
     /// it holds the lock: at most this long after the server last answered it, it reports the
     /// loss. The server frees such a holder's lock no sooner than twice this long after it last
     /// heard from it (and no later than about 2.25 times), so the holder always steps down
-    /// first. Default 10 s; at least 1 s. Applies from the next [`acquire`](Self::acquire).
+    /// first. Default 10 s; at least 1 s and at most 32767 s (about 9 hours, the kernel's
+    /// limit for the keepalive settings). Applies from the next [`acquire`](Self::acquire).
     ///
     /// ```
     /// use std::time::Duration;
@@ -286,7 +299,7 @@ impl PgLock {
     /// ```
     #[must_use]
     pub fn lost_after(mut self, lost_after: Duration) -> PgLock {
-        self.lost_after = lost_after.max(MIN_LOST_AFTER);
+        self.lost_after = lost_after.clamp(MIN_LOST_AFTER, MAX_LOST_AFTER);
         self
     }
 
@@ -362,6 +375,16 @@ impl PgLock {
     /// # Ok::<(), LockError>(())
     /// ```
     pub fn acquire(&mut self, timeout: Option<Duration>) -> Result<(), LockError> {
+        self.acquire_unless(timeout, None)
+    }
+
+    /// [`acquire`](Self::acquire), giving up (as a timeout would, and never taking the lock)
+    /// within 100 ms of `cancelled` being set: for a waiter whose caller may go away.
+    pub(crate) fn acquire_unless(
+        &mut self,
+        timeout: Option<Duration>,
+        cancelled: Option<Arc<AtomicBool>>,
+    ) -> Result<(), LockError> {
         let me = Process::current();
         match &self.held {
             Some(held) if held.owner == me && held.signal.lost().is_none() => {
@@ -384,7 +407,7 @@ impl PgLock {
         let prepared = self.prepared()?;
         self.prepared = Some(prepared.clone());
         let server = prepared.info.server.clone();
-        let device = registry_device(&server);
+        let device = registry_device(&prepared.info);
         if timeout != Some(Duration::ZERO) && owner::held_by_caller(device, self.key as u64, None) {
             return Err(self.busy(Some(Duration::ZERO), None, true));
         }
@@ -396,6 +419,7 @@ impl PgLock {
             lost_after: self.lost_after,
             identity: identity(),
             signal: Arc::clone(&signal),
+            cancelled,
         };
         let outcome = runtime::block_on(job.run()).map_err(|e| self.failed(e.to_string()))?;
         match outcome {
@@ -513,14 +537,19 @@ impl PgLock {
     /// free.
     pub fn holder(&self) -> Result<Option<Holder>, LockError> {
         let key = self.key;
+        // The held session, unless it is gone or has stopped answering.
         if let Some(held) = &self.held
             && held.owner.is_current()
+            && held.signal.lost().is_none()
             && !held.session.has_ended()
         {
             let client = held.session.client();
-            let found = runtime::block_on(async move { session::holder_on(&client, key).await })
-                .map_err(|e| self.failed(e.to_string()))?
-                .map_err(|reason| self.failed(reason))?;
+            let limit = held.session.answer_within();
+            let found = runtime::block_on(async move {
+                session::within(limit, session::holder_on(&client, key)).await
+            })
+            .map_err(|e| self.failed(e.to_string()))?
+            .map_err(|reason| self.failed(reason))?;
             return Ok(found.map(|(name, pid)| Holder::from_session(name, pid)));
         }
         let prepared = self.prepared()?;
@@ -643,7 +672,7 @@ impl PgLock {
     /// through another instance: then a wait for it would never end.
     pub(crate) fn is_held_by_caller(&self, task: Option<&std::task::Waker>) -> bool {
         self.prepared().is_ok_and(|prepared| {
-            owner::held_by_caller(registry_device(&prepared.info.server), self.key as u64, task)
+            owner::held_by_caller(registry_device(&prepared.info), self.key as u64, task)
         })
     }
 
@@ -657,7 +686,7 @@ impl PgLock {
         if let (Some(held), Some(prepared)) = (&self.held, &self.prepared) {
             owner::hand_to_task(
                 held.owner,
-                registry_device(&prepared.info.server),
+                registry_device(&prepared.info),
                 self.key as u64,
                 task,
             );
@@ -666,11 +695,7 @@ impl PgLock {
 
     fn forget_held(&self, held: &Held) {
         if let Some(prepared) = &self.prepared {
-            owner::forget(
-                held.owner,
-                registry_device(&prepared.info.server),
-                self.key as u64,
-            );
+            owner::forget(held.owner, registry_device(&prepared.info), self.key as u64);
         }
     }
 }
@@ -711,6 +736,8 @@ struct Job {
     /// Fired from the moment the lock is taken: the watch starts on the runtime's thread, in
     /// the same hop as the lock query.
     signal: Arc<LossSignal>,
+    /// Set when the caller no longer wants the lock.
+    cancelled: Option<Arc<AtomicBool>>,
 }
 
 enum Outcome {
@@ -721,6 +748,18 @@ enum Outcome {
 
 impl Job {
     async fn run(self) -> Result<(Session, Arc<Token>), Outcome> {
+        match self.cancelled.clone() {
+            // A caller that went away (a dropped future) stops the wait within 100 ms; dropping
+            // the unfinished attempt drops its session, and with it anything the server granted.
+            Some(cancelled) => tokio::select! {
+                outcome = self.attempts() => outcome,
+                () = until_set(cancelled) => Err(Outcome::Busy(None)),
+            },
+            None => self.attempts().await,
+        }
+    }
+
+    async fn attempts(self) -> Result<(Session, Arc<Token>), Outcome> {
         let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
         let once = self.timeout == Some(Duration::ZERO);
         let info = &self.prepared.info;
@@ -742,7 +781,10 @@ impl Job {
                         return Err(Outcome::Failed(reason));
                     };
                     if deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(Outcome::Busy(None));
+                        return Err(Outcome::Failed(format!(
+                            "the connection dropped while waiting ({why}), and the server was \
+                             not back before the timeout: {reason}"
+                        )));
                     }
                     if since.elapsed() >= info.connect_timeout {
                         return Err(Outcome::Failed(format!(
@@ -760,39 +802,32 @@ impl Job {
                     continue;
                 }
             };
-            let result = if once {
-                session
+            let limit = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let result = match (deadline, limit) {
+                // No time left to wait (a zero timeout, or connecting took it all): the server
+                // still decides, with one try.
+                (_, Some(limit)) if once || limit.is_zero() => session
                     .try_lock(self.key)
                     .await
-                    .map(|token| Arc::new(Token::ready(token)))
-            } else {
-                let limit = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                match (deadline, limit) {
-                    (_, Some(limit)) if limit.is_zero() => Err(Refused::Busy),
-                    // The server ends the wait at `limit`; if it cannot say so (a partition),
-                    // the client gives up a little later, and the session goes with it.
-                    (Some(deadline), _) => tokio::time::timeout_at(
-                        deadline + self.lost_after,
-                        session.lock(self.key, limit),
-                    )
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Refused::Broken(format!(
-                            "no answer from the server for {:?} past the lock timeout",
-                            self.lost_after
-                        )))
-                    }),
-                    (None, _) => session.lock(self.key, None).await,
-                }
-                .map(|()| {
-                    let token = Arc::new(Token::default());
-                    session.read_token(
-                        Arc::clone(&token),
-                        Arc::clone(&self.signal),
-                        self.lost_after,
-                    );
-                    token
+                    .map(|token| Arc::new(Token::ready(token))),
+                // The server ends the wait at `limit`; if it cannot say so (a partition), the
+                // client gives up a little later, and the session goes with it.
+                (Some(deadline), _) => tokio::time::timeout_at(
+                    deadline + self.lost_after,
+                    session.lock(self.key, limit),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Refused::Broken(format!(
+                        "no answer from the server for {:?} past the lock timeout",
+                        self.lost_after
+                    )))
                 })
+                .map(|()| self.token_of(&session)),
+                (None, _) => session
+                    .lock(self.key, None)
+                    .await
+                    .map(|()| self.token_of(&session)),
             };
             match result {
                 Ok(token) => {
@@ -813,9 +848,9 @@ impl Job {
                     // The server freed whatever this session had: wait on in a new one.
                     drop(session);
                     if deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(Outcome::Busy(None));
+                        return Err(Outcome::Failed(reason));
                     }
-                    broken.get_or_insert((Instant::now(), reason));
+                    broken = Some((Instant::now(), reason));
                     backoff = Duration::from_millis(50);
                 }
                 Err(Refused::Broken(reason) | Refused::Failed(reason)) => {
@@ -823,6 +858,24 @@ impl Job {
                 }
             }
         }
+    }
+
+    /// The token of a lock just taken by a wait: read in the background (see `token.rs`).
+    fn token_of(&self, session: &Session) -> Arc<Token> {
+        let token = Arc::new(Token::default());
+        session.read_token(
+            Arc::clone(&token),
+            Arc::clone(&self.signal),
+            self.lost_after,
+        );
+        token
+    }
+}
+
+/// Returns once `flag` is set, looking ten times a second.
+async fn until_set(flag: Arc<AtomicBool>) {
+    while !flag.load(Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

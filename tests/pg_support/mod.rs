@@ -155,7 +155,8 @@ impl Cluster {
         let conf = format!(
             "listen_addresses = '*'\nport = {port}\nunix_socket_directories = '{dir}'\n\
              ssl = on\nssl_cert_file = '{dir}/server.crt'\nssl_key_file = '{dir}/server.key'\n\
-             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n",
+             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n\
+             max_prepared_transactions = 5\n",
             dir = dir.display()
         );
         append(&data.join("postgresql.conf"), &conf);
@@ -214,6 +215,10 @@ impl Cluster {
         cluster.psql(&format!(
             "CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'"
         ));
+        // A role whose sessions the server ends after 1.5 s of idleness, and a second database.
+        cluster.psql("CREATE ROLE pidlock_idle LOGIN SUPERUSER");
+        cluster.psql("ALTER ROLE pidlock_idle SET idle_session_timeout = '1500ms'");
+        cluster.psql("CREATE DATABASE other");
         cluster
     }
 
@@ -234,7 +239,16 @@ impl Cluster {
 
     /// Runs one SQL statement as `postgres` over the socket; returns its output, unaligned.
     pub fn psql(&self, sql: &str) -> String {
-        let output = Command::new(self.bin.join("psql"))
+        self.psql_all(&[sql])
+    }
+
+    /// Runs SQL statements one after the other in one session.
+    pub fn psql_all(&self, statements: &[&str]) -> String {
+        let mut command = Command::new(self.bin.join("psql"));
+        for sql in statements {
+            command.arg("-c").arg(sql);
+        }
+        let output = command
             .args([
                 "-X",
                 "-q",
@@ -251,13 +265,11 @@ impl Cluster {
             .arg(&self.dir)
             .arg("-p")
             .arg(self.port.to_string())
-            .arg("-c")
-            .arg(sql)
             .output()
             .unwrap();
         assert!(
             output.status.success(),
-            "psql -c {sql:?}: {}",
+            "psql -c {statements:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).trim().to_owned()

@@ -57,7 +57,7 @@ enum Stage {
 struct Handoff {
     slot: Mutex<Slot>,
     /// Set when the future is dropped: the helper stops waiting.
-    cancelled: AtomicBool,
+    cancelled: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -82,12 +82,14 @@ impl Handoff {
         let result = match job {
             Job::File { path, timeout } => {
                 let mut lock = PidLockFile::new(path);
-                lock.acquire_unless(timeout, Some(&self.cancelled))
+                lock.acquire_unless(timeout, Some(&*self.cancelled))
                     .map(|()| Guard::File(PidLockGuard::new(lock)))
                     .map_err(Error::from)
             }
             // A fleet lock's wait is on the server; a dropped future lets go of what it gets.
-            Job::Fleet(options) => super::acquire(&options),
+            Job::Fleet(options) => {
+                super::acquire_cancellable(&options, Some(Arc::clone(&self.cancelled)))
+            }
         };
         let mut slot = self.slot();
         match mem::replace(&mut *slot, Slot::Abandoned) {
@@ -148,7 +150,7 @@ impl Future for Acquire<'_> {
         };
         let handoff = Arc::new(Handoff {
             slot: Mutex::new(Slot::Waiting(cx.waker().clone())),
-            cancelled: AtomicBool::new(false),
+            cancelled: Arc::new(AtomicBool::new(false)),
         });
         let helper = Arc::clone(&handoff);
         let job = match this.options.fleet {

@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::pgpass;
+
 /// Connecting gives up after this long unless `connect_timeout` says otherwise: even
 /// `acquire(None)` never hangs on a server that does not answer.
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,9 +50,26 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("connect_timeout", Some("PGCONNECT_TIMEOUT")),
     ("options", Some("PGOPTIONS")),
     ("target_session_attrs", Some("PGTARGETSESSIONATTRS")),
-    // Accepted and ignored: the session's `application_name` carries the holder's identity.
+    ("channel_binding", Some("PGCHANNELBINDING")),
+    ("passfile", Some("PGPASSFILE")),
+    // Accepted and ignored: the session's `application_name` carries the holder's identity,
+    // and pidlock sets the keepalives and the user timeout itself (see `session.rs`).
     ("application_name", None),
     ("fallback_application_name", None),
+    ("keepalives", None),
+    ("keepalives_idle", None),
+    ("keepalives_interval", None),
+    ("keepalives_count", None),
+    ("tcp_user_timeout", None),
+    // Accepted and ignored, as harmless here: no GSSAPI, no compression, SNI always sent.
+    ("gssencmode", Some("PGGSSENCMODE")),
+    ("sslcompression", None),
+    ("sslsni", None),
+    ("sslnegotiation", None),
+    ("ssl_min_protocol_version", None),
+    ("ssl_max_protocol_version", None),
+    ("client_encoding", None),
+    ("connect_timeout_ms", None),
 ];
 
 /// What a server is called in messages when the string cannot even be parsed.
@@ -105,9 +124,12 @@ pub(crate) fn parse(
         config.password(password);
     }
 
-    let hosts: Vec<String> = match get("host") {
-        Some(hosts) => hosts.split(',').map(str::to_owned).collect(),
-        None => vec![default_host()],
+    let hostaddrs = get("hostaddr");
+    let hosts: Vec<String> = match (get("host"), &hostaddrs) {
+        (Some(hosts), _) => hosts.split(',').map(str::to_owned).collect(),
+        // An address without a name: TCP to that address, as in libpq.
+        (None, Some(addrs)) => addrs.split(',').map(|a| a.trim().to_owned()).collect(),
+        (None, None) => vec![default_host()],
     };
     let ports: Vec<u16> = match get("port") {
         Some(ports) => ports
@@ -129,7 +151,7 @@ pub(crate) fn parse(
             hosts.len()
         ));
     }
-    if let Some(addrs) = get("hostaddr") {
+    if let Some(addrs) = hostaddrs {
         for addr in addrs.split(',') {
             let ip: IpAddr = addr
                 .trim()
@@ -150,7 +172,11 @@ pub(crate) fn parse(
             config.host(host);
         }
         config.port(port);
-        shown.push(format!("{host}:{port}"));
+        if host.contains(':') {
+            shown.push(format!("[{host}]:{port}"));
+        } else {
+            shown.push(format!("{host}:{port}"));
+        }
     }
     if ports.len() == 1 && hosts.len() > 1 {
         // tokio-postgres wants one port per host, or a single port for all.
@@ -188,6 +214,32 @@ pub(crate) fn parse(
             }
         },
     };
+    match get("channel_binding").as_deref() {
+        None | Some("prefer") => {}
+        Some("disable") => {
+            config.channel_binding(tokio_postgres::config::ChannelBinding::Disable);
+        }
+        Some("require") => {
+            config.channel_binding(tokio_postgres::config::ChannelBinding::Require);
+        }
+        Some(other) => return Err(format!("invalid channel_binding value: \"{other}\"")),
+    }
+    if config.get_password().is_none() {
+        let passfile = get("passfile")
+            .map(PathBuf::from)
+            .or_else(|| env("HOME").map(|home| Path::new(&home).join(".pgpass")));
+        if let Some(passfile) = passfile
+            && let Some(password) = pgpass::lookup(
+                &passfile,
+                &hosts[0],
+                ports[0],
+                config.get_dbname().unwrap_or_default(),
+                &user,
+            )
+        {
+            config.password(password);
+        }
+    }
     match get("target_session_attrs").as_deref() {
         None | Some("any") => {}
         Some("read-write") => {
@@ -331,9 +383,10 @@ fn parse_url(url: &str) -> Result<Vec<(String, String)>, String> {
         if param.is_empty() {
             continue;
         }
+        // Never the text itself: a password with an unencoded `?` or `@` lands here.
         let (key, value) = param
             .split_once('=')
-            .ok_or_else(|| format!("invalid URI query parameter: \"{param}\""))?;
+            .ok_or("invalid URI query parameter (expected key=value; percent-encode `?`, `@`, `/` and `:` in a password)")?;
         let key = match decode(key)?.as_str() {
             // libpq's aliases for the server's own parameter names.
             "ssl" if value == "true" => ("sslmode".to_owned(), "require".to_owned()),
@@ -375,7 +428,7 @@ fn decode(s: &str) -> Result<String, String> {
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("invalid percent-encoded token: \"{s}\""))?;
+                .ok_or("invalid percent-encoding in the URL")?;
             out.push(hex);
             i += 3;
         } else {
@@ -383,7 +436,7 @@ fn decode(s: &str) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| format!("invalid percent-encoded token: \"{s}\""))
+    String::from_utf8(out).map_err(|_| "invalid percent-encoding in the URL (not UTF-8)".to_owned())
 }
 
 #[cfg(test)]
@@ -474,7 +527,10 @@ mod tests {
             ),
             ("user=x port=99999", "invalid port number: \"99999\""),
             ("postgres://x@[::1/db", "missing \"]\""),
-            ("postgres://x@h/db?%zz=1", "invalid percent-encoded token"),
+            (
+                "postgres://x@h/db?%zz=1",
+                "invalid percent-encoding in the URL",
+            ),
             (
                 "user=x connect_timeout=soon",
                 "invalid integer value \"soon\"",
@@ -495,6 +551,6 @@ mod tests {
             &[Host::Tcp("::1".to_owned()), Host::Tcp("db2".to_owned())]
         );
         assert_eq!(info.config.get_ports(), &[5433, 5432]);
-        assert_eq!(info.server, "PostgreSQL at ::1:5433,db2:5432");
+        assert_eq!(info.server, "PostgreSQL at [::1]:5433,db2:5432");
     }
 }

@@ -8,31 +8,62 @@
 use std::future::Future;
 use std::io;
 use std::process;
-use std::sync::{OnceLock, mpsc};
+use std::sync::{Arc, mpsc};
 
+use arc_swap::ArcSwapOption;
 use tokio::runtime::{Builder, Runtime};
 
-/// The runtime, and the process that built it: its threads do not exist in a forked child.
-static RUNTIME: OnceLock<Result<(Runtime, u32), String>> = OnceLock::new();
+/// The runtime, and the process that built it: its threads do not exist in a forked child, which
+/// builds one of its own. Lock-free, so that a child forked while another thread was building
+/// one finds no lock held.
+static RUNTIME: ArcSwapOption<(u32, Runtime)> = ArcSwapOption::const_empty();
 
-fn runtime() -> io::Result<&'static Runtime> {
-    let built = RUNTIME.get_or_init(|| {
-        Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("pidlock-postgres")
-            .enable_io()
-            .enable_time()
-            .build()
-            .map(|runtime| (runtime, process::id()))
-            .map_err(|e| format!("cannot start the PostgreSQL client's thread: {e}"))
-    });
-    match built {
-        Ok((runtime, pid)) if *pid == process::id() => Ok(runtime),
-        Ok(_) => Err(io::Error::other(
-            "a process forked from the one that used a PgLock cannot use PgLock: its connection \
-             thread was not forked with it",
-        )),
-        Err(message) => Err(io::Error::other(message.clone())),
+fn runtime() -> io::Result<Arc<(u32, Runtime)>> {
+    let me = process::id();
+    let mut ours: Option<Arc<(u32, Runtime)>> = None;
+    loop {
+        let current = RUNTIME.load_full();
+        if let Some(current) = &current
+            && current.0 == me
+        {
+            return Ok(Arc::clone(current));
+        }
+        let built = match &ours {
+            Some(built) => Arc::clone(built),
+            None => {
+                let runtime = Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("pidlock-postgres")
+                    .enable_io()
+                    .enable_time()
+                    .build()
+                    .map_err(|e| {
+                        io::Error::other(format!(
+                            "cannot start the PostgreSQL client's thread: {e}"
+                        ))
+                    })?;
+                let built = Arc::new((me, runtime));
+                ours = Some(Arc::clone(&built));
+                built
+            }
+        };
+        let previous = RUNTIME.compare_and_swap(&current, Some(Arc::clone(&built)));
+        let swapped = match (&*previous, &current) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if swapped {
+            // Never dropped: its tasks drive the sessions of held locks for as long as the
+            // process lives, and a parent's runtime, inherited across fork, has no threads here
+            // to shut down (dropping it would wait for them forever).
+            std::mem::forget(Arc::clone(&built));
+            if let Some(parents) = current {
+                std::mem::forget(parents);
+            }
+            return Ok(built);
+        }
+        // Another thread stored one first: look again.
     }
 }
 
@@ -45,7 +76,7 @@ where
     F::Output: Send + 'static,
 {
     let (tx, rx) = mpsc::sync_channel(1);
-    runtime()?.spawn(async move {
+    runtime()?.1.spawn(async move {
         let _ = tx.send(future.await);
     });
     rx.recv()

@@ -21,6 +21,7 @@
 //! can get in. This is the Kubernetes lease's order (renew deadline before lease duration),
 //! with a margin as large as the deadline itself.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -62,9 +63,30 @@ pub(crate) struct Session {
     watch: Arc<Mutex<Watch>>,
     driver: JoinHandle<()>,
     pinger: Option<JoinHandle<()>>,
+    /// How long any statement but the lock wait may take before the server counts as silent:
+    /// the connection string's `connect_timeout`.
+    answer_within: Duration,
+    /// Statements started and not finished: one whose caller gave up on it (a cancelled or
+    /// timed-out wait, a silent server) stays counted.
+    pending: AtomicUsize,
 }
 
-/// The server-side settings that order the two bounds (see the module documentation).
+/// `future`, or the reason it did not finish within `limit`: no call waits forever on a server
+/// that stopped answering.
+pub(crate) async fn within<T>(
+    limit: Duration,
+    future: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(limit, future)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer from the server within {limit:?}")))
+}
+
+/// The server-side settings of every session: those that order the two bounds (see the module
+/// documentation); no server timeout that could end a holder's session; and a check, twice a
+/// second while a statement runs, that the client is still there, so that a waiter that went
+/// away (killed, or a cancelled wait whose connection was cut) stops waiting at once instead of
+/// being granted the lock later, to nobody. These need PostgreSQL 14 or later.
 fn session_options(user_options: Option<&str>, lost_after: Duration) -> String {
     let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
     let idle = secs(lost_after).max(1);
@@ -76,7 +98,8 @@ fn session_options(user_options: Option<&str>, lost_after: Duration) -> String {
     let ours = format!(
         "-c tcp_keepalives_idle={idle} -c tcp_keepalives_interval={interval} \
          -c tcp_keepalives_count=4 -c tcp_user_timeout={user_timeout} -c statement_timeout=0 \
-         -c lock_timeout=0"
+         -c lock_timeout=0 -c idle_session_timeout=0 -c idle_in_transaction_session_timeout=0 \
+         -c client_connection_check_interval=500"
     );
     match user_options {
         Some(theirs) => format!("{theirs} {ours}"),
@@ -136,8 +159,18 @@ impl Session {
             .tcp_user_timeout(lost_after.saturating_mul(2));
         let watch = Arc::new(Mutex::new(Watch::default()));
         let connecting = async {
+            // libpq never uses TLS on a Unix socket, whatever sslmode says.
+            let local = config
+                .get_hosts()
+                .iter()
+                .all(|host| !matches!(host, tokio_postgres::config::Host::Tcp(_)));
             match (info.ssl_mode, tls) {
                 (SslMode::Disable, _) | (_, None) => {
+                    config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                    let (client, connection) = config.connect(NoTls).await?;
+                    Ok((client, tokio::spawn(drive(connection, Arc::clone(&watch)))))
+                }
+                (_, Some(_)) if local => {
                     config.ssl_mode(tokio_postgres::config::SslMode::Disable);
                     let (client, connection) = config.connect(NoTls).await?;
                     Ok((client, tokio::spawn(drive(connection, Arc::clone(&watch)))))
@@ -158,6 +191,8 @@ impl Session {
                 watch,
                 driver,
                 pinger: None,
+                answer_within: info.connect_timeout,
+                pending: AtomicUsize::new(0),
             }),
             Ok(Err(error)) => Err(describe(&error)),
             Err(_) => Err(format!(
@@ -170,12 +205,18 @@ impl Session {
     /// `pg_try_advisory_lock`: the fencing token if it was free. One round trip (see
     /// [`unlock`](Self::unlock)).
     pub(crate) async fn try_lock(&self, key: i64) -> Result<u64, Refused> {
-        let messages = self
-            .client
-            .simple_query(&format!(
-                "SELECT CASE WHEN pg_try_advisory_lock({key}) THEN pg_current_xact_id()::text END"
-            ))
+        let sql = format!(
+            "SELECT CASE WHEN pg_try_advisory_lock({key}) THEN pg_current_xact_id()::text END"
+        );
+        let query = self.pending(self.client.simple_query(&sql));
+        let messages = tokio::time::timeout(self.answer_within, query)
             .await
+            .map_err(|_| {
+                Refused::Broken(format!(
+                    "no answer from the server within {:?}",
+                    self.answer_within
+                ))
+            })?
             .map_err(|e| refusal(&e))?;
         for message in messages {
             if let SimpleQueryMessage::Row(row) = message {
@@ -200,11 +241,18 @@ impl Session {
             ),
             None => format!("SELECT pg_advisory_lock({key})"),
         };
-        self.client
-            .simple_query(&sql)
+        self.pending(self.client.simple_query(&sql))
             .await
             .map(drop)
             .map_err(|e| refusal(&e))
+    }
+
+    /// Runs one statement's `future`, counted as pending until it finishes.
+    async fn pending<T>(&self, future: impl std::future::Future<Output = T>) -> T {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let output = future.await;
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+        output
     }
 
     /// Reads the fencing token of the lock just taken into `token`, in the background: the next
@@ -244,11 +292,12 @@ impl Session {
     /// (our own integer) written out: one round trip, where a prepared statement takes two, and
     /// the next holder waits for this one.
     pub(crate) async fn unlock(&self, key: i64) -> Result<bool, String> {
-        let messages = self
-            .client
-            .simple_query(&format!("SELECT pg_advisory_unlock({key})"))
-            .await
-            .map_err(|e| describe(&e))?;
+        let sql = format!("SELECT pg_advisory_unlock({key})");
+        let query = self.pending(self.client.simple_query(&sql));
+        let messages = within(self.answer_within, async {
+            query.await.map_err(|e| describe(&e))
+        })
+        .await?;
         for message in messages {
             if let SimpleQueryMessage::Row(row) = message {
                 return Ok(row.get(0) == Some("t"));
@@ -259,7 +308,16 @@ impl Session {
 
     /// The session holding `key` in this database, if any (see [`holder_on`]).
     pub(crate) async fn holder(&self, key: i64) -> Result<Option<(String, u32)>, String> {
-        holder_on(&self.client, key).await
+        within(
+            self.answer_within,
+            self.pending(holder_on(&self.client, key)),
+        )
+        .await
+    }
+
+    /// How long a statement may take before the server counts as silent.
+    pub(crate) fn answer_within(&self) -> Duration {
+        self.answer_within
     }
 
     /// The client, for queries that outlive a borrow of the session.
@@ -301,9 +359,20 @@ impl Drop for Session {
         if let Some(pinger) = &self.pinger {
             pinger.abort();
         }
-        // Dropping the last client makes the driver send Terminate and finish; if the caller
-        // is a forked child, it never reaches a runtime thread anyway (see `PgLock`).
-        let _ = &self.driver;
+        // Dropping the last client makes the driver send Terminate and finish, but only once
+        // every pending statement has its answer. A wait nobody wants any more (the server
+        // would grant it later, to nobody) or a statement to a silent server would keep the
+        // session: cut the connection instead, and the server ends the session at once.
+        let lost = self
+            .watch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .signal
+            .as_ref()
+            .is_some_and(|signal| signal.lost().is_some());
+        if self.pending.load(Ordering::Relaxed) > 0 || lost {
+            self.driver.abort();
+        }
     }
 }
 
