@@ -489,7 +489,10 @@ fn p12_unexpected_errors_are_lock_failed_not_unlocked() {
     let err = PidLockFile::new(&path)
         .acquire(Some(Duration::ZERO))
         .unwrap_err();
-    let LockError::LockFailed { path: p, source, .. } = &err else {
+    let LockError::LockFailed {
+        path: p, source, ..
+    } = &err
+    else {
         panic!("{err:?}")
     };
     assert_eq!(p, &path);

@@ -70,7 +70,10 @@ impl Admin {
             .build()
             .unwrap();
         let connection = runtime
-            .block_on(sqlx::PgConnection::connect(&format!("{}?sslmode=disable", pg.url())))
+            .block_on(sqlx::PgConnection::connect(&format!(
+                "{}?sslmode=disable",
+                pg.url()
+            )))
             .unwrap();
         Admin {
             runtime,
@@ -112,7 +115,10 @@ fn seed_contract_on_postgres() {
     assert!(!first.is_locked().unwrap());
     assert!(!first.i_am_locking());
     assert_eq!(first.holder().unwrap(), None);
-    assert!(matches!(first.release(), Err(UnlockError::NotLocked { .. })));
+    assert!(matches!(
+        first.release(),
+        Err(UnlockError::NotLocked { .. })
+    ));
 
     first.acquire(None).unwrap();
     assert!(first.is_locked().unwrap());
@@ -191,12 +197,18 @@ fn seed_contract_on_postgres() {
     assert!(!first.i_am_locking());
     let mut next = waiter.join().unwrap().unwrap();
     // The waiter holds it now.
-    assert!(matches!(first.release(), Err(UnlockError::NotMyLock { .. })));
+    assert!(matches!(
+        first.release(),
+        Err(UnlockError::NotMyLock { .. })
+    ));
     assert!(next.i_am_locking());
     assert!(next.fencing_token() > token, "tokens must grow");
     next.release().unwrap();
     assert!(!PgLock::new(&url, &name).is_locked().unwrap());
-    assert!(matches!(first.release(), Err(UnlockError::NotLocked { .. })));
+    assert!(matches!(
+        first.release(),
+        Err(UnlockError::NotLocked { .. })
+    ));
 
     // The guard releases on drop.
     {
@@ -258,7 +270,10 @@ fn a_terminated_session_is_reported_lost_within_200ms() {
     let took = Duration::from_nanos((at.saturating_sub(sent)) as u64);
     eprintln!("pg_terminate_backend to the holder's loss report: {took:?}");
     assert!(took < Duration::from_millis(200), "{took:?}: {line}");
-    assert!(parts.next().unwrap().contains("terminating connection"), "{line}");
+    assert!(
+        parts.next().unwrap().contains("terminating connection"),
+        "{line}"
+    );
     holder.send("status");
     assert_eq!(holder.next_report(), "status false true");
     holder.send("release");
@@ -331,7 +346,10 @@ fn single_instance_on_postgres_refuses_a_second_copy_and_fails_closed_on_a_loss(
     assert!(handled.next_report().starts_with("running "));
     admin.terminate(handled.id());
     let line = handled.next_report();
-    assert!(line.starts_with(&format!("on_lost: {name} lost its lock")), "{line}");
+    assert!(
+        line.starts_with(&format!("on_lost: {name} lost its lock")),
+        "{line}"
+    );
     handled.send("return");
     assert_eq!(handled.next_report(), "returned");
     assert_eq!(handled.wait().code(), Some(0));
@@ -349,9 +367,8 @@ fn contention_six_processes_fifty_rounds_with_kills_never_overlap() {
     const PROCESSES: usize = 6;
     const ROUNDS: usize = 50;
     let log_str = log.to_str().unwrap().to_owned();
-    let spawn = |rounds: usize| {
-        pg_helper(&["contend", &conninfo, &name, &rounds.to_string(), &log_str])
-    };
+    let spawn =
+        |rounds: usize| pg_helper(&["contend", &conninfo, &name, &rounds.to_string(), &log_str]);
     let completed_by = |pid: u32| -> usize {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
@@ -409,7 +426,11 @@ fn contention_six_processes_fifty_rounds_with_kills_never_overlap() {
         .filter(|l| !l.starts_with("start "))
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
-            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().unwrap())
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
         })
         .collect();
     let starts: Vec<(u128, u64)> = text
@@ -420,7 +441,11 @@ fn contention_six_processes_fifty_rounds_with_kills_never_overlap() {
             (f[0].parse().unwrap(), f[1].parse().unwrap())
         })
         .collect();
-    assert_eq!(holds.len(), PROCESSES * ROUNDS, "every owed hold was completed");
+    assert_eq!(
+        holds.len(),
+        PROCESSES * ROUNDS,
+        "every owed hold was completed"
+    );
     holds.sort_unstable();
     for pair in holds.windows(2) {
         assert!(pair[1].0 >= pair[0].1, "two holders at once: {pair:?}");
@@ -471,7 +496,12 @@ fn sqlx_s_lock_of_the_same_name_keeps_pglock_out() {
     let url = pg.url();
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["--exact", "sqlx_holder_process", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "sqlx_holder_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("PIDLOCK_SQLX_URL", format!("{url}?sslmode=disable"))
         .env("PIDLOCK_SQLX_NAME", &name);
     let mut sqlx_holder = Proc::spawn(command);
@@ -501,7 +531,10 @@ fn tls_verify_full_with_the_test_ca_and_a_clear_failure_with_a_wrong_one() {
         return;
     };
     let name = unique("tls");
-    let base = format!("port={} user=postgres dbname=postgres connect_timeout=5", pg.port);
+    let base = format!(
+        "port={} user=postgres dbname=postgres connect_timeout=5",
+        pg.port
+    );
     let verify = |host: &str, mode: &str, ca: &std::path::Path| {
         format!("{base} {host} sslmode={mode} sslrootcert={}", ca.display())
     };
@@ -584,7 +617,11 @@ fn bad_input_and_a_bad_network_fail_with_one_readable_line_in_time() {
             "password authentication failed",
         ),
         (
-            &format!("host=localhost port={} user=postgres sslmode=verify-full sslrootcert={}", pg.port, pg.wrong_ca.display()),
+            &format!(
+                "host=localhost port={} user=postgres sslmode=verify-full sslrootcert={}",
+                pg.port,
+                pg.wrong_ca.display()
+            ),
             "certificate",
         ),
         (
@@ -592,7 +629,10 @@ fn bad_input_and_a_bad_network_fail_with_one_readable_line_in_time() {
             "no answer from the server within 2s",
         ),
         (
-            &format!("host=localhost port={} user=postgres sslmode=verify-full sslrootcert=/nonexistent/ca.pem", pg.port),
+            &format!(
+                "host=localhost port={} user=postgres sslmode=verify-full sslrootcert=/nonexistent/ca.pem",
+                pg.port
+            ),
             "cannot read sslrootcert /nonexistent/ca.pem",
         ),
     ];

@@ -67,7 +67,10 @@ fn a_restart_is_reported_as_a_loss_and_a_waiter_reconnects_and_gets_in() {
     // lock is free now that the holder's session is gone.
     let line = waiter.next_report();
     let next: u64 = report(&line, "locked")[1].parse().unwrap();
-    assert!(next > token, "fencing tokens survive a restart: {next} > {token}");
+    assert!(
+        next > token,
+        "fencing tokens survive a restart: {next} > {token}"
+    );
 }
 
 /// A network namespace with a veth pair to the root namespace, removed on drop.
@@ -93,7 +96,15 @@ impl Netns {
         for command in [
             vec!["ip", "netns", "add", &netns.name],
             vec![
-                "ip", "link", "add", &netns.outside, "type", "veth", "peer", "name", &netns.inside,
+                "ip",
+                "link",
+                "add",
+                &netns.outside,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &netns.inside,
             ],
             vec!["ip", "link", "set", &netns.inside, "netns", &netns.name],
             vec![
@@ -118,11 +129,32 @@ impl Netns {
                 &netns.inside,
             ],
             vec![
-                "ip", "netns", "exec", &netns.name, "ip", "link", "set", &netns.inside, "up",
+                "ip",
+                "netns",
+                "exec",
+                &netns.name,
+                "ip",
+                "link",
+                "set",
+                &netns.inside,
+                "up",
             ],
-            vec!["ip", "netns", "exec", &netns.name, "ip", "link", "set", "lo", "up"],
+            vec![
+                "ip",
+                "netns",
+                "exec",
+                &netns.name,
+                "ip",
+                "link",
+                "set",
+                "lo",
+                "up",
+            ],
         ] {
-            let output = Command::new(command[0]).args(&command[1..]).output().unwrap();
+            let output = Command::new(command[0])
+                .args(&command[1..])
+                .output()
+                .unwrap();
             assert!(
                 output.status.success(),
                 "{command:?}: {} (the partition test needs root and iproute2)",
@@ -136,15 +168,28 @@ impl Netns {
     /// the server is lost without a word, both ways.
     fn partition(&self) {
         let output = Command::new("ip")
-            .args(["netns", "exec", &self.name, "ip", "link", "set", &self.inside, "down"])
+            .args([
+                "netns",
+                "exec",
+                &self.name,
+                "ip",
+                "link",
+                "set",
+                &self.inside,
+                "down",
+            ])
             .output()
             .unwrap();
         assert!(output.status.success(), "{output:?}");
     }
 
     fn cleanup(&self) {
-        let _ = Command::new("ip").args(["link", "del", &self.outside]).output();
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.outside])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -197,10 +242,19 @@ fn a_partitioned_holder_gives_up_within_lost_after_and_before_the_server_frees_t
     );
     // Within lost_after of the last answered ping, which came before the cut; a little slack
     // for a loaded machine.
-    assert!(gave_up <= LOST_AFTER + Duration::from_millis(500), "{gave_up:?}");
-    assert!(lost_at < taken_at, "the holder must give up first: {lost} / {taken}");
+    assert!(
+        gave_up <= LOST_AFTER + Duration::from_millis(500),
+        "{gave_up:?}"
+    );
+    assert!(
+        lost_at < taken_at,
+        "the holder must give up first: {lost} / {taken}"
+    );
     // The server's bound: about 2 × lost_after after it last heard from the holder, at most
     // about 2.25 × (see `session.rs`), plus the time to hand the lock over.
     assert!(freed >= LOST_AFTER, "{freed:?}");
-    assert!(freed <= LOST_AFTER * 3 + Duration::from_secs(2), "{freed:?}");
+    assert!(
+        freed <= LOST_AFTER * 3 + Duration::from_secs(2),
+        "{freed:?}"
+    );
 }

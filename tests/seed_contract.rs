@@ -236,7 +236,10 @@ fn lock_failed_in_a_missing_directory_names_the_path_and_the_cause() {
     let scratch = Scratch::new("missingdir");
     let path = scratch.path("no/such/dir/app.pid");
     let err = PidLockFile::new(&path).acquire(None).unwrap_err();
-    let LockError::LockFailed { path: p, source, .. } = &err else {
+    let LockError::LockFailed {
+        path: p, source, ..
+    } = &err
+    else {
         panic!("expected LockFailed, got {err:?}")
     };
     assert_eq!(p, &path);

@@ -238,9 +238,7 @@ fn acquire_fleet(options: &Options, fleet: &Fleet) -> Result<Guard, Error> {
     if wait != Some(Duration::ZERO) {
         match lock.acquire(Some(Duration::ZERO)) {
             Ok(()) => return Ok(Guard::Fleet(crate::PgLockGuard::new(lock))),
-            Err(LockError::AlreadyLocked { pid, host, .. })
-                if !lock.is_held_by_caller() =>
-            {
+            Err(LockError::AlreadyLocked { pid, host, .. }) if !lock.is_held_by_caller() => {
                 if !options.quiet {
                     let holder = fleet_holder(pid, host.as_deref());
                     eprintln!(

@@ -110,9 +110,8 @@ extern crate self as pidlock;
 pub mod __private {
     pub use crate::instance::{
         Acquire, ConflictError, Fleet, Function, FutureReturned, Guard, Main, MainExitCode,
-        NoUnwind, NotAFuture, Options, OtherConflict, PlainReturned, ResultConflict,
-        ResultContext, Returns, UnwindContext, acquire, acquire_async, exit, fleet, on_lost,
-        panic, path_from,
+        NoUnwind, NotAFuture, Options, OtherConflict, PlainReturned, ResultConflict, ResultContext,
+        Returns, UnwindContext, acquire, acquire_async, exit, fleet, on_lost, panic, path_from,
     };
     pub use crate::loss::Lost;
     pub use core::time::Duration;

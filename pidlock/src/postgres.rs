@@ -167,9 +167,7 @@ fn identity() -> String {
 }
 
 fn parse_identity(application_name: &str) -> Option<(u32, String)> {
-    let (pid, host) = application_name
-        .strip_prefix("pidlock ")?
-        .split_once('@')?;
+    let (pid, host) = application_name.strip_prefix("pidlock ")?.split_once('@')?;
     Some((pid.parse().ok()?, host.to_owned()))
 }
 
@@ -384,8 +382,7 @@ impl PgLock {
         self.prepared = Some(prepared.clone());
         let server = prepared.info.server.clone();
         let device = registry_device(&server);
-        if timeout != Some(Duration::ZERO) && owner::held_by_caller(device, self.key as u64, None)
-        {
+        if timeout != Some(Duration::ZERO) && owner::held_by_caller(device, self.key as u64, None) {
             return Err(self.busy(Some(Duration::ZERO), None, true));
         }
         let job = Job {
@@ -532,9 +529,13 @@ impl PgLock {
         let prepared = self.prepared()?;
         let lost_after = self.lost_after;
         let found = runtime::block_on(async move {
-            let session =
-                Session::connect(&prepared.info, prepared.tls.as_ref(), &identity(), lost_after)
-                    .await?;
+            let session = Session::connect(
+                &prepared.info,
+                prepared.tls.as_ref(),
+                &identity(),
+                lost_after,
+            )
+            .await?;
             session.holder(key).await
         })
         .map_err(|e| self.failed(e.to_string()))?
@@ -583,16 +584,15 @@ impl PgLock {
         if let Some(prepared) = &self.prepared {
             return Ok(prepared.clone());
         }
-        let info = conninfo::parse(&self.conninfo, &env_var).map_err(|reason| {
-            LockError::LockFailed {
+        let info =
+            conninfo::parse(&self.conninfo, &env_var).map_err(|reason| LockError::LockFailed {
                 path: self.path(),
                 source: io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!("bad connection string: {reason}"),
                 ),
                 server: Some(UNPARSED_SERVER.to_owned()),
-            }
-        })?;
+            })?;
         let tls = tls::connector(info.ssl_mode, info.root_cert.as_deref()).map_err(|reason| {
             LockError::LockFailed {
                 path: self.path(),
@@ -646,7 +646,11 @@ impl PgLock {
     /// it would never end.
     pub(crate) fn is_held_by_caller(&self) -> bool {
         self.prepared().is_ok_and(|prepared| {
-            owner::held_by_caller(registry_device(&prepared.info.server), self.key as u64, None)
+            owner::held_by_caller(
+                registry_device(&prepared.info.server),
+                self.key as u64,
+                None,
+            )
         })
     }
 

@@ -54,10 +54,18 @@ pub fn cluster() -> Option<&'static Cluster> {
 }
 
 fn find_bin() -> PathBuf {
-    let has_all = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file());
+    let has_all = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
     if let Some(dir) = std::env::var_os("PG_BIN") {
         let dir = PathBuf::from(dir);
-        assert!(has_all(&dir), "PG_BIN={} has no initdb, pg_ctl and postgres", dir.display());
+        assert!(
+            has_all(&dir),
+            "PG_BIN={} has no initdb, pg_ctl and postgres",
+            dir.display()
+        );
         return dir;
     }
     let mut debian: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
@@ -115,7 +123,9 @@ impl Cluster {
         let data = dir.join("data");
         let (ca, wrong_ca) = make_certificates(&dir);
         if as_postgres {
-            run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir));
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir));
         }
         let cluster_cmd = |program: &str| {
             let mut command = if as_postgres {
@@ -129,7 +139,16 @@ impl Cluster {
             command
         };
         run(cluster_cmd("initdb")
-            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "-D"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
             .arg(&data));
         let port = free_port();
         let conf = format!(
@@ -163,7 +182,11 @@ impl Cluster {
         // The watchdog stops the cluster and removes it when our end of its stdin closes.
         let stop = format!(
             "read _; {run} {pg_ctl} -D {data} stop -m immediate -w -t 30 >/dev/null 2>&1; rm -rf {dir}",
-            run = if as_postgres { "runuser -u postgres --" } else { "" },
+            run = if as_postgres {
+                "runuser -u postgres --"
+            } else {
+                ""
+            },
             pg_ctl = bin.join("pg_ctl").display(),
             data = data.display(),
             dir = dir.display()
@@ -201,13 +224,28 @@ impl Cluster {
 
     /// The same over the Unix socket.
     pub fn socket_conninfo(&self) -> String {
-        format!("host={} port={} user=postgres dbname=postgres", self.dir.display(), self.port)
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.dir.display(),
+            self.port
+        )
     }
 
     /// Runs one SQL statement as `postgres` over the socket; returns its output, unaligned.
     pub fn psql(&self, sql: &str) -> String {
         let output = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres"])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
             .arg("-h")
             .arg(&self.dir)
             .arg("-p")
@@ -228,7 +266,8 @@ impl Cluster {
     pub fn restart(&self) {
         let mut command = if self.as_postgres {
             let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(self.bin.join("pg_ctl"));
+            c.args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"));
             c
         } else {
             Command::new(self.bin.join("pg_ctl"))

@@ -57,7 +57,10 @@ const KEYS: &[(&str, Option<&str>)] = &[
 pub(crate) const UNPARSED_SERVER: &str = "PostgreSQL";
 
 /// Parses `conninfo`, taking what it leaves out from `env` (libpq's `PG*` variables).
-pub(crate) fn parse(conninfo: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnInfo, String> {
+pub(crate) fn parse(
+    conninfo: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ConnInfo, String> {
     let given = if conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://") {
         parse_url(conninfo)?
     } else {
@@ -178,7 +181,11 @@ pub(crate) fn parse(conninfo: &str, env: &dyn Fn(&str) -> Option<String>) -> Res
             Ok(secs) if secs <= 0 => DEFAULT_CONNECT_TIMEOUT,
             // libpq's minimum.
             Ok(secs) => Duration::from_secs(secs.unsigned_abs().max(2)),
-            Err(_) => return Err(format!("invalid integer value \"{secs}\" for connection option \"connect_timeout\"")),
+            Err(_) => {
+                return Err(format!(
+                    "invalid integer value \"{secs}\" for connection option \"connect_timeout\""
+                ));
+            }
         },
     };
     match get("target_session_attrs").as_deref() {
@@ -398,7 +405,10 @@ mod tests {
         assert_eq!(info.config.get_user(), Some("alice"));
         assert_eq!(info.config.get_password(), Some(&b"s@cret"[..]));
         assert_eq!(info.config.get_dbname(), Some("reports"));
-        assert_eq!(info.config.get_hosts(), &[Host::Tcp("db.internal".to_owned())]);
+        assert_eq!(
+            info.config.get_hosts(),
+            &[Host::Tcp("db.internal".to_owned())]
+        );
         assert_eq!(info.config.get_ports(), &[6543]);
         assert_eq!(info.ssl_mode, SslMode::VerifyFull);
         assert_eq!(info.root_cert.as_deref(), Some(Path::new("/etc/ca.pem")));
@@ -452,14 +462,23 @@ mod tests {
     #[test]
     fn malformed_strings_get_one_line_reasons() {
         for (conninfo, expected) in [
-            ("host=a bogus=1 user=x", "invalid connection option \"bogus\""),
+            (
+                "host=a bogus=1 user=x",
+                "invalid connection option \"bogus\"",
+            ),
             ("host", "missing \"=\" after \"host\""),
             ("user=x password='open", "unterminated quoted string"),
-            ("user=x sslmode=sometimes", "invalid sslmode value: \"sometimes\""),
+            (
+                "user=x sslmode=sometimes",
+                "invalid sslmode value: \"sometimes\"",
+            ),
             ("user=x port=99999", "invalid port number: \"99999\""),
             ("postgres://x@[::1/db", "missing \"]\""),
             ("postgres://x@h/db?%zz=1", "invalid percent-encoded token"),
-            ("user=x connect_timeout=soon", "invalid integer value \"soon\""),
+            (
+                "user=x connect_timeout=soon",
+                "invalid integer value \"soon\"",
+            ),
             ("user=x sslcert=/c.pem", "does not send client certificates"),
         ] {
             let error = parse(conninfo, &no_env).unwrap_err();

@@ -68,7 +68,10 @@ fn session_options(user_options: Option<&str>, lost_after: Duration) -> String {
     let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
     let idle = secs(lost_after).max(1);
     let interval = secs(lost_after / 4).max(1);
-    let user_timeout = lost_after.as_millis().saturating_mul(2).min(i32::MAX as u128);
+    let user_timeout = lost_after
+        .as_millis()
+        .saturating_mul(2)
+        .min(i32::MAX as u128);
     let ours = format!(
         "-c tcp_keepalives_idle={idle} -c tcp_keepalives_interval={interval} \
          -c tcp_keepalives_count=4 -c tcp_user_timeout={user_timeout} -c statement_timeout=0 \
@@ -140,9 +143,7 @@ impl Session {
                 }
                 (mode, Some(tls)) => {
                     config.ssl_mode(match mode {
-                        SslMode::Allow | SslMode::Prefer => {
-                            tokio_postgres::config::SslMode::Prefer
-                        }
+                        SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
                         _ => tokio_postgres::config::SslMode::Require,
                     });
                     let (client, connection) = config.connect(tls.clone()).await?;
@@ -308,9 +309,7 @@ async fn ping(client: Arc<Client>, signal: Arc<LossSignal>, lost_after: Duration
                 return;
             }
             Err(_) => {
-                signal.fire(&format!(
-                    "no answer from the server for {lost_after:?}"
-                ));
+                signal.fire(&format!("no answer from the server for {lost_after:?}"));
                 return;
             }
         }
