@@ -152,6 +152,9 @@ impl LossSignal {
             State::Lost(lost) => Some(lost.clone()),
             State::Held | State::Released => {
                 *state = State::Released;
+                drop(state);
+                // A `LossWatch::wait` blocked on another thread ends at the release too.
+                self.changed.notify_all();
                 None
             }
         }
