@@ -97,9 +97,10 @@ pub fn on_lost<F: Fn(&Lost) + Send + Sync + 'static>(handler: F) -> OnLost {
 pub enum Guard {
     /// A lock file.
     File(PidLockGuard),
-    /// A fleet lock.
+    /// A fleet lock, boxed: its connection settings make it several times the size of a file
+    /// guard, and every `Result<Guard, _>` would carry that.
     #[cfg(feature = "postgres")]
-    Fleet(crate::PgLockGuard),
+    Fleet(Box<crate::PgLockGuard>),
 }
 
 impl Guard {
@@ -237,7 +238,7 @@ fn acquire_fleet(options: &Options, fleet: &Fleet) -> Result<Guard, Error> {
     let wait = options.timeout;
     if wait != Some(Duration::ZERO) {
         match lock.acquire(Some(Duration::ZERO)) {
-            Ok(()) => return Ok(Guard::Fleet(crate::PgLockGuard::new(lock))),
+            Ok(()) => return Ok(Guard::Fleet(Box::new(crate::PgLockGuard::new(lock)))),
             Err(LockError::AlreadyLocked { pid, host, .. }) if !lock.is_held_by_caller() => {
                 if !options.quiet {
                     let holder = fleet_holder(pid, host.as_deref());
@@ -254,7 +255,7 @@ fn acquire_fleet(options: &Options, fleet: &Fleet) -> Result<Guard, Error> {
         }
     }
     lock.acquire(wait)?;
-    Ok(Guard::Fleet(crate::PgLockGuard::new(lock)))
+    Ok(Guard::Fleet(Box::new(crate::PgLockGuard::new(lock))))
 }
 
 /// Without the `postgres` feature the generated code does not compile (see

@@ -191,6 +191,9 @@ impl Cluster {
             data = data.display(),
             dir = dir.display()
         );
+        // Never waited for: it must outlive this process to stop the cluster after it, and
+        // init reaps it then.
+        #[allow(clippy::zombie_processes)]
         let mut watchdog = Command::new("setsid")
             .args(["sh", "-c", &stop])
             .stdin(Stdio::piped())
