@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::signal::parse_signal;
 
-/// Run a program under a PID-file lock, see who holds it, stop the holder safely.
+/// Run a program under a PID-file lock or a PostgreSQL fleet-wide lock, see who holds it, stop
+/// the holder safely.
 #[derive(Debug, Parser)]
 #[command(name = "pidlock", version, after_help = OVERVIEW)]
 pub struct Cli {
@@ -23,9 +24,12 @@ Examples:
   pidlock status --file /run/backup.pid
   pidlock kill --file /run/backup.pid --wait 30
   pidlock wait --file /run/backup.pid --timeout 60
+  pidlock run --postgres postgres://db.internal/app --name backup -- backup.sh --full
 
-The lock is an exclusive flock(2) on the PID file, held for exactly as long as the command runs;
-the file names the command's own process. Run `pidlock help <subcommand>` for its exit codes.";
+With --file, the lock is an exclusive flock(2) on the PID file, held for exactly as long as the
+command runs; the file names the command's own process. With --postgres, it is a PostgreSQL
+session advisory lock named --name, one holder across every host that uses the same database.
+Run `pidlock help <subcommand>` for its exit codes.";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -54,28 +58,41 @@ Examples:
   pidlock run --file /run/backup.pid -- backup.sh --full
   pidlock run --file /run/backup.pid --wait 600 -- backup.sh      # wait up to 10 minutes
   pidlock run --file /run/backup.pid --keep-file -- backup.sh     # shared with flock(1) scripts
+  pidlock run --postgres postgres://db.internal/app -- backup.sh  # one in the fleet; lock `backup.sh`
 
 Exit status: CMD's own, or 128 + the signal that killed it; 1 (or --conflict-exit-code) if the
-lock is held by someone else; 1 if CMD is missing, cannot be started, or the lock file cannot be
-used; 2 for a usage error. SIGINT, SIGTERM, SIGHUP and SIGQUIT are passed on to CMD. If pidlock
-itself is killed, CMD is killed too (SIGKILL), so that it never runs without the lock.";
+lock is held by someone else; 1 if CMD is missing, cannot be started, or the lock cannot be
+used; 2 for a usage error; 75 if a --postgres lock was lost while CMD ran. SIGINT, SIGTERM,
+SIGHUP and SIGQUIT are passed on to CMD. If pidlock itself is killed, CMD is killed too
+(SIGKILL), so that it never runs without the lock.
+
+A --postgres lock can be lost while CMD runs (its session was terminated, the server restarted
+or failed over, the network cut it off): pidlock then says so, sends CMD SIGTERM, SIGKILL if it
+is still running --kill-grace seconds later, and exits 75 (EX_TEMPFAIL), whatever CMD's status.";
 
 const STATUS_HELP: &str = "\
 Examples:
   pidlock status --file /run/backup.pid
   pidlock status --file /run/backup.pid --json | jq .pid
+  pidlock status --postgres postgres://db.internal/app --name backup
 
-Exit status (as LSB init scripts' status): 0 held, 1 free but a stale PID file is left,
-3 free, 4 unknown (an error, which is also printed).";
+Exit status (as LSB init scripts' status): 0 held, 1 free but a stale PID file is left (never
+for --postgres, whose locks end with their session), 3 free, 4 unknown (an error, which is also
+printed).";
 
 const KILL_HELP: &str = "\
 Examples:
   pidlock kill --file /run/backup.pid
   pidlock kill --file /run/backup.pid --signal INT --wait 30
+  pidlock kill --postgres postgres://db.internal/app --name backup --wait 30
 
 The PID in the file is signalled only when the kernel confirms that it holds the lock (its own
 lock, or the lock of the `pidlock run` that started it): a stale file's PID, which may belong to
 an unrelated process by now, never gets a signal.
+
+With --postgres, only the command of a `pidlock run` of that lock on this host is signalled,
+found through the wrapper's PID that the session records: a holder on another host, or one that
+is not a `pidlock run`, cannot be tied to the session from here and gets nothing (exit 4).
 
 Exit status: 0 the holder was signalled (and, with --wait, let go of the lock); 1 nothing held
 the lock; 3 the lock was still held when --wait ran out; 4 the holder could not be confirmed or
@@ -85,6 +102,10 @@ const WAIT_HELP: &str = "\
 Examples:
   pidlock wait --file /run/backup.pid
   pidlock wait --file /run/backup.pid --timeout 60 && deploy.sh
+  pidlock wait --postgres postgres://db.internal/app --name backup --timeout 60
+
+With --postgres, the wait takes the lock for an instant when it is let go, and releases it at
+once: a `pidlock run` without --wait that tries in that instant is refused.
 
 Exit status: 0 nobody holds the lock; 1 --timeout ran out first; 4 an error.";
 
@@ -99,11 +120,19 @@ pub struct LockArgs {
         conflicts_with = "postgres"
     )]
     pub file: Option<PathBuf>,
-    /// A PostgreSQL advisory lock shared by a fleet: the connection string.
-    #[arg(long, value_name = "CONNINFO", requires = "name")]
+    /// A PostgreSQL advisory lock shared by a fleet: the connection string (a
+    /// `postgres://` URL or `key=value` pairs; PGHOST, PGUSER, PGPASSWORD... fill in the rest).
+    #[arg(long, value_name = "CONNINFO")]
     pub postgres: Option<String>,
-    /// The fleet lock's name (with --postgres).
-    #[arg(long, value_name = "NAME", requires = "postgres")]
+    /// The fleet lock's name (with --postgres); `run` defaults it to CMD's program name.
+    // `requires` alone lets `--file` through: clap waives a requirement that a present argument
+    // conflicts with.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "postgres",
+        conflicts_with = "file"
+    )]
     pub name: Option<String>,
 }
 
@@ -121,8 +150,18 @@ pub struct RunArgs {
     #[arg(long, short)]
     pub quiet: bool,
     /// Empty the PID file on release instead of removing it, for sharing it with flock(1).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "postgres")]
     pub keep_file: bool,
+    /// With --postgres: how long CMD has to stop after the SIGTERM that a lost lock brings,
+    /// before it gets SIGKILL [default: 10]
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = parse_grace,
+        requires = "postgres",
+        conflicts_with = "file"
+    )]
+    pub kill_grace: Option<Grace>,
     /// The command to run, and its arguments.
     #[arg(
         value_name = "CMD",
@@ -176,6 +215,24 @@ impl Wait {
     }
 }
 
+/// How long CMD may take to stop after SIGTERM.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Grace(pub Duration);
+
+impl Default for Grace {
+    fn default() -> Self {
+        Grace(Duration::from_secs(10))
+    }
+}
+
+/// Parses a number of seconds (fractions allowed).
+fn parse_grace(text: &str) -> Result<Grace, String> {
+    match parse_wait(text) {
+        Ok(Wait(Some(grace))) => Ok(Grace(grace)),
+        _ => Err("expected a number of seconds from 0 up".to_owned()),
+    }
+}
+
 /// Parses `forever` or a number of seconds (fractions allowed).
 fn parse_wait(text: &str) -> Result<Wait, String> {
     if text == "forever" {
@@ -210,5 +267,7 @@ mod tests {
         for bad in ["-1", "soon", "", "NaN", "inf"] {
             assert!(parse_wait(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_grace("2.5"), Ok(Grace(Duration::from_millis(2500))));
+        assert!(parse_grace("forever").is_err());
     }
 }

@@ -4,21 +4,17 @@
 
 use std::fs::{self, File, Metadata};
 use std::io;
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pidlock::{LockError, PidLockFile, UnlockError};
+use pidlock::{LockError, LossWatch, PidLockFile, UnlockError};
 use rustix::fs::OFlags;
-use rustix::io::Errno;
-#[cfg(target_os = "linux")]
-use rustix::process::{Pid, PidfdFlags};
 
 use crate::failure::Failure;
-use crate::holder::{self, ProcessInfo};
+use crate::holder::{self, ProcessInfo, pin};
 use crate::lock::{Confirmed, Holder, Lock, Status, Target};
 
 #[derive(Debug)]
@@ -101,6 +97,11 @@ impl Lock for FileLock {
         self.lock.set_pid(pid)
     }
 
+    fn loss_watch(&self) -> Option<LossWatch> {
+        // A file lock cannot be lost while its holder lives.
+        None
+    }
+
     fn release(&mut self) -> Result<(), UnlockError> {
         self.lock.release()
     }
@@ -120,6 +121,8 @@ impl Lock for FileLock {
             // The kernel lists only this machine's locks.
             host: locker.map(|_| holder::host_name()),
             process: pid.and_then(ProcessInfo::read),
+            session: None,
+            command: None,
             // The holder's write of its PID is the last change to the file's inode.
             since: changed_at(&meta),
         }))
@@ -245,26 +248,6 @@ fn wait_free(path: &Path) -> Result<(), Failure> {
             return Ok(());
         }
     }
-}
-
-/// The process `pid` itself (a pidfd), where the kernel offers that: `Ok(None)` where it does
-/// not (before Linux 5.3, other systems), `Err` if there is no such process.
-#[cfg(target_os = "linux")]
-fn pin(pid: u32) -> Result<Option<OwnedFd>, Errno> {
-    let Some(raw) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
-        return Err(Errno::SRCH);
-    };
-    match rustix::process::pidfd_open(raw, PidfdFlags::empty()) {
-        Ok(fd) => Ok(Some(fd)),
-        Err(Errno::SRCH) => Err(Errno::SRCH),
-        // The checks that follow still hold, for a shorter race.
-        Err(_) => Ok(None),
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn pin(_pid: u32) -> Result<Option<OwnedFd>, Errno> {
-    Ok(None)
 }
 
 /// Opens `path` to read or to take a shared lock: no symlink followed, no blocking on a FIFO.

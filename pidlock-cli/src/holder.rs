@@ -5,8 +5,13 @@
 //! that exits while we look, gives `None`, and callers say less rather than fail.
 
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::io::Errno;
+#[cfg(target_os = "linux")]
+use rustix::process::{Pid, PidfdFlags};
 
 /// A live process, as `/proc` shows it.
 #[derive(Debug, Clone)]
@@ -153,6 +158,39 @@ fn parse_lock_line(line: &str) -> Option<(u32, (u32, u32, u64))> {
     let minor = u32::from_str_radix(id.next()?, 16).ok()?;
     let ino = id.next()?.parse().ok()?;
     Some((pid, (major, minor, ino)))
+}
+
+/// The process `pid` itself (a pidfd), where the kernel offers that: `Ok(None)` where it does
+/// not (before Linux 5.3, other systems), `Err` if there is no such process.
+#[cfg(target_os = "linux")]
+pub fn pin(pid: u32) -> Result<Option<OwnedFd>, Errno> {
+    let Some(raw) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return Err(Errno::SRCH);
+    };
+    match rustix::process::pidfd_open(raw, PidfdFlags::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::SRCH) => Err(Errno::SRCH),
+        // The checks that follow still hold, for a shorter race.
+        Err(_) => Ok(None),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn pin(_pid: u32) -> Result<Option<OwnedFd>, Errno> {
+    Ok(None)
+}
+
+/// The processes whose parent is `pid`, as `/proc` shows them.
+#[cfg(feature = "postgres")]
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&candidate| ProcessInfo::read(candidate).and_then(|p| p.ppid) == Some(pid))
+        .collect()
 }
 
 /// This machine's host name.

@@ -21,7 +21,7 @@ const FAILED: u8 = 4;
 
 /// Runs `pidlock kill` and returns its exit status.
 pub fn kill(args: &KillArgs) -> u8 {
-    let lock = match lock::open(&args.lock, false) {
+    let lock = match lock::open(&args.lock, false, &[]) {
         Ok(lock) => lock,
         Err(failure) => {
             report(&failure);

@@ -1,13 +1,15 @@
 //! The lock a subcommand works on, whatever it is made of. Subcommands speak to [`Lock`]; each
-//! backend is a sibling implementation of it (the PID file in `file_lock.rs`; a PostgreSQL fleet
-//! lock would be another), so that no subcommand asks which backend it has.
+//! backend is a sibling implementation of it (the PID file in `file_lock.rs`, the PostgreSQL
+//! fleet lock in `pg_lock.rs`), so that no subcommand asks which backend it has.
 
+use std::ffi::OsString;
 use std::fmt::Debug;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use pidlock::{LockError, UnlockError};
+use pidlock::{LockError, LossWatch, UnlockError};
 use rustix::process::{Pid, Signal};
 
 use crate::cli::LockArgs;
@@ -32,6 +34,10 @@ pub trait Lock: Send + Debug {
     /// Names `pid` as the holder in place of this process, which keeps the lock.
     fn set_pid(&mut self, pid: u32) -> Result<(), LockError>;
 
+    /// A watch on the loss of the lock this process holds, for a lock that can be lost while
+    /// held (a fleet lock, whose server session can end); `None` for one that cannot.
+    fn loss_watch(&self) -> Option<LossWatch>;
+
     /// Lets go of the lock this process holds.
     fn release(&mut self) -> Result<(), UnlockError>;
 
@@ -47,19 +53,52 @@ pub trait Lock: Send + Debug {
     fn signal_target(&self) -> Result<Target, Failure>;
 }
 
-/// Opens the lock the arguments name. Nothing is locked or created yet.
-pub fn open(args: &LockArgs, keep_file: bool) -> Result<Box<dyn Lock>, Failure> {
-    if args.postgres.is_some() {
-        return Err(Failure::Usage(
-            "this pidlock was built without PostgreSQL support, so --postgres cannot be used; \
-             lock a file with --file PATH"
-                .to_owned(),
-        ));
+/// Opens the lock the arguments name. Nothing is locked or created yet. `command` is
+/// `pidlock run`'s CMD, whose program name a fleet lock is named after when `--name` is left
+/// out.
+pub fn open(
+    args: &LockArgs,
+    keep_file: bool,
+    command: &[OsString],
+) -> Result<Box<dyn Lock>, Failure> {
+    if let Some(conninfo) = &args.postgres {
+        let name = fleet_name(args, command).ok_or_else(|| {
+            Failure::Usage(
+                "say which fleet lock: --name NAME (only `pidlock run` names it after CMD)"
+                    .to_owned(),
+            )
+        })?;
+        return open_fleet(conninfo, name);
     }
     match &args.file {
         Some(path) => Ok(Box::new(FileLock::new(path, keep_file))),
         None => Err(Failure::Usage("say which lock: --file PATH".to_owned())),
     }
+}
+
+#[cfg(feature = "postgres")]
+fn open_fleet(conninfo: &str, name: String) -> Result<Box<dyn Lock>, Failure> {
+    Ok(Box::new(crate::pg_lock::FleetLock::new(conninfo, name)))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_fleet(_conninfo: &str, _name: String) -> Result<Box<dyn Lock>, Failure> {
+    Err(Failure::Usage(
+        "this pidlock was built without PostgreSQL support, so --postgres cannot be used; \
+         lock a file with --file PATH"
+            .to_owned(),
+    ))
+}
+
+/// The name of the fleet lock the arguments name: `--name`, or else CMD's program name
+/// (`backup` for `/usr/local/bin/backup`). `None` if there is neither.
+pub fn fleet_name(args: &LockArgs, command: &[OsString]) -> Option<String> {
+    if let Some(name) = &args.name {
+        return Some(name.clone());
+    }
+    let program = Path::new(command.first()?);
+    let name = program.file_name()?.to_string_lossy().into_owned();
+    (!name.is_empty()).then_some(name)
 }
 
 /// What [`Lock::status`] found.
@@ -92,14 +131,37 @@ pub struct Holder {
     pub process: Option<ProcessInfo>,
     /// When the lock was taken, about.
     pub since: Option<SystemTime>,
+    /// For a fleet lock, the server session that holds it.
+    pub session: Option<Session>,
+    /// For a fleet lock held by a `pidlock run` on this host, its command's PID (`process`
+    /// then describes the command, since the session names the wrapper).
+    pub command: Option<u32>,
+}
+
+/// The server session that holds a fleet lock.
+#[derive(Debug)]
+pub struct Session {
+    /// The server process that serves it (`pg_terminate_backend` takes it).
+    pub backend_pid: u32,
+    /// Its `application_name`: `pidlock 4242@web-3` for a pidlock holder.
+    pub application_name: String,
 }
 
 impl Holder {
-    /// `pid 4242, since 10:31:07: backup.sh --full`, with what is known.
+    /// `pid 4242, since 10:31:07: backup.sh --full`, with what is known; for a fleet lock
+    /// `pid 4242 on web-3, ...`, since its holder may run on any host.
     pub fn describe(&self) -> String {
-        let mut text = match self.pid {
-            Some(pid) => format!("pid {pid}"),
-            None => "pid unknown".to_owned(),
+        let mut text = match (self.pid, &self.session) {
+            (Some(pid), Some(_)) => format!(
+                "pid {pid} on {}",
+                self.host.as_deref().unwrap_or("an unknown host")
+            ),
+            (Some(pid), None) => format!("pid {pid}"),
+            (None, Some(session)) => format!(
+                "a session that is not pidlock's: server process {}, application_name {:?}",
+                session.backend_pid, session.application_name
+            ),
+            (None, None) => "pid unknown".to_owned(),
         };
         if let Some(process) = &self.process {
             if let Some(started) = process.started {

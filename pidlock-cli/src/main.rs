@@ -1,4 +1,5 @@
-//! `pidlock`: run a program under a PID-file lock, see who holds it, stop the holder safely.
+//! `pidlock`: run a program under a PID-file lock (or a PostgreSQL fleet-wide lock), see who
+//! holds it, stop the holder safely.
 //!
 //! Each subcommand lives in its own module and returns its documented exit status; errors are
 //! one line on stderr, prefixed with `pidlock:`.
@@ -16,6 +17,8 @@ mod file_lock;
 mod holder;
 mod kill;
 mod lock;
+#[cfg(feature = "postgres")]
+mod pg_lock;
 mod progress;
 mod run;
 mod signal;

@@ -9,19 +9,33 @@
 //! file names the wrapper, which passes the usual stop signals on; `pidlock kill` confirms
 //! either as the holder. A crash at any point leaves a file that names a dead process and no
 //! lock: stale, as after any crash.
+//!
+//! A fleet lock (`--postgres`) can also be lost while CMD runs, when its server session ends.
+//! CMD must then stop, since another host's copy may start at once: it gets SIGTERM, SIGKILL
+//! after `--kill-grace`, and `pidlock run` exits with [`LOST`], so that a scheduler can tell
+//! "lost the lock" from CMD's own failures.
 
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Child;
 use std::sync::mpsc;
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use pidlock::LockError;
+use pidlock::{LockError, LossWatch, UnlockError};
+use rustix::process::Signal;
 
 use crate::cli::RunArgs;
 use crate::failure::Failure;
-use crate::holder::format_duration;
-use crate::lock::{self, Lock, Status};
+use crate::holder::{format_duration, pin};
+use crate::lock::{self, Confirmed, Lock, Status};
 use crate::progress::Progress;
 use crate::{child, report};
+
+/// The exit status when a fleet lock was lost while CMD ran: `EX_TEMPFAIL` of sysexits.h, "try
+/// again later", which is what a scheduler should do. CMD's own status is not passed on then,
+/// since CMD was stopped (or may have been cut short) by pidlock.
+pub const LOST: u8 = 75;
 
 /// Runs `pidlock run` and returns its exit status.
 pub fn run(args: &RunArgs) -> u8 {
@@ -38,10 +52,10 @@ pub fn run(args: &RunArgs) -> u8 {
 }
 
 fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
-    let mut lock = lock::open(&args.lock, args.keep_file)?;
     if args.command.is_empty() {
         return Err(Failure::NoCommand);
     }
+    let mut lock = lock::open(&args.lock, args.keep_file, &args.command)?;
     let mut taken = lock.acquire(Some(Duration::ZERO));
     if let (Err(LockError::AlreadyLocked { .. }), Some(wait)) = (&taken, args.wait) {
         (lock, taken) = wait_for_turn(lock, args, wait.0)?;
@@ -76,14 +90,95 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
         // Not fatal: the file then names this wrapper, which passes signals on to CMD.
         eprintln!("pidlock: warning: {e}");
     }
+    let stopper = lock.loss_watch().map(|watch| {
+        stop_on_loss(
+            watch,
+            &cmd,
+            &args.command,
+            args.kill_grace.unwrap_or_default().0,
+        )
+    });
     let ended = child::supervise(&mut cmd, &mut signals);
-    if let Err(e) = lock.release() {
-        eprintln!("pidlock: warning: {e}");
-    }
+    let stopped = match stopper {
+        Some((reaped, stopper)) => {
+            let _ = reaped.send(());
+            let released = lock.release();
+            // The release ends the stopper's wait when the lock was not lost.
+            let stopped = stopper.join().unwrap_or(false);
+            match released {
+                // Said already, as the reason CMD was stopped.
+                Err(UnlockError::Lost { .. }) if stopped => {}
+                Err(e) => eprintln!("pidlock: warning: {e}"),
+                Ok(()) => {}
+            }
+            stopped
+        }
+        None => {
+            if let Err(e) = lock.release() {
+                eprintln!("pidlock: warning: {e}");
+            }
+            false
+        }
+    };
     match ended {
+        Ok(_) if stopped => Ok(LOST),
         Ok(status) => Ok(child::exit_code(status)),
         Err(e) => Err(Failure::Refused(format!("lost track of the command: {e}"))),
     }
+}
+
+/// Watches for the loss of the lock while `cmd` runs, on a thread of its own: at a loss it
+/// says so, sends `cmd` SIGTERM, and SIGKILL if it has not ended `grace` later. The caller
+/// sends on the returned channel once `cmd` is reaped, and then releases the lock, which ends
+/// the watch; the thread returns whether it stopped `cmd`.
+fn stop_on_loss(
+    watch: LossWatch,
+    cmd: &Child,
+    argv: &[OsString],
+    grace: Duration,
+) -> (mpsc::Sender<()>, JoinHandle<bool>) {
+    let (reaped, ended) = mpsc::channel::<()>();
+    // The process itself where the kernel offers that, so that a signal sent as CMD is being
+    // reaped cannot reach a process that got its PID since.
+    let target = Confirmed {
+        pid: cmd.id(),
+        process: None,
+        pidfd: pin(cmd.id()).ok().flatten(),
+    };
+    let name = argv.first().map_or_else(String::new, |program| {
+        Path::new(program)
+            .file_name()
+            .unwrap_or(program)
+            .to_string_lossy()
+            .into_owned()
+    });
+    let stopper = thread::spawn(move || {
+        let Some(lost) = watch.wait(None) else {
+            return false;
+        };
+        // Lost after CMD ended: CMD ran its course under the lock, as far as anyone can tell.
+        if ended.try_recv().is_ok() {
+            return false;
+        }
+        eprintln!(
+            "pidlock: lost the lock {} on {} ({}); stopping {name} (pid {})",
+            lost.name(),
+            lost.server(),
+            lost.reason(),
+            target.pid
+        );
+        let _ = target.signal(Signal::TERM);
+        if let Err(mpsc::RecvTimeoutError::Timeout) = ended.recv_timeout(grace) {
+            eprintln!(
+                "pidlock: {name} (pid {}) still runs {} after SIGTERM; sending SIGKILL",
+                target.pid,
+                format_duration(grace)
+            );
+            let _ = target.signal(Signal::KILL);
+        }
+        true
+    });
+    (reaped, stopper)
 }
 
 /// The lock back from the thread that waited for it, and whether it was taken.
@@ -99,7 +194,7 @@ fn wait_for_turn(
     args: &RunArgs,
     limit: Option<Duration>,
 ) -> Result<Turn, Failure> {
-    let watcher = lock::open(&args.lock, args.keep_file)?;
+    let watcher = lock::open(&args.lock, args.keep_file, &args.command)?;
     let name = watcher.name();
     let mut progress = Progress::new(args.quiet, limit);
     let (done, finished) = mpsc::channel();

@@ -22,7 +22,7 @@ const UNKNOWN: u8 = 4;
 
 /// Runs `pidlock status` and returns its exit status.
 pub fn status(args: &StatusArgs) -> u8 {
-    let lock = match lock::open(&args.lock, false) {
+    let lock = match lock::open(&args.lock, false, &[]) {
         Ok(lock) => lock,
         Err(failure) => {
             report(&failure);
@@ -70,13 +70,23 @@ fn sentence(status: &Status) -> String {
 /// `held by pid 4243 (host db1, started 10:31:07, held for 3m05s, taken by pid 4242):
 /// backup.sh --full`.
 fn held_sentence(holder: &Holder) -> String {
-    let mut text = match holder.pid {
-        Some(pid) => format!("held by pid {pid}"),
-        None => "held by a process whose PID is not in the file".to_owned(),
+    let mut text = match (holder.pid, &holder.session) {
+        (Some(pid), _) => format!("held by pid {pid}"),
+        (None, Some(session)) => format!(
+            "held by a session that is not pidlock's (application_name {:?})",
+            session.application_name
+        ),
+        (None, None) => "held by a process whose PID is not in the file".to_owned(),
     };
     let mut details = Vec::new();
     if let Some(host) = &holder.host {
         details.push(format!("host {host}"));
+    }
+    if let Some(session) = &holder.session {
+        details.push(format!("server process {}", session.backend_pid));
+    }
+    if let Some(command) = holder.command {
+        details.push(format!("command pid {command}"));
     }
     if let Some(started) = holder.process.as_ref().and_then(|p| p.started) {
         details.push(format!("started {}", format_time(started)));
@@ -95,7 +105,10 @@ fn held_sentence(holder: &Holder) -> String {
             text.push_str(&format!(": {}", process.command_line()));
         }
         Some(_) => {}
-        None if holder.pid.is_some() => text.push_str(": not visible from here"),
+        // Another host's processes are out of sight by nature.
+        None if holder.pid.is_some() && holder.session.is_none() => {
+            text.push_str(": not visible from here");
+        }
         None => {}
     }
     text
@@ -112,7 +125,7 @@ fn as_json(lock: &dyn Lock, found: &Result<Status, Failure>) -> Value {
         }),
         Ok(Status::Held(holder)) => {
             let started = holder.process.as_ref().and_then(|p| p.started);
-            json!({
+            let mut fields = json!({
                 "state": "held",
                 "pid": holder.pid,
                 "locker_pid": holder.locker,
@@ -125,7 +138,18 @@ fn as_json(lock: &dyn Lock, found: &Result<Status, Failure>) -> Value {
                     .since
                     .and_then(|since| SystemTime::now().duration_since(since).ok())
                     .map(|d| d.as_secs_f64()),
-            })
+            });
+            if let (Some(session), Some(fields)) = (&holder.session, fields.as_object_mut()) {
+                fields.extend([
+                    ("backend_pid".to_owned(), json!(session.backend_pid)),
+                    (
+                        "application_name".to_owned(),
+                        json!(session.application_name),
+                    ),
+                    ("command_pid".to_owned(), json!(holder.command)),
+                ]);
+            }
+            fields
         }
         Err(failure) => json!({ "state": "unknown", "error": failure.to_string() }),
     };

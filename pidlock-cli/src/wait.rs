@@ -14,7 +14,7 @@ const FAILED: u8 = 4;
 
 /// Runs `pidlock wait` and returns its exit status.
 pub fn wait(args: &WaitArgs) -> u8 {
-    let lock = match lock::open(&args.lock, false) {
+    let lock = match lock::open(&args.lock, false, &[]) {
         Ok(lock) => lock,
         Err(failure) => {
             report(&failure);

@@ -345,6 +345,8 @@ fn an_unreadable_directory_is_an_error_not_a_free_lock() {
     assert!(line.contains("Permission denied"), "{line}");
 }
 
+// With the feature (the default), tests/postgres.rs covers `--postgres`.
+#[cfg(not(feature = "postgres"))]
 #[test]
 fn the_fleet_lock_parses_but_says_it_is_not_built_in() {
     let out = pidlock()
