@@ -33,14 +33,21 @@
 //!                                      the children still running 10 s after they should end
 //! ```
 //!
-//! TIMEOUT is milliseconds, or `none` to wait forever. NS are CLOCK_MONOTONIC nanoseconds, which
-//! every process on the machine shares.
+//! TIMEOUT is milliseconds, or `none` to wait forever. NS are CLOCK_MONOTONIC nanoseconds (the
+//! performance counter's on Windows), which every process on the machine shares. On Windows only
+//! `hold`, `try`, `contend`, `status`, `default`, `wait-threads` and `probe-loop` exist, and
+//! `try` reports `-` for CPU_NS and SWITCHES.
 
 use std::io::{self, BufRead, Write};
-use std::process::{self, Command, Stdio};
+use std::process;
+#[cfg(unix)]
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use pidlock::{LockError, PidLockFile, UnlockError};
+#[cfg(unix)]
+use pidlock::UnlockError;
+use pidlock::{LockError, PidLockFile};
+#[cfg(unix)]
 use rustix::time::{ClockId, clock_gettime};
 
 fn main() {
@@ -55,15 +62,21 @@ fn main() {
             arg(3),
             arg(4).parse().unwrap_or(0),
         ),
+        #[cfg(unix)]
         "fork-drop" => fork_drop(arg(1), arg(2) == "newns"),
+        #[cfg(unix)]
         "exec-child" => exec_child(arg(1)),
         "status" => status(arg(1)),
         "default" => default_lock(arg(1)),
+        #[cfg(unix)]
         "as-pid1" => as_pid1(&args[1..]),
+        #[cfg(unix)]
         "fork-hold" => fork_hold(arg(1)),
+        #[cfg(unix)]
         "fork-wait" => fork_wait(arg(1), arg(2), arg(3), timeout(arg(4))),
         "wait-threads" => wait_threads(arg(1), arg(2).parse().unwrap_or(1)),
         "probe-loop" => probe_loop(arg(1)),
+        #[cfg(unix)]
         "fork-stress" => fork_stress(arg(1), arg(2).parse().unwrap_or(1)),
         other => {
             eprintln!("lock-helper: unknown command {other:?}");
@@ -72,17 +85,49 @@ fn main() {
     }
 }
 
+#[cfg(unix)]
 fn now_ns() -> u128 {
     let t = clock_gettime(ClockId::Monotonic);
     u128::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u128::try_from(t.tv_nsec).unwrap_or(0)
 }
 
+/// The performance counter in nanoseconds (see `tests/common/mod.rs`).
+#[cfg(windows)]
+#[allow(unsafe_code)]
+fn now_ns() -> u128 {
+    use windows_sys::Win32::System::Performance::{
+        QueryPerformanceCounter, QueryPerformanceFrequency,
+    };
+    let (mut count, mut frequency) = (0_i64, 0_i64);
+    // SAFETY: both calls write one i64 each through pointers to live locals.
+    unsafe {
+        QueryPerformanceCounter(&raw mut count);
+        QueryPerformanceFrequency(&raw mut frequency);
+    }
+    let count = u128::try_from(count).unwrap_or(0);
+    count * 1_000_000_000 / u128::try_from(frequency).unwrap_or(1).max(1)
+}
+
+/// What the waiter cost: CPU time and voluntary context switches.
+#[cfg(unix)]
+fn costs() -> String {
+    format!("{} {}", cpu_ns(), voluntary_switches())
+}
+
+/// Windows has no count of voluntary switches to compare; the tests that read these are Unix's.
+#[cfg(windows)]
+fn costs() -> String {
+    "- -".to_owned()
+}
+
+#[cfg(unix)]
 fn cpu_ns() -> u128 {
     let t = clock_gettime(ClockId::ProcessCPUTime);
     u128::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u128::try_from(t.tv_nsec).unwrap_or(0)
 }
 
 /// How often this process has gone to sleep voluntarily: a waiter that polls wakes up often.
+#[cfg(unix)]
 fn voluntary_switches() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -164,12 +209,7 @@ fn try_once(path: &str, timeout: Option<Duration>) {
     let mut lock = PidLockFile::new(path);
     let result = lock.acquire(timeout);
     let acquired_ns = now_ns();
-    say(&format!(
-        "{} {acquired_ns} {} {}",
-        outcome(&result),
-        cpu_ns(),
-        voluntary_switches()
-    ));
+    say(&format!("{} {acquired_ns} {}", outcome(&result), costs()));
     process::exit(match result {
         Ok(()) => 0,
         Err(LockError::LockFailed { .. }) => 2,
@@ -226,6 +266,7 @@ fn contend(path: &str, rounds: u32, log: &str, pause_every: u32) {
     say("done");
 }
 
+#[cfg(unix)]
 #[allow(unsafe_code)]
 fn fork_drop(path: &str, new_pid_namespace: bool) {
     let mut lock = PidLockFile::new(path);
@@ -287,6 +328,7 @@ fn fork_drop(path: &str, new_pid_namespace: bool) {
     }
 }
 
+#[cfg(unix)]
 fn exec_child(path: &str) {
     let mut lock = PidLockFile::new(path);
     if let Err(e) = lock.acquire(Some(Duration::ZERO)) {
@@ -336,6 +378,7 @@ fn default_lock(program: &str) {
     obey(lock);
 }
 
+#[cfg(unix)]
 /// Makes the next child this process forks PID 1 of a new PID namespace.
 #[allow(unsafe_code)]
 fn enter_new_pid_namespace() {
@@ -346,6 +389,7 @@ fn enter_new_pid_namespace() {
     }
 }
 
+#[cfg(unix)]
 /// Forks, and returns in the child; the parent waits for the child and exits with its status.
 /// The child dies with the parent, so a test that kills the parent leaves nothing behind.
 #[allow(unsafe_code)]
@@ -372,6 +416,7 @@ fn fork_and_follow() {
     });
 }
 
+#[cfg(unix)]
 fn as_pid1(command: &[String]) {
     enter_new_pid_namespace();
     fork_and_follow();
@@ -389,6 +434,7 @@ fn as_pid1(command: &[String]) {
     }
 }
 
+#[cfg(unix)]
 #[allow(unsafe_code)]
 fn fork_hold(path: &str) {
     let mut lock = PidLockFile::new(path);
@@ -411,6 +457,7 @@ fn fork_hold(path: &str) {
     obey(lock);
 }
 
+#[cfg(unix)]
 #[allow(unsafe_code)]
 fn fork_wait(first: &str, child_path: &str, parent_path: &str, timeout: Option<Duration>) {
     let mut lock = PidLockFile::new(first);
@@ -467,6 +514,7 @@ fn probe_loop(path: &str) {
     }
 }
 
+#[cfg(unix)]
 #[allow(unsafe_code)]
 fn fork_stress(path: &str, children: usize) {
     use std::sync::Arc;
