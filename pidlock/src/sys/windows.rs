@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use windows_sys::Win32::Foundation::{
     ERROR_ACCESS_DENIED, ERROR_DELETE_PENDING, ERROR_IO_PENDING, ERROR_LOCK_VIOLATION,
     ERROR_OPERATION_ABORTED, GENERIC_READ, GENERIC_WRITE, HANDLE, INVALID_HANDLE_VALUE, NTSTATUS,
-    STATUS_DELETE_PENDING, WAIT_OBJECT_0, WAIT_TIMEOUT,
+    STATUS_DELETE_PENDING, STATUS_PENDING, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     BY_HANDLE_FILE_INFORMATION, CreateFileW, DELETE, FILE_ATTRIBUTE_NORMAL,
@@ -57,6 +57,14 @@ pub(crate) const LOCK_OFFSET: u64 = 1 << 62;
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
 const SHARE_ALL: u32 = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
+
+/// `STATUS_PENDING` as `OVERLAPPED::Internal` holds it.
+#[allow(clippy::cast_sign_loss)] // STATUS_PENDING is 0x103.
+const PENDING: usize = STATUS_PENDING as usize;
+
+/// How long a withdrawn request that the kernel did not know of may take to show that it
+/// completed after all (see [`lock_before`]).
+const COMPLETION_GRACE_MS: u32 = 100;
 
 // `RtlGetLastNtStatus` tells a file that is being deleted from one we may not open: both fail
 // with `ERROR_ACCESS_DENIED`. It is in every ntdll since Windows XP, and in Wine's.
@@ -184,9 +192,12 @@ pub(crate) fn open_for_reading(path: &Path) -> io::Result<File> {
 }
 
 /// An `OVERLAPPED` that addresses the lock byte and signals `event` (or, if null, the file
-/// handle) when the request completes.
+/// handle) when the request completes. Its status starts as pending, as Windows' own
+/// `LockFileEx` sets it: a request that some implementation never completes then reads as
+/// unfinished, never as granted.
 fn lock_byte(event: HANDLE) -> OVERLAPPED {
     let mut overlapped = OVERLAPPED {
+        Internal: PENDING,
         hEvent: event,
         ..OVERLAPPED::default()
     };
@@ -335,12 +346,13 @@ fn lock_before(
     cancelled: Option<&AtomicBool>,
 ) -> io::Result<bool> {
     let event = new_event()?;
-    let mut overlapped = lock_byte(event.as_raw_handle());
+    // Boxed, so that it can outlive this call if the kernel never says it is done with it.
+    let mut overlapped = Box::new(lock_byte(event.as_raw_handle()));
     if request_lock(file, LOCKFILE_EXCLUSIVE_LOCK, &mut overlapped)? {
         return Ok(true);
     }
     // The request is queued, and the kernel may write to `overlapped` until it completes: every
-    // way out below goes through `finish`.
+    // way out below goes through `finish`, or leaves `overlapped` and `event` allocated.
     let abandoned = || cancelled.is_some_and(|c| c.load(Ordering::Acquire));
     let mut failure = None;
     loop {
@@ -364,7 +376,20 @@ fn lock_before(
     }
     // SAFETY: cancels only the request that `overlapped` describes, on this handle; if it has
     // completed already, nothing happens. `finish` below waits until the kernel is done with it.
-    unsafe { CancelIoEx(file.as_raw_handle(), &raw const overlapped) };
+    let withdrawn = unsafe { CancelIoEx(file.as_raw_handle(), &raw const *overlapped) } != 0;
+    if !withdrawn && !completed(&overlapped) {
+        // Nothing to cancel, yet not complete: either it is completing this very moment, or the
+        // kernel never queued it (Wine 8, if it was not recognised: its `NtLockFile` reports a
+        // wait as pending and forgets it). Never take that for a grant, and never wait forever.
+        // SAFETY: `event` is a valid event handle owned by this frame.
+        let woke = unsafe { WaitForSingleObject(event.as_raw_handle(), COMPLETION_GRACE_MS) };
+        if woke != WAIT_OBJECT_0 {
+            // Not granted. Should the kernel write to them after all, they are still there.
+            mem::forget(event);
+            Box::leak(overlapped);
+            return failure.map_or(Ok(false), Err);
+        }
+    }
     match finish(file, &overlapped) {
         // Granted just as the time ran out: ours, unless the caller has gone away.
         Ok(_) if abandoned() => {
@@ -377,6 +402,12 @@ fn lock_before(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Whether the request that `overlapped` describes has completed (`HasOverlappedIoCompleted`).
+fn completed(overlapped: &OVERLAPPED) -> bool {
+    // SAFETY: a valid, aligned field; read volatile because the kernel writes it on completion.
+    unsafe { ptr::read_volatile(&raw const overlapped.Internal) != PENDING }
 }
 
 /// `wait` in whole milliseconds, rounded up so that a wait never ends before the deadline.
