@@ -7,6 +7,7 @@
 mod common;
 
 use std::fs::File;
+use std::os::windows::io::AsRawHandle;
 use std::process;
 use std::time::{Duration, Instant};
 
@@ -120,6 +121,74 @@ fn the_pid_stays_readable_while_the_lock_is_held() {
         status.next_report(),
         format!("status true false {}", holder.id())
     );
+}
+
+/// Tries an exclusive `LockFileEx` on `len` bytes at `offset` of `file`, and lets go at once.
+/// Whether it was granted.
+#[allow(unsafe_code)]
+fn range_is_free(file: &File, offset: u64, len: u32) -> bool {
+    use windows_sys::Win32::Storage::FileSystem::{
+        LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY, LockFileEx, UnlockFileEx,
+    };
+    use windows_sys::Win32::System::IO::OVERLAPPED;
+    let mut at = OVERLAPPED::default();
+    at.Anonymous.Anonymous.Offset = offset as u32;
+    at.Anonymous.Anonymous.OffsetHigh = (offset >> 32) as u32;
+    let handle = file.as_raw_handle();
+    let flags = LOCKFILE_EXCLUSIVE_LOCK | LOCKFILE_FAIL_IMMEDIATELY;
+    // SAFETY: `file` is open for reading (std's handles are synchronous) and `at` lives across
+    // both calls, each of which completes before it returns.
+    unsafe {
+        if LockFileEx(handle, flags, 0, len, 0, &raw mut at) == 0 {
+            return false;
+        }
+        UnlockFileEx(handle, 0, len, 0, &raw mut at);
+    }
+    true
+}
+
+#[test]
+fn the_lock_is_one_byte_far_beyond_the_pid() {
+    // Windows locks are mandatory: a lock over the PID's bytes would stop every reader. Wine
+    // does not enforce that on reads, but it does enforce locks against locks, which shows
+    // where the holder's lock is.
+    let scratch = Scratch::new("win-range");
+    let path = scratch.path("app.pid");
+    let mut holder = Proc::holder(&path);
+    let file = File::open(&path).unwrap();
+    assert!(
+        range_is_free(&file, 0, 4096),
+        "the holder's lock covers the PID"
+    );
+    assert!(
+        !range_is_free(&file, 1 << 62, 1),
+        "the lock byte is not held"
+    );
+    assert!(range_is_free(&file, (1 << 62) + 1, 4096));
+    holder.send("release");
+    assert!(holder.next_report().starts_with("released"));
+    assert!(
+        range_is_free(&file, 1 << 62, 1),
+        "the release left the lock"
+    );
+}
+
+#[test]
+fn a_hard_linked_pid_file_is_refused_and_left_alone() {
+    let scratch = Scratch::new("win-hardlink");
+    let path = scratch.path("app.pid");
+    let other = scratch.path("someone-elses-file");
+    std::fs::write(&other, "precious\n").unwrap();
+    std::fs::hard_link(&other, &path).unwrap();
+    let err = PidLockFile::new(&path)
+        .acquire(Some(Duration::ZERO))
+        .unwrap_err();
+    let LockError::LockFailed { path: p, .. } = &err else {
+        panic!("expected LockFailed, got {err:?}")
+    };
+    assert_eq!(p, &path);
+    assert!(err.to_string().contains("2 hard links"), "{err}");
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), "precious\n");
 }
 
 #[test]
