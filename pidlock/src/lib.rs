@@ -83,7 +83,7 @@ fn main() {
 //! | symlink, junction, directory, hard link at `path` | opened as itself (`FILE_FLAG_OPEN_REPARSE_POINT`), never followed; refused with [`LockError::LockFailed`] before anything is written. |
 //! | handles | never inherited by child processes. There is no `fork`, so no PID namespace: a process is its PID. |
 //! | default path | `<temp dir>\<program>.pid`; the temp dir is per user. |
-//! | Wine | Wine 8 never completes an overlapped `LockFileEx` that has to wait. pidlock recognises Wine (ntdll's `wine_get_version`) and there opens its handles synchronously and waits with a deadline by backing off from 1 to 25 ms, as it does on macOS. |
+//! | Wine | Wine 8 never completes an overlapped `LockFileEx` that has to wait. pidlock recognises Wine (ntdll's `wine_get_version`) and there opens its handles synchronously and waits with a deadline by backing off from 1 to 25 ms, as it does on macOS. Unrecognised, such a wait would end only at its deadline, but a lock request the kernel never queued is never taken for a grant. |
 // Only `sys/windows.rs` may use `unsafe`: the Win32 calls std does not wrap.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
