@@ -61,6 +61,9 @@ printf 'LIBRARY bcryptprimitives.dll\nEXPORTS\nProcessPrng\n' >"$work/prng.def"
 x86_64-w64-mingw32-gcc -shared -O2 -o "$work/bcryptprimitives.dll" "$work/prng.c" "$work/prng.def" -ladvapi32
 cp "$work/bcryptprimitives.dll" "$WINEPREFIX/drive_c/windows/system32/"
 
+echo "== cargo clippy --target $target"
+cargo clippy --workspace --all-targets --target "$target" -- -D warnings
+
 # Tests run under `wine`; every wait in them is bounded, and this bounds the whole run too.
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
 tests=(--test seed_contract --test windows --test contention --test single_instance
