@@ -3,15 +3,14 @@
 //! its volume serial number and file index.
 //!
 //! Windows byte-range locks are mandatory: a lock over the whole file, which is what std's
-//! `File::lock` takes, makes every other process's `ReadFile` of the locked bytes fail. The lock
+//! `File::lock` takes, makes a `ReadFile` of the locked bytes through any other handle fail. The lock
 //! is therefore taken on the single byte at [`LOCK_OFFSET`], which no PID file ever reaches, so
 //! that `type app.pid`, `read_pid()` and other programs still read the PID while it is held.
 //! Locking beyond the end of a file is allowed and does not grow it.
 //!
 //! Every handle is opened with share mode read | write | delete, so that readers and the
-//! release's delete never meet a sharing violation caused by pidlock itself. Handles are never
-//! inherited by child processes (no `SECURITY_ATTRIBUTES`, and std's `Command` passes only the
-//! standard handles).
+//! release's delete never meet a sharing violation caused by pidlock itself. Handles are
+//! created non-inheritable (no `SECURITY_ATTRIBUTES`), so child processes never keep the lock.
 
 use std::ffi::OsStr;
 use std::fs::{File, Metadata, TryLockError};
