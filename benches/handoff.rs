@@ -10,17 +10,27 @@
 //!
 //! `cargo bench --bench handoff` for the full run, `-- --quick` for a short one.
 
+#[cfg(unix)]
 use std::fs::{self, File};
+#[cfg(unix)]
 use std::io::Write;
+#[cfg(unix)]
 use std::os::unix::fs::OpenOptionsExt;
+#[cfg(unix)]
 use std::path::{Path, PathBuf};
+#[cfg(unix)]
 use std::sync::mpsc;
+#[cfg(unix)]
 use std::thread;
+#[cfg(unix)]
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use pidlock::PidLockFile;
+#[cfg(unix)]
 use rustix::time::{ClockId, clock_gettime};
 
+#[cfg(unix)]
 struct Config {
     handoffs: usize,
     cycle_batches: usize,
@@ -28,6 +38,7 @@ struct Config {
     blocked_for: Duration,
 }
 
+#[cfg(unix)]
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let config = if quick {
@@ -65,6 +76,7 @@ fn main() {
 // ---------------------------------------------------------------------------------------------
 // Handoff latency
 
+#[cfg(unix)]
 #[derive(Clone, Copy)]
 enum Waiter {
     Flock,
@@ -72,6 +84,7 @@ enum Waiter {
     PidlockTimeout,
 }
 
+#[cfg(unix)]
 impl Waiter {
     fn name(self) -> &'static str {
         match self {
@@ -82,6 +95,7 @@ impl Waiter {
     }
 }
 
+#[cfg(unix)]
 /// One handoff: the holder has the lock, a waiter thread blocks on it, the holder releases.
 /// Returns the time from just before the release call to the waiter's return.
 fn one_handoff(path: &Path, waiter: Waiter) -> Duration {
@@ -140,15 +154,18 @@ fn one_handoff(path: &Path, waiter: Waiter) -> Duration {
     }
 }
 
+#[cfg(unix)]
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
 }
 
+#[cfg(unix)]
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+#[cfg(unix)]
 fn handoff(dir: &Path, config: &Config) {
     let kinds = [Waiter::Flock, Waiter::PidlockNone, Waiter::PidlockTimeout];
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); kinds.len()];
@@ -189,6 +206,7 @@ fn handoff(dir: &Path, config: &Config) {
 // ---------------------------------------------------------------------------------------------
 // Uncontended cycles
 
+#[cfg(unix)]
 /// The bare system calls of one cycle, as a hand-written PID file lock would make them.
 fn bare_cycle(path: &Path, pid_line: &[u8]) {
     let mut file = File::options()
@@ -205,12 +223,14 @@ fn bare_cycle(path: &Path, pid_line: &[u8]) {
     drop(file);
 }
 
+#[cfg(unix)]
 fn pidlock_cycle(path: &Path, timeout: Option<Duration>) {
     let mut lock = PidLockFile::new(path);
     lock.acquire(timeout).expect("acquire");
     lock.release().expect("release");
 }
 
+#[cfg(unix)]
 fn batch_time(cycles: usize, mut f: impl FnMut()) -> Duration {
     let start = Instant::now();
     for _ in 0..cycles {
@@ -219,11 +239,13 @@ fn batch_time(cycles: usize, mut f: impl FnMut()) -> Duration {
     start.elapsed()
 }
 
+#[cfg(unix)]
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
+#[cfg(unix)]
 fn cycles(dir: &Path, config: &Config) {
     let path: PathBuf = dir.join("cycle.pid");
     let pid_line = format!("{}\n", std::process::id());
@@ -274,6 +296,7 @@ fn cycles(dir: &Path, config: &Config) {
 // ---------------------------------------------------------------------------------------------
 // CPU use of a blocked waiter
 
+#[cfg(unix)]
 fn thread_cpu() -> Duration {
     let t = clock_gettime(ClockId::ThreadCPUTime);
     Duration::new(
@@ -282,6 +305,7 @@ fn thread_cpu() -> Duration {
     )
 }
 
+#[cfg(unix)]
 fn blocked_cpu(dir: &Path, config: &Config) {
     let path = dir.join("blocked.pid");
     let mut holder = PidLockFile::new(&path);
@@ -325,4 +349,10 @@ fn blocked_cpu(dir: &Path, config: &Config) {
         untimed.as_secs_f64() * 1e3
     );
     println!("  target: under 20 ms for a 5 s wait");
+}
+
+/// `flock(2)` is the floor this measures, so it runs on Unix only.
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("the handoff benchmark measures flock(2), and runs on Unix only");
 }

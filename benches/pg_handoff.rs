@@ -10,215 +10,227 @@
 //! It needs a server: `scripts/with-postgres.sh cargo bench --bench pg_handoff [-- --quick]`,
 //! or `DATABASE_URL=... cargo bench --bench pg_handoff`.
 
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
-
-use pidlock::PgLock;
-use rustix::time::{ClockId, clock_gettime};
-use tokio::runtime::Runtime;
-use tokio_postgres::{Client, NoTls};
-
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let Ok(url) = std::env::var("DATABASE_URL") else {
-        eprintln!("pg_handoff: set DATABASE_URL, or run it under scripts/with-postgres.sh");
-        std::process::exit(2);
-    };
-    let (rounds, watch_for) = if quick {
-        (40, Duration::from_secs(10))
-    } else {
-        (300, Duration::from_secs(60))
-    };
-    println!(
-        "pidlock fleet lock benchmark ({} run)",
-        if quick { "quick" } else { "full" }
-    );
-    println!();
-    handoff(&url, rounds);
-    println!();
-    watch_cost(&url, watch_for);
+    #[cfg(unix)]
+    unix::main();
+    #[cfg(not(unix))]
+    eprintln!("this benchmark runs on Unix only");
 }
 
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+/// The benchmark: Unix only, like what it measures.
+#[cfg(unix)]
+mod unix {
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::{Duration, Instant};
 
-/// A bare session, driven on its own runtime.
-struct Bare {
-    runtime: Runtime,
-    client: Client,
-}
+    use pidlock::PgLock;
+    use rustix::time::{ClockId, clock_gettime};
+    use tokio::runtime::Runtime;
+    use tokio_postgres::{Client, NoTls};
 
-impl Bare {
-    fn connect(url: &str) -> Bare {
-        let runtime = runtime();
-        let client = runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(url, NoTls).await.expect("connect");
-            tokio::spawn(connection);
-            client
-        });
-        Bare { runtime, client }
-    }
-
-    fn execute(&self, sql: &str) {
-        self.runtime
-            .block_on(self.client.simple_query(sql))
-            .expect("query");
-    }
-
-    fn count(&self, sql: &str) -> i64 {
-        let row = self
-            .runtime
-            .block_on(self.client.query_one(sql, &[]))
-            .expect("query");
-        row.get(0)
-    }
-}
-
-fn plain(url: &str) -> String {
-    // The bare client speaks no TLS; a URL with sslmode=prefer still works without it.
-    url.to_owned()
-}
-
-/// Waits until one session waits for `key` (polled by a third session, outside the timing).
-fn until_waiting(admin: &Bare, key: i64) {
-    let sql = format!(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
-         AND objid = {}",
-        (key as u64) & 0xffff_ffff
-    );
-    let give_up = Instant::now() + Duration::from_secs(60);
-    while admin.count(&sql) == 0 {
-        assert!(Instant::now() < give_up, "the waiter never waited");
-        thread::sleep(Duration::from_micros(200));
-    }
-}
-
-fn bare_round(url: &str, admin: &Bare, holder: &Bare, key: i64) -> Duration {
-    holder.execute(&format!("SELECT pg_advisory_lock({key})"));
-    let (tx, rx) = mpsc::channel();
-    let url = url.to_owned();
-    let waiter = thread::spawn(move || {
-        let waiter = Bare::connect(&url);
-        waiter.execute(&format!("SELECT pg_advisory_lock({key})"));
-        let got = Instant::now();
-        let _ = tx.send(got);
-        waiter.execute(&format!("SELECT pg_advisory_unlock({key})"));
-    });
-    until_waiting(admin, key);
-    let released = Instant::now();
-    holder.execute(&format!("SELECT pg_advisory_unlock({key})"));
-    let got = rx.recv().expect("the waiter got the lock");
-    waiter.join().expect("waiter");
-    got.duration_since(released)
-}
-
-fn pidlock_round(url: &str, admin: &Bare, name: &str, timeout: Option<Duration>) -> Duration {
-    let mut holder = PgLock::new(url, name);
-    holder.acquire(None).expect("holder");
-    let key = holder.key();
-    let (tx, rx) = mpsc::channel();
-    let (url, name) = (url.to_owned(), name.to_owned());
-    let waiter = thread::spawn(move || {
-        let mut waiter = PgLock::new(url, name);
-        waiter.acquire(timeout).expect("waiter");
-        let got = Instant::now();
-        let _ = tx.send(got);
-        waiter.release().expect("waiter release");
-    });
-    until_waiting(admin, key);
-    let released = Instant::now();
-    holder.release().expect("release");
-    let got = rx.recv().expect("the waiter got the lock");
-    waiter.join().expect("waiter");
-    got.duration_since(released)
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort_unstable();
-    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[i]
-}
-
-fn handoff(url: &str, rounds: usize) {
-    let admin = Bare::connect(&plain(url));
-    let holder = Bare::connect(&plain(url));
-    let key = 0x0050_4944_4c4f_434b_i64; // "PIDLOCK"
-    let name = format!("pg-handoff-bench-{}", std::process::id());
-    let (mut bare, mut none, mut some) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        bare.push(bare_round(&plain(url), &admin, &holder, key));
-        none.push(pidlock_round(url, &admin, &name, None));
-        some.push(pidlock_round(
-            url,
-            &admin,
-            &name,
-            Some(Duration::from_secs(10)),
-        ));
-    }
-    let bare_p50 = percentile(&mut bare, 0.5);
-    println!("Handoff from release to the waiter's return ({rounds} rounds each, interleaved)");
-    println!(
-        "  bare client (pg_advisory_lock/unlock): p50 {:>8.1} µs   p99 {:>8.1} µs",
-        bare_p50.as_secs_f64() * 1e6,
-        percentile(&mut bare, 0.99).as_secs_f64() * 1e6
-    );
-    for (label, samples) in [
-        ("PgLock acquire(None)", &mut none),
-        ("PgLock acquire(Some(10 s))", &mut some),
-    ] {
-        let p50 = percentile(samples, 0.5);
+    pub(super) fn main() {
+        let quick = std::env::args().any(|a| a == "--quick");
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            eprintln!("pg_handoff: set DATABASE_URL, or run it under scripts/with-postgres.sh");
+            std::process::exit(2);
+        };
+        let (rounds, watch_for) = if quick {
+            (40, Duration::from_secs(10))
+        } else {
+            (300, Duration::from_secs(60))
+        };
         println!(
-            "  {label:<38} p50 {:>8.1} µs   p99 {:>8.1} µs   p50 ratio {:.2}x",
-            p50.as_secs_f64() * 1e6,
-            percentile(samples, 0.99).as_secs_f64() * 1e6,
-            p50.as_secs_f64() / bare_p50.as_secs_f64()
+            "pidlock fleet lock benchmark ({} run)",
+            if quick { "quick" } else { "full" }
         );
+        println!();
+        handoff(&url, rounds);
+        println!();
+        watch_cost(&url, watch_for);
     }
-    println!("  target: p50 ratio <= 1.3x");
-}
 
-fn cpu_time() -> Duration {
-    let t = clock_gettime(ClockId::ProcessCPUTime);
-    Duration::new(
-        u64::try_from(t.tv_sec).unwrap_or(0),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
-}
+    fn runtime() -> Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
 
-fn watch_cost(url: &str, hold_for: Duration) {
-    // Baseline: a bare connection kept open (and driven) for as long.
-    let bare = Bare::connect(&plain(url));
-    let before = cpu_time();
-    thread::sleep(hold_for);
-    let bare_cpu = cpu_time() - before;
-    drop(bare);
+    /// A bare session, driven on its own runtime.
+    struct Bare {
+        runtime: Runtime,
+        client: Client,
+    }
 
-    let name = format!("pg-watch-bench-{}", std::process::id());
-    let guard = PgLock::lock(url, name, Some(Duration::ZERO)).expect("lock");
-    let before = cpu_time();
-    thread::sleep(hold_for);
-    let held_cpu = cpu_time() - before;
-    assert!(!guard.is_lost());
-    drop(guard);
+    impl Bare {
+        fn connect(url: &str) -> Bare {
+            let runtime = runtime();
+            let client = runtime.block_on(async {
+                let (client, connection) =
+                    tokio_postgres::connect(url, NoTls).await.expect("connect");
+                tokio::spawn(connection);
+                client
+            });
+            Bare { runtime, client }
+        }
 
-    let per_minute = |cpu: Duration| cpu.as_secs_f64() * 1e3 * 60.0 / hold_for.as_secs_f64();
-    println!(
-        "CPU of a held lock's watch (pings every {:?}), over {hold_for:?}",
-        pidlock::DEFAULT_LOST_AFTER / 4
-    );
-    println!(
-        "  bare open connection:  {:>6.2} ms per minute",
-        per_minute(bare_cpu)
-    );
-    println!(
-        "  held PgLock:           {:>6.2} ms per minute   ({:.2}x the bare connection)",
-        per_minute(held_cpu),
-        held_cpu.as_secs_f64() / bare_cpu.as_secs_f64().max(1e-9)
-    );
-    println!("  target: under 50 ms per minute");
+        fn execute(&self, sql: &str) {
+            self.runtime
+                .block_on(self.client.simple_query(sql))
+                .expect("query");
+        }
+
+        fn count(&self, sql: &str) -> i64 {
+            let row = self
+                .runtime
+                .block_on(self.client.query_one(sql, &[]))
+                .expect("query");
+            row.get(0)
+        }
+    }
+
+    fn plain(url: &str) -> String {
+        // The bare client speaks no TLS; a URL with sslmode=prefer still works without it.
+        url.to_owned()
+    }
+
+    /// Waits until one session waits for `key` (polled by a third session, outside the timing).
+    fn until_waiting(admin: &Bare, key: i64) {
+        let sql = format!(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND objid = {}",
+            (key as u64) & 0xffff_ffff
+        );
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while admin.count(&sql) == 0 {
+            assert!(Instant::now() < give_up, "the waiter never waited");
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    fn bare_round(url: &str, admin: &Bare, holder: &Bare, key: i64) -> Duration {
+        holder.execute(&format!("SELECT pg_advisory_lock({key})"));
+        let (tx, rx) = mpsc::channel();
+        let url = url.to_owned();
+        let waiter = thread::spawn(move || {
+            let waiter = Bare::connect(&url);
+            waiter.execute(&format!("SELECT pg_advisory_lock({key})"));
+            let got = Instant::now();
+            let _ = tx.send(got);
+            waiter.execute(&format!("SELECT pg_advisory_unlock({key})"));
+        });
+        until_waiting(admin, key);
+        let released = Instant::now();
+        holder.execute(&format!("SELECT pg_advisory_unlock({key})"));
+        let got = rx.recv().expect("the waiter got the lock");
+        waiter.join().expect("waiter");
+        got.duration_since(released)
+    }
+
+    fn pidlock_round(url: &str, admin: &Bare, name: &str, timeout: Option<Duration>) -> Duration {
+        let mut holder = PgLock::new(url, name);
+        holder.acquire(None).expect("holder");
+        let key = holder.key();
+        let (tx, rx) = mpsc::channel();
+        let (url, name) = (url.to_owned(), name.to_owned());
+        let waiter = thread::spawn(move || {
+            let mut waiter = PgLock::new(url, name);
+            waiter.acquire(timeout).expect("waiter");
+            let got = Instant::now();
+            let _ = tx.send(got);
+            waiter.release().expect("waiter release");
+        });
+        until_waiting(admin, key);
+        let released = Instant::now();
+        holder.release().expect("release");
+        let got = rx.recv().expect("the waiter got the lock");
+        waiter.join().expect("waiter");
+        got.duration_since(released)
+    }
+
+    fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+        samples.sort_unstable();
+        let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+        samples[i]
+    }
+
+    fn handoff(url: &str, rounds: usize) {
+        let admin = Bare::connect(&plain(url));
+        let holder = Bare::connect(&plain(url));
+        let key = 0x0050_4944_4c4f_434b_i64; // "PIDLOCK"
+        let name = format!("pg-handoff-bench-{}", std::process::id());
+        let (mut bare, mut none, mut some) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            bare.push(bare_round(&plain(url), &admin, &holder, key));
+            none.push(pidlock_round(url, &admin, &name, None));
+            some.push(pidlock_round(
+                url,
+                &admin,
+                &name,
+                Some(Duration::from_secs(10)),
+            ));
+        }
+        let bare_p50 = percentile(&mut bare, 0.5);
+        println!("Handoff from release to the waiter's return ({rounds} rounds each, interleaved)");
+        println!(
+            "  bare client (pg_advisory_lock/unlock): p50 {:>8.1} µs   p99 {:>8.1} µs",
+            bare_p50.as_secs_f64() * 1e6,
+            percentile(&mut bare, 0.99).as_secs_f64() * 1e6
+        );
+        for (label, samples) in [
+            ("PgLock acquire(None)", &mut none),
+            ("PgLock acquire(Some(10 s))", &mut some),
+        ] {
+            let p50 = percentile(samples, 0.5);
+            println!(
+                "  {label:<38} p50 {:>8.1} µs   p99 {:>8.1} µs   p50 ratio {:.2}x",
+                p50.as_secs_f64() * 1e6,
+                percentile(samples, 0.99).as_secs_f64() * 1e6,
+                p50.as_secs_f64() / bare_p50.as_secs_f64()
+            );
+        }
+        println!("  target: p50 ratio <= 1.3x");
+    }
+
+    fn cpu_time() -> Duration {
+        let t = clock_gettime(ClockId::ProcessCPUTime);
+        Duration::new(
+            u64::try_from(t.tv_sec).unwrap_or(0),
+            u32::try_from(t.tv_nsec).unwrap_or(0),
+        )
+    }
+
+    fn watch_cost(url: &str, hold_for: Duration) {
+        // Baseline: a bare connection kept open (and driven) for as long.
+        let bare = Bare::connect(&plain(url));
+        let before = cpu_time();
+        thread::sleep(hold_for);
+        let bare_cpu = cpu_time() - before;
+        drop(bare);
+
+        let name = format!("pg-watch-bench-{}", std::process::id());
+        let guard = PgLock::lock(url, name, Some(Duration::ZERO)).expect("lock");
+        let before = cpu_time();
+        thread::sleep(hold_for);
+        let held_cpu = cpu_time() - before;
+        assert!(!guard.is_lost());
+        drop(guard);
+
+        let per_minute = |cpu: Duration| cpu.as_secs_f64() * 1e3 * 60.0 / hold_for.as_secs_f64();
+        println!(
+            "CPU of a held lock's watch (pings every {:?}), over {hold_for:?}",
+            pidlock::DEFAULT_LOST_AFTER / 4
+        );
+        println!(
+            "  bare open connection:  {:>6.2} ms per minute",
+            per_minute(bare_cpu)
+        );
+        println!(
+            "  held PgLock:           {:>6.2} ms per minute   ({:.2}x the bare connection)",
+            per_minute(held_cpu),
+            held_cpu.as_secs_f64() / bare_cpu.as_secs_f64().max(1e-9)
+        );
+        println!("  target: under 50 ms per minute");
+    }
 }

@@ -1,5 +1,7 @@
 //! The runtime defects an adversarial review found (issue "Hardening"), one test or more each,
 //! numbered as in the issue. Each one failed before its fix.
+// symlinks, modes, fork, /proc and flock(1): Unix only; `tests/windows.rs` covers Windows.
+#![cfg(unix)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! `PidLockFile::keep_file(true)`: release empties the file instead of unlinking it, so that
 //! `flock(1)` scripts locking the same path always lock the same inode as we do, and never run
 //! alongside a holder.
+// Unix only: it checks inode numbers, and flock(1) is a Unix tool.
+#![cfg(unix)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! One test (or more) for each failure in `shared/notes/pitfalls.md`, numbered as there.
+// symlinks, modes, fork and flock(1): Unix only; `tests/windows.rs` covers Windows.
+#![cfg(unix)]
 
 mod common;
 

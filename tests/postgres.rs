@@ -4,7 +4,8 @@
 //!
 //! The server restart and the network partition live in `postgres_faults.rs`, with a cluster
 //! of their own, because they disturb every session on it.
-
+// Unix only: the command and the fleet lock's test server are Unix programs.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used)]
 
 mod common;

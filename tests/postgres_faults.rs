@@ -2,7 +2,8 @@
 //! (`pg_ctl restart -m fast`) and a network partition (the holder's client in a network
 //! namespace whose link goes down, so that its packets vanish without a reset). They run one
 //! at a time.
-
+// Unix only: the command and the fleet lock's test server are Unix programs.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used)]
 
 mod common;

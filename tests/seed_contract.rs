@@ -3,7 +3,6 @@
 mod common;
 
 use std::error::Error as _;
-use std::os::unix::fs::PermissionsExt;
 use std::process;
 use std::sync::mpsc;
 use std::thread;
@@ -35,13 +34,17 @@ fn acquire_writes_a_classic_pid_file() {
         std::fs::read_to_string(&path).unwrap(),
         format!("{}\n", process::id())
     );
-    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(
-        mode & 0o022,
-        0,
-        "the PID file must not be group or world writable"
-    );
-    assert_eq!(mode & 0o644, mode, "mode {mode:o} exceeds 0644");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode & 0o022,
+            0,
+            "the PID file must not be group or world writable"
+        );
+        assert_eq!(mode & 0o644, mode, "mode {mode:o} exceeds 0644");
+    }
     assert!(lock.is_locked());
     assert!(lock.i_am_locking());
     assert_eq!(lock.read_pid(), Some(process::id()));

@@ -1,6 +1,8 @@
 //! Compile-time behaviour of `#[single_instance]` (and the runtime crate's `#[must_use]`):
 //! `tests/ui/pass` must compile and run, `tests/ui/fail` must fail with the `.stderr` shown.
 //! After a toolchain change, regenerate the snapshots with `TRYBUILD=overwrite` and review them.
+// trybuild runs on the host that builds, never under Wine.
+#![cfg(unix)]
 
 #[test]
 fn ui() {

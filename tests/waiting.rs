@@ -1,4 +1,6 @@
 //! Waiting for a holder: with no limit, with a timeout, and with readers looking on.
+// it reads /proc to see a waiter asleep: Unix only; `tests/windows.rs` covers Windows.
+#![cfg(unix)]
 
 mod common;
 

@@ -10,29 +10,59 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+// The command is built on Unix process control (signals, process groups, `/proc`, pidfds): on
+// other systems it is a stub that says so, so that the workspace still builds there.
+#[cfg(unix)]
 mod child;
+#[cfg(unix)]
 mod cli;
+#[cfg(unix)]
 mod failure;
+#[cfg(unix)]
 mod file_lock;
+#[cfg(unix)]
 mod holder;
+#[cfg(unix)]
 mod kill;
+#[cfg(unix)]
 mod lock;
 #[cfg(feature = "postgres")]
+#[cfg(unix)]
 mod pg_lock;
+#[cfg(unix)]
 mod progress;
+#[cfg(unix)]
 mod run;
+#[cfg(unix)]
 mod signal;
+#[cfg(unix)]
 mod status;
+#[cfg(unix)]
 mod wait;
 
+#[cfg(unix)]
 use std::process::ExitCode;
 
+#[cfg(unix)]
 use clap::error::ErrorKind;
+#[cfg(unix)]
 use clap::{CommandFactory, Parser};
 
+#[cfg(unix)]
 use crate::cli::{Cli, Command};
+#[cfg(unix)]
 use crate::failure::Failure;
 
+#[cfg(not(unix))]
+fn main() -> std::process::ExitCode {
+    eprintln!(
+        "pidlock: this command runs on Unix only (Linux, macOS, FreeBSD); elsewhere, use the \
+         pidlock crate from Rust"
+    );
+    std::process::ExitCode::from(2)
+}
+
+#[cfg(unix)]
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -67,6 +97,7 @@ fn main() -> ExitCode {
 /// clap's message without its `error: ` prefix, on one line: its first paragraph, whose
 /// continuation lines (the missing arguments) are indented. The usage and tips that follow are
 /// what `--help` is for.
+#[cfg(unix)]
 fn one_line(e: &clap::Error) -> String {
     let rendered = e.render().to_string();
     let message = rendered.split("\n\n").next().unwrap_or_default();
@@ -76,6 +107,7 @@ fn one_line(e: &clap::Error) -> String {
 }
 
 /// Prints a failure as pidlock's one-line error.
+#[cfg(unix)]
 fn report(failure: &Failure) {
     eprintln!("pidlock: {failure}");
 }

@@ -1,5 +1,7 @@
 //! `--help` shows an example for each subcommand and its exit codes, and completions come from
 //! the same definitions.
+// Unix only: the command and the fleet lock's test server are Unix programs.
+#![cfg(unix)]
 
 mod common;
 

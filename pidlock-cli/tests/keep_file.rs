@@ -1,5 +1,7 @@
 //! `pidlock run --keep-file` shares a lock with flock(1) scripts: the file stays one inode, so
 //! `flock` is refused while pidlock holds it and never runs alongside it.
+// Unix only: the command and the fleet lock's test server are Unix programs.
+#![cfg(unix)]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! `pidlock kill`: only a holder the kernel confirms is signalled; a stale file's PID, which may
 //! belong to an unrelated process by now, never is.
+// Unix only: the command and the fleet lock's test server are Unix programs.
+#![cfg(unix)]
 
 mod common;
 

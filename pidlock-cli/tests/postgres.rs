@@ -2,7 +2,8 @@
 //! (the root package's throwaway cluster; `PIDLOCK_SKIP_POSTGRES=1` skips these tests).
 //!
 //! Every test uses a lock name of its own, so that they can share the one cluster.
-
+// Unix only: the command and the fleet lock's test server are Unix programs.
+#![cfg(unix)]
 #![cfg(feature = "postgres")]
 
 mod common;

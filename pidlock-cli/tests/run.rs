@@ -1,6 +1,8 @@
 //! `pidlock run`: the lock lasts exactly as long as CMD, the file names CMD, signals reach CMD,
 //! CMD dies with the wrapper, and conflicts and bad input get one line and the documented
 //! exit status.
+// Unix only: the command and the fleet lock's test server are Unix programs.
+#![cfg(unix)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! `pidlock status`: LSB exit codes, the sentences, and `--json` parsed back.
+// Unix only: the command and the fleet lock's test server are Unix programs.
+#![cfg(unix)]
 
 mod common;
 

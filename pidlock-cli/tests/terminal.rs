@@ -1,5 +1,7 @@
 //! On a terminal, `pidlock run --wait` keeps one live line up to date and erases it when the
 //! lock is taken. The terminal is a pty that `script(1)` provides.
+// Unix only: the command and the fleet lock's test server are Unix programs.
+#![cfg(unix)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! `pidlock wait`: blocks until nobody holds the lock, without taking it.
+// Unix only: the command and the fleet lock's test server are Unix programs.
+#![cfg(unix)]
 
 mod common;
 

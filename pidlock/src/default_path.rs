@@ -2,23 +2,34 @@
 //!
 //! A lock file at a predictable name in a shared directory such as `/tmp` is a denial of
 //! service waiting to happen: any local user can create that name first, and then every start
-//! of the program fails with "Permission denied". So the default lock lives in a per-user
-//! directory that this user owns and no one else may enter, checked as tmux checks its socket
-//! directory.
+//! of the program fails with "Permission denied". So on Unix the default lock lives in a
+//! per-user directory that this user owns and no one else may enter, checked as tmux checks its
+//! socket directory. On Windows the temp dir (`%TEMP%`, under the user's profile) is already
+//! the user's own.
 
+#[cfg(unix)]
 use std::fs::{self, DirBuilder, Metadata};
+#[cfg(unix)]
 use std::io;
+#[cfg(unix)]
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+#[cfg(unix)]
+use std::path::Path;
+use std::path::PathBuf;
 
 use crate::{LockError, PidLockFile};
 
-/// The lock file `#[single_instance]` uses when no `path` is given, for `program`:
-/// `$XDG_RUNTIME_DIR/<program>.pid` when `XDG_RUNTIME_DIR` names a directory that is this
-/// user's alone (absolute, owned by this user, mode `0700` as the XDG spec requires: `su` and
-/// some images pass on another user's, or `/tmp`), else `<temp dir>/pidlock-<uid>/<program>.pid`,
-/// in a directory of mode `0700` that [`PidLockFile::for_program`] creates and checks. A
-/// relative `TMPDIR` is not used: it would give every working directory a lock of its own.
+/// The lock file `#[single_instance]` uses when no `path` is given, for `program`.
+///
+/// On Unix, `$XDG_RUNTIME_DIR/<program>.pid` when `XDG_RUNTIME_DIR` names a directory that is
+/// this user's alone (absolute, owned by this user, mode `0700` as the XDG spec requires: `su`
+/// and some images pass on another user's, or `/tmp`), else
+/// `<temp dir>/pidlock-<uid>/<program>.pid`, in a directory of mode `0700` that
+/// [`PidLockFile::for_program`] creates and checks. A relative `TMPDIR` is not used: it would
+/// give every working directory a lock of its own.
+///
+/// On Windows, `<temp dir>\<program>.pid`: the temp dir (`GetTempPath2W`, usually
+/// `%LOCALAPPDATA%\Temp`) is per user.
 ///
 /// This looks at `XDG_RUNTIME_DIR` but creates nothing; use [`PidLockFile::for_program`] to get
 /// a lock there.
@@ -30,14 +41,16 @@ use crate::{LockError, PidLockFile};
 /// ```
 pub fn default_path(program: &str) -> PathBuf {
     let file = format!("{program}.pid");
-    match runtime_dir() {
-        Some(dir) => dir.join(file),
-        None => private_temp_dir().join(file),
-    }
+    #[cfg(unix)]
+    let dir = runtime_dir().unwrap_or_else(private_temp_dir);
+    #[cfg(windows)]
+    let dir = std::env::temp_dir();
+    dir.join(file)
 }
 
 /// `$XDG_RUNTIME_DIR`, if it is set to an absolute path that is a directory of this user's
 /// alone.
+#[cfg(unix)]
 fn runtime_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
@@ -47,6 +60,7 @@ fn runtime_dir() -> Option<PathBuf> {
 
 /// `<temp dir>/pidlock-<uid>`: the directory this user's default locks live in when there is no
 /// usable `XDG_RUNTIME_DIR` (cron, services, ssh sessions, containers).
+#[cfg(unix)]
 fn private_temp_dir() -> PathBuf {
     let uid = rustix::process::geteuid().as_raw();
     let temp = std::env::temp_dir();
@@ -62,10 +76,11 @@ impl PidLockFile {
     /// A lock at [`default_path`]`(program)`, the one `#[single_instance]` takes when no `path`
     /// is given. Nothing is locked yet.
     ///
-    /// Without `XDG_RUNTIME_DIR`, the per-user directory in the temp dir is created with mode
-    /// `0700` if it is missing, and refused with [`LockError::LockFailed`] if it is not a
+    /// On Unix without `XDG_RUNTIME_DIR`, the per-user directory in the temp dir is created with
+    /// mode `0700` if it is missing, and refused with [`LockError::LockFailed`] if it is not a
     /// directory that this user owns and no one else may enter: another user could otherwise
-    /// make the program fail to start, or read and replace its lock file.
+    /// make the program fail to start, or read and replace its lock file. On Windows the temp
+    /// dir is the user's own, and nothing is created or checked.
     ///
     /// ```
     /// # let program = format!("pidlock-doc-for-program-{}", std::process::id());
@@ -76,6 +91,7 @@ impl PidLockFile {
     /// ```
     pub fn for_program(program: &str) -> Result<PidLockFile, LockError> {
         let path = default_path(program);
+        #[cfg(unix)]
         if runtime_dir().is_none() {
             let dir = private_temp_dir();
             ensure_private_dir(&dir).map_err(|source| LockError::failed(&path, source))?;
@@ -86,6 +102,7 @@ impl PidLockFile {
 
 /// Creates `dir` with mode `0700` if it is missing, then checks that it is a real directory that
 /// this user owns and that no one else can enter.
+#[cfg(unix)]
 fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     match DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {
@@ -110,6 +127,7 @@ fn ensure_private_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Why a directory found at the private directory's name cannot be trusted, if it cannot.
+#[cfg(unix)]
 fn refusal(meta: &Metadata) -> Option<String> {
     let me = rustix::process::geteuid().as_raw();
     let kind = meta.file_type();

@@ -3,7 +3,8 @@
 //! [`PidLockFile`] is a lock that is also a classic Unix PID file containing `"<pid>\n"`. Its API
 //! follows Python's `caterpillar.locking.PIDLockFile` (`acquire`, `release`, `is_locked`,
 //! `i_am_locking`, `read_pid`), but the kernel, not the file's existence, decides who holds it:
-//! the holder keeps an exclusive `flock(2)` on the file, as FreeBSD's `pidfile(3)` does.
+//! the holder keeps an exclusive `flock(2)` on the file, as FreeBSD's `pidfile(3)` does (on
+//! Windows, an exclusive `LockFileEx`: see [Windows](#windows)).
 //!
 //! ```
 //! use std::time::Duration;
@@ -76,7 +77,28 @@ fn main() {
     not(feature = "postgres"),
     doc = "\n(`PgLock` is not built: enable the `postgres` feature.)"
 )]
-#![forbid(unsafe_code)]
+//!
+//! # Windows
+//!
+//! The same API, the same macro, the same messages and exit codes; what the table above says of
+//! `flock`, Windows does as follows.
+//!
+//! | situation | what happens |
+//! |---|---|
+//! | **locked** | a live process holds an exclusive `LockFileEx` lock on **one byte at offset 2^62** of the file. Windows byte-range locks are mandatory (a locked range cannot be read by anyone else), so the lock covers a byte that the PID text never reaches: `type app.pid`, [`PidLockFile::read_pid`] and other programs read the PID while it is held. Locking past the end of a file does not grow it. |
+//! | `acquire(None)` | a blocking `LockFileEx`: the kernel grants it at the release. |
+//! | `acquire(Some(Duration::ZERO))` | `LockFileEx` with `LOCKFILE_FAIL_IMMEDIATELY`. |
+//! | `acquire(Some(d))` | an overlapped `LockFileEx` that the kernel queues; the waiter sleeps on its event until it is granted or the deadline passes, then withdraws it with `CancelIoEx`. No polling. |
+//! | holder crashes, is killed (`TerminateProcess`) | Windows releases the locks of a process that ends. The stale file is taken over at once. |
+//! | release | the file is deleted while the lock is still held, with POSIX semantics (`FILE_DISPOSITION_FLAG_POSIX_SEMANTICS`, Windows 10 1709 and later, NTFS), which removes the name at once. Where that is unavailable the classic delete leaves the file pending deletion until its last handle closes; an acquirer that meets it (`STATUS_DELETE_PENDING`) waits it out, backing off from 1 to 25 ms: it never fails with `LockFailed`, and never takes the lock for free. |
+//! | sharing | every handle pidlock opens has share mode read, write and delete, so neither readers nor the release's delete meet a sharing violation from pidlock. Another program's whole-file lock (std's `File::lock`) excludes the holder, and the other way round. |
+//! | identity | after locking, the volume serial number and file index of the locked handle are compared with those of the path (what `dev`/`ino` are on Unix); a mismatch or a missing file means the lock is on a stale file, and the acquirer tries again. |
+//! | symlink, junction, directory, hard link at `path` | opened as itself (`FILE_FLAG_OPEN_REPARSE_POINT`), never followed; refused with [`LockError::LockFailed`] before anything is written. |
+//! | handles | never inherited by child processes. There is no `fork`, so no PID namespace: a process is its PID. |
+//! | default path | `<temp dir>\<program>.pid`; the temp dir is per user. |
+//! | Wine | Wine 8 never completes an overlapped `LockFileEx` that has to wait. pidlock recognises Wine (ntdll's `wine_get_version`) and there opens its handles synchronously and waits with a deadline by backing off from 1 to 25 ms, as it does on macOS. Unrecognised, such a wait would end only at its deadline, but a lock request the kernel never queued is never taken for a grant. |
+// Only `sys/windows.rs` may use `unsafe`: the Win32 calls std does not wrap.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 // Input from users and other processes must never panic the runtime.
 #![cfg_attr(
@@ -84,9 +106,9 @@ fn main() {
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 compile_error!(
-    "pidlock supports Unix only (Linux, macOS, FreeBSD): it relies on flock(2). Windows is not supported yet."
+    "pidlock supports Unix (Linux, macOS, FreeBSD) and Windows: it relies on flock(2) or LockFileEx."
 );
 
 mod closer;

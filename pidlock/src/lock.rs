@@ -2,12 +2,12 @@
 //! `pidfile(3)`.
 //!
 //! The kernel decides who holds the lock: the holder keeps an exclusive `flock` on the PID file
-//! for as long as it holds the lock, and the kernel drops it when the holder dies, however it
-//! dies. The PID written in the file only tells people who the holder is.
+//! (on Windows a `LockFileEx` on one far byte of it, see `sys/windows.rs`) for as long as it
+//! holds the lock, and the kernel drops it when the holder dies, however it dies. The PID
+//! written in the file only tells people who the holder is.
 
 use std::fs::{self, File, Metadata, TryLockError};
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Waker;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::error::{LockError, UnlockError};
 use crate::guard::PidLockGuard;
 use crate::owner::{self, Process};
-use crate::sys::{self, ReleaseWatch};
+use crate::sys::{self, FileId, ReleaseWatch};
 use crate::{closer, pidfile, probe};
 
 /// A lock that is also a classic Unix PID file containing `"<pid>\n"`.
@@ -251,7 +251,8 @@ impl PidLockFile {
         }
 
         // A deadline too far away to represent is no deadline.
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let started = Instant::now();
+        let deadline = timeout.and_then(|t| started.checked_add(t));
         let mut left = Leftovers {
             me,
             expected: false,
@@ -259,14 +260,31 @@ impl PidLockFile {
             spare: None,
             stale: Vec::new(),
         };
-        let (file, meta, pid_written) = loop {
+        // How to wait for a released file to go: needed only on Windows without POSIX deletes.
+        let mut deleting = sys::Backoff::new();
+        let (file, meta, id, pid_written) = loop {
             // A caller that went away while we were moving from a stale inode to the new file
             // must not get the lock after all.
             if cancelled.is_some_and(|c| c.load(Ordering::Acquire)) {
                 return Err(self.busy(timeout.unwrap_or_default()));
             }
             // Never O_TRUNC: a contender that loses must leave the holder's PID alone.
-            let file = open_lock_file(&self.path).map_err(|e| self.failed(e))?;
+            let file = match open_lock_file(&self.path) {
+                Ok(file) => file,
+                // Windows, where the last release could not use POSIX deletes: its file lingers,
+                // unopenable, until its last handle closes. A release under way is neither a
+                // failure nor a free lock: wait it out (a zero timeout for as long as it would
+                // ride out shared locks).
+                Err(e) if sys::is_delete_pending(&e) => {
+                    let until = deadline.map(|d| d.max(started + SHARED_PATIENCE));
+                    if until.is_some_and(|u| Instant::now() >= u) {
+                        return Err(self.busy(timeout.unwrap_or_default()));
+                    }
+                    deleting.wait(until.unwrap_or_else(|| Instant::now() + SHARED_PATIENCE));
+                    continue;
+                }
+                Err(e) => return Err(self.failed(e)),
+            };
             // A zero timeout rides out shared locks for `SHARED_PATIENCE`; a longer one for as
             // long as it waits anyway.
             let patience = SHARED_PATIENCE.max(timeout.unwrap_or_default());
@@ -321,6 +339,7 @@ impl PidLockFile {
                 && sys::link_spare(ready, &self.path).is_ok()
                 && let Some((ready, ready_meta)) = left.spare.take().flatten()
             {
+                let ready_id = sys::identity(&ready, &ready_meta).ok();
                 let_go_of_stale(&file);
                 left.stale.push(file);
                 left.stale.push(ready);
@@ -331,9 +350,10 @@ impl PidLockFile {
                 let named = open_lock_file(&self.path).map_err(|e| self.failed(e))?;
                 if try_lock(&named, SHARED_PATIENCE).map_err(|e| self.failed(e))? == Try::Locked {
                     let meta = named.metadata().map_err(|e| self.failed(e))?;
-                    let ours = (meta.dev(), meta.ino()) == (ready_meta.dev(), ready_meta.ino());
-                    if still_named_by(&self.path, &meta).map_err(|e| self.failed(e))? {
-                        break (named, meta, ours);
+                    let id = sys::identity(&named, &meta).map_err(|e| self.failed(e))?;
+                    let ours = ready_id == Some(id);
+                    if names(&self.path, id).map_err(|e| self.failed(e))? {
+                        break (named, meta, id, ours);
                     }
                     let_go_of_stale(&named);
                 }
@@ -341,8 +361,9 @@ impl PidLockFile {
                 continue;
             }
             let meta = file.metadata().map_err(|e| self.failed(e))?;
-            if still_named_by(&self.path, &meta).map_err(|e| self.failed(e))? {
-                break (file, meta, false);
+            let id = sys::identity(&file, &meta).map_err(|e| self.failed(e))?;
+            if names(&self.path, id).map_err(|e| self.failed(e))? {
+                break (file, meta, id, false);
             }
             // Let other waiters on the stale inode go on to the new file, but do not close it
             // here: its final close frees the unlinked inode, which takes longer than all the
@@ -353,7 +374,7 @@ impl PidLockFile {
         // A spare is our own unnamed file, written before it got its name; anything else
         // gets checked, then written.
         if !pid_written {
-            check_writable_pid_file(&meta).map_err(|e| self.failed(e))?;
+            check_writable_pid_file(&file, &meta).map_err(|e| self.failed(e))?;
             let written = sys::set_pid_file_mode(&file, &meta)
                 .and_then(|()| pidfile::write(&file, me.pid(), meta.len()));
             if let Err(e) = written {
@@ -369,12 +390,13 @@ impl PidLockFile {
             }
         }
         drop(left);
-        owner::record(me, meta.dev(), meta.ino());
+        let (dev, ino) = id;
+        owner::record(me, dev, ino);
         self.held = Some(Held {
             file,
             owner: me,
-            dev: meta.dev(),
-            ino: meta.ino(),
+            dev,
+            ino,
             keep_file: self.keep_file,
         });
         Ok(())
@@ -461,8 +483,8 @@ impl PidLockFile {
     /// ```
     pub fn i_am_locking(&self) -> bool {
         self.holds_path()
-            || fs::symlink_metadata(&self.path)
-                .is_ok_and(|meta| owner::holds(meta.dev(), meta.ino()))
+            || sys::path_identity(&self.path)
+                .is_ok_and(|id| id.is_some_and(|(dev, ino)| owner::holds(dev, ino)))
     }
 
     /// The PID written in the lock file, read the way FHS asks readers to (whitespace, leading
@@ -493,7 +515,7 @@ impl PidLockFile {
     /// `path` is no longer the one we hold.
     fn holds_path(&self) -> bool {
         self.held.as_ref().is_some_and(|held| {
-            held.owner.is_current() && names(&self.path, held.dev, held.ino).unwrap_or(false)
+            held.owner.is_current() && names(&self.path, (held.dev, held.ino)).unwrap_or(false)
         })
     }
 
@@ -501,14 +523,15 @@ impl PidLockFile {
     /// instance.
     fn held_by_this_thread(&self, file: &File) -> bool {
         file.metadata()
-            .is_ok_and(|meta| owner::held_by_caller(meta.dev(), meta.ino(), None))
+            .and_then(|meta| sys::identity(file, &meta))
+            .is_ok_and(|(dev, ino)| owner::held_by_caller(dev, ino, None))
     }
 
     /// Whether the caller (this thread, or the async task `task` wakes) holds the lock at
     /// `path`, through any instance: then waiting for it would never end.
     pub(crate) fn held_by_caller(path: &Path, task: Option<&Waker>) -> bool {
-        fs::symlink_metadata(path)
-            .is_ok_and(|meta| owner::held_by_caller(meta.dev(), meta.ino(), task))
+        sys::path_identity(path)
+            .is_ok_and(|id| id.is_some_and(|(dev, ino)| owner::held_by_caller(dev, ino, task)))
     }
 
     /// Records that the async task `task` wakes now holds this lock (see `owner.rs`).
@@ -583,8 +606,8 @@ impl Held {
                 )
             })
         } else {
-            match names(path, self.dev, self.ino) {
-                Ok(true) => fs::remove_file(path),
+            match names(path, (self.dev, self.ino)) {
+                Ok(true) => sys::remove_locked_file(path, (self.dev, self.ino)),
                 Ok(false) => Ok(()),
                 Err(e) => Err(e),
             }
@@ -592,7 +615,7 @@ impl Held {
         // Unlock explicitly instead of relying on close: children forked since `acquire`
         // share this lock and would otherwise keep it alive. An unlock error would mean the
         // descriptor is bad, and then closing it releases the lock as well.
-        let _ = self.file.unlock();
+        let _ = sys::unlock(&self.file);
         // Such a child also keeps our close from being the last, which is what wakes timed
         // waiters.
         sys::announce_release(&self.file);
@@ -636,14 +659,7 @@ impl Drop for Leftovers {
 /// Opens (creating with mode 0644 if needed) the lock file for locking, without following a
 /// symlink and without truncating it.
 fn open_lock_file(path: &Path) -> io::Result<File> {
-    File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(sys::PID_FILE_MODE)
-        .custom_flags(sys::NOFOLLOW_NONBLOCK)
-        .open(path)
-        .map_err(|e| explain_open_error(path, e))
+    sys::open_for_locking(path).map_err(|e| explain_open_error(path, e))
 }
 
 /// Turns the bare errno of a refused open into a sentence about the path.
@@ -665,7 +681,7 @@ fn explain_open_error(path: &Path, err: io::Error) -> io::Error {
 /// Waits as long as it takes for the lock.
 fn lock_blocking(file: &File) -> io::Result<bool> {
     loop {
-        match file.lock() {
+        match sys::lock_exclusive(file) {
             Ok(()) => return Ok(true),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -685,6 +701,10 @@ fn lock_before(
 ) -> io::Result<bool> {
     /// How far ahead a wait without a deadline looks; the safety re-check comes first anyway.
     const FAR: Duration = Duration::from_secs(3600);
+    // Where the kernel queues waiters itself (Windows), it wakes us with the lock.
+    if let Some(locked) = sys::wait_in_kernel(file, deadline, cancelled) {
+        return locked;
+    }
     let watch = watch.get_or_insert_with(|| ReleaseWatch::new(me));
     // Arm, then try again: a release between the caller's try and the watch would otherwise go
     // unnoticed until the safety re-check.
@@ -738,13 +758,13 @@ fn try_lock(file: &File, patience: Duration) -> io::Result<Try> {
     let mut pause = Duration::ZERO;
     let mut shared_since = None;
     loop {
-        match file.try_lock() {
+        match sys::try_lock_exclusive(file) {
             Ok(()) => return Ok(Try::Locked),
             Err(TryLockError::WouldBlock) => {}
             Err(TryLockError::Error(e)) => return Err(e),
         }
-        match file.try_lock_shared() {
-            Ok(()) => file.unlock()?,
+        match sys::try_lock_shared(file) {
+            Ok(()) => sys::unlock(file)?,
             Err(TryLockError::WouldBlock) => return Ok(Try::Held),
             Err(TryLockError::Error(e)) => return Err(e),
         }
@@ -774,7 +794,7 @@ fn shared_only() -> io::Error {
 /// other waiters on it: an unlock alone makes no event, and they would sleep until the safety
 /// re-check before moving on to the new file.
 fn let_go_of_stale(file: &File) {
-    let _ = file.unlock();
+    let _ = sys::unlock(file);
     sys::announce_release(file);
 }
 
@@ -786,39 +806,24 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// Whether `path` still names the inode described by `locked`.
-fn still_named_by(path: &Path, locked: &Metadata) -> io::Result<bool> {
-    names(path, locked.dev(), locked.ino())
-}
-
-/// Whether `path` (not followed if a symlink) is the inode `ino` on device `dev`.
-fn names(path: &Path, dev: u64, ino: u64) -> io::Result<bool> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) => Ok(meta.dev() == dev && meta.ino() == ino),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
+/// Whether `path` (not followed if a symlink) names the file `id`.
+fn names(path: &Path, id: FileId) -> io::Result<bool> {
+    Ok(sys::path_identity(path)? == Some(id))
 }
 
 /// Refuses to write a PID into anything but a plain regular file with a single name. A FIFO or
 /// device planted at the path is not a PID file, and a hard link could point our write at
 /// someone else's file.
-fn check_writable_pid_file(meta: &Metadata) -> io::Result<()> {
+fn check_writable_pid_file(file: &File, meta: &Metadata) -> io::Result<()> {
     let kind = meta.file_type();
-    let what = if kind.is_file() {
-        if meta.nlink() == 1 {
+    let what = if kind.is_file() && sys::special_file(meta).is_none() {
+        let links = sys::link_count(file, meta)?;
+        if links == 1 {
             return Ok(());
         }
-        format!(
-            "it has {} hard links, so writing to it could change another file",
-            meta.nlink()
-        )
-    } else if kind.is_fifo() {
-        "it is a FIFO, not a regular file".to_owned()
-    } else if kind.is_socket() {
-        "it is a socket, not a regular file".to_owned()
-    } else if kind.is_char_device() || kind.is_block_device() {
-        "it is a device, not a regular file".to_owned()
+        format!("it has {links} hard links, so writing to it could change another file")
+    } else if let Some(what) = sys::special_file(meta) {
+        what.to_owned()
     } else {
         "it is not a regular file".to_owned()
     };

@@ -39,8 +39,7 @@ impl Process {
     /// PID is 0 (a container's init, a process `nsenter` started) always looks again.
     pub(crate) fn current() -> Process {
         let pid = process::id();
-        let parent =
-            rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get().unsigned_abs());
+        let parent = crate::sys::parent_pid();
         let key = (u64::from(pid) << 32) | u64::from(parent);
         if parent != 0 && KEY.load(Ordering::Acquire) == key {
             return Process {

@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 /// The largest file prefix a reader looks at. A PID file holds a few bytes; a reader must not be
@@ -50,10 +49,7 @@ pub(crate) fn read(path: &Path) -> Option<u32> {
 
 /// Opens `path` for reading only: no symlink is followed and a FIFO does not block the open.
 pub(crate) fn open_for_reading(path: &Path) -> io::Result<File> {
-    File::options()
-        .read(true)
-        .custom_flags(crate::sys::NOFOLLOW_NONBLOCK)
-        .open(path)
+    crate::sys::open_for_reading(path)
 }
 
 /// Replaces the contents of `file`, which is `old_len` bytes long, with `"<pid>\n"`.
@@ -63,7 +59,7 @@ pub(crate) fn open_for_reading(path: &Path) -> io::Result<File> {
 /// longer old value on a later line, which readers ignore). It never sees an empty file.
 pub(crate) fn write(file: &File, pid: u32, old_len: u64) -> io::Result<()> {
     let text = format!("{pid}\n");
-    file.write_all_at(text.as_bytes(), 0)?;
+    crate::sys::write_all_at(file, text.as_bytes(), 0)?;
     let len = text.len() as u64;
     // A new file (the common case after an unlinking release) has nothing to cut.
     if old_len > len {

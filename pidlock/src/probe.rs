@@ -34,8 +34,9 @@ pub(crate) fn lock_is_held(path: &Path) -> bool {
         return held;
     }
     match pidfile::open_for_reading(path) {
-        Ok(file) => sys::held_elsewhere(&file)
-            .unwrap_or_else(|| matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))),
+        Ok(file) => sys::held_elsewhere(&file).unwrap_or_else(|| {
+            matches!(sys::try_lock_shared(&file), Err(TryLockError::WouldBlock))
+        }),
         Err(e) => e.kind() != io::ErrorKind::NotFound,
     }
 }

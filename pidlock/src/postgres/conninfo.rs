@@ -166,11 +166,16 @@ pub(crate) fn parse(
         if host.is_empty() {
             return Err("empty host name in the connection string".to_owned());
         }
+        // A path names a Unix socket's directory; on Windows, tokio-postgres takes a path as
+        // a host name (and fails to resolve it), as there are no Unix sockets to use.
+        #[cfg(unix)]
         if host.starts_with('/') {
             config.host_path(host);
         } else {
             config.host(host);
         }
+        #[cfg(not(unix))]
+        config.host(host);
         config.port(port);
         if host.contains(':') {
             shown.push(format!("[{host}]:{port}"));
@@ -484,6 +489,7 @@ mod tests {
         .unwrap();
         assert_eq!(info.config.get_password(), Some(&b"it's"[..]));
         assert_eq!(info.config.get_dbname(), Some("my db"));
+        #[cfg(unix)]
         assert_eq!(info.config.get_hosts(), &[Host::Unix("/tmp/sock".into())]);
         assert_eq!(info.server, "PostgreSQL at /tmp/sock:5433");
     }
