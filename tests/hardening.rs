@@ -25,8 +25,24 @@ fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// A copy of lock-helper that another user can run: the build's own may be in a directory only
+/// we can enter (a clone in a private temporary directory, as `mktemp -d` makes). Removed with
+/// the temporary directory's other leftovers by the system; one per test process.
+fn helper_for_others() -> &'static Path {
+    static COPY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("pidlock-helper-{}", process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.join("lock-helper");
+        fs::copy(env!("CARGO_BIN_EXE_lock-helper"), &copy).unwrap();
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+        copy
+    })
+}
+
 fn helper_as(uid: u32, args: &[&str], env: &[(&str, &Path)]) -> Proc {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lock-helper"));
+    let mut command = Command::new(helper_for_others());
     command
         .args(args)
         .uid(uid)

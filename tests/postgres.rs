@@ -231,12 +231,7 @@ fn a_killed_holder_lets_the_next_process_in_within_a_second() {
     let (mut first, token) = holder(&url, &name);
     let mut waiter = pg_helper(&["hold", &url, &name, "30000"]);
     pg.wait_until("the waiter waits", || {
-        pg.backends(&format!("pidlock {}@", waiter.id())).len() == 1
-            && pg.psql(&format!(
-                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
-                 WHERE NOT l.granted AND a.application_name LIKE 'pidlock {}@%'",
-                waiter.id()
-            )) == "1"
+        pg.backends(&format!("pidlock {}@", waiter.id())).len() == 1 && pg.waits(waiter.id())
     });
     let killed = now_ns();
     first.kill();

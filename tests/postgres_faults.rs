@@ -50,13 +50,7 @@ fn a_restart_is_reported_as_a_loss_and_a_waiter_reconnects_and_gets_in() {
     let mut holder = pg_helper(&[], &["hold", &url, &name, "0"]);
     let token: u64 = report(&holder.next_report(), "locked")[1].parse().unwrap();
     let mut waiter = pg_helper(&[], &["hold", &url, &name, "60000"]);
-    pg.wait_until("the waiter waits", || {
-        pg.psql(&format!(
-            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
-             WHERE NOT l.granted AND a.application_name LIKE 'pidlock {}@%'",
-            waiter.id()
-        )) == "1"
-    });
+    pg.wait_until("the waiter waits", || pg.waits(waiter.id()));
 
     pg.restart();
 
@@ -220,13 +214,7 @@ fn a_partitioned_holder_gives_up_within_lost_after_and_before_the_server_frees_t
     );
     report(&holder.next_report(), "locked");
     let mut waiter = pg_helper(&[], &["hold", &pg.url(), &name, "60000"]);
-    pg.wait_until("the waiter waits", || {
-        pg.psql(&format!(
-            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
-             WHERE NOT l.granted AND a.application_name LIKE 'pidlock {}@%'",
-            waiter.id()
-        )) == "1"
-    });
+    pg.wait_until("the waiter waits", || pg.waits(waiter.id()));
 
     let cut = now_ns();
     netns.partition();
@@ -277,13 +265,7 @@ fn review_a_waiter_rides_out_two_outages_in_a_row() {
     ]);
     let conninfo = format!("{}?connect_timeout=5", pg.url());
     let mut waiter = pg_helper(&[], &["hold", &conninfo, &name, "none"]);
-    let waiting = |waiter: &Proc| {
-        pg.psql(&format!(
-            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
-             WHERE NOT l.granted AND a.application_name LIKE 'pidlock {}@%'",
-            waiter.id()
-        )) == "1"
-    };
+    let waiting = |waiter: &Proc| pg.waits(waiter.id());
     pg.wait_until("the waiter waits", || waiting(&waiter));
     pg.restart();
     pg.wait_until("the waiter waits again", || waiting(&waiter));

@@ -19,10 +19,24 @@ const FORWARDED: [i32; 4] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT];
 
 /// Catches the signals to forward, and CMD's exit. Installed before CMD starts, so that a
 /// signal that arrives at any time after is passed on rather than killing the wrapper alone.
+///
+/// A signal that the caller ignores (`nohup`, a background job of a non-interactive shell) is
+/// left alone, so that CMD inherits the ignoring, as it would without the wrapper.
 pub fn catch_signals() -> io::Result<Signals> {
-    let mut wanted = FORWARDED.to_vec();
+    let mut wanted: Vec<i32> = FORWARDED.into_iter().filter(|s| !ignored(*s)).collect();
     wanted.push(SIGCHLD);
     Signals::new(wanted)
+}
+
+/// Whether `signal` is ignored in this process (`SIG_IGN`).
+fn ignored(signal: i32) -> bool {
+    // SAFETY: `sigaction` with no new action only reads the current one into `current`, a
+    // zeroed `sigaction`, which is a valid value of that plain C struct.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_IGN
+    }
 }
 
 /// Starts `argv`, to be killed (SIGKILL) by the kernel as soon as this process dies, however

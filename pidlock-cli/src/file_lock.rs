@@ -190,7 +190,16 @@ impl Lock for FileLock {
             Some(pid) => (pid, pinned),
             None => match pin(locker) {
                 Ok(pidfd) => (locker, pidfd),
-                Err(_) => return self.status().map(Target::Nothing),
+                Err(_) if !self.lock.is_locked() => return self.status().map(Target::Nothing),
+                Err(_) => {
+                    return Ok(Target::Unconfirmed {
+                        pid: Some(locker),
+                        why: format!(
+                            "pid {locker}, which the kernel's lock table names, is no longer \
+                             running: it passed the lock on to a child before it died"
+                        ),
+                    });
+                }
             },
         };
         let process = ProcessInfo::read(pid);
@@ -206,7 +215,17 @@ impl Lock for FileLock {
             });
         }
         if !holder::holds(locker, &meta) {
-            return self.status().map(Target::Nothing);
+            if !self.lock.is_locked() {
+                return self.status().map(Target::Nothing);
+            }
+            return Ok(Target::Unconfirmed {
+                pid: Some(pid),
+                why: format!(
+                    "pid {locker}, which the kernel's lock table names, does not have the file \
+                     open (it may have passed the lock on to a child and died, and its number \
+                     may have been reused)"
+                ),
+            });
         }
         Ok(Target::Confirmed(Confirmed {
             pid,

@@ -99,8 +99,12 @@ pub fn locker(meta: &fs::Metadata, candidate: Option<u32>) -> Option<u32> {
 
 /// Whether the process `pid` holds the exclusive `flock` on the file `meta` describes, asked
 /// again of the kernel now.
+///
+/// The lock table's PID alone does not do: it is the PID of whoever took the lock, which may
+/// have died since while a child it passed the descriptor to (`flock(1)`'s command) holds on,
+/// and the PID may by now belong to an unrelated process.
 pub fn holds(pid: u32, meta: &fs::Metadata) -> bool {
-    table_locker(meta) == Some(pid) || holds_through_open_file(pid, meta)
+    holds_through_open_file(pid, meta)
 }
 
 /// The PID the kernel's lock table gives for the exclusive `flock` on the file `meta`

@@ -10,6 +10,28 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+// Output that cannot be written (a closed pipe, a full disk) must not panic the command: that
+// would skip its exit status, and in `run` could skip stopping CMD. These shadow std's macros
+// for the whole crate, and drop write errors instead.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+macro_rules! eprint {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 // The command is built on Unix process control (signals, process groups, `/proc`, pidfds): on
 // other systems it is a stub that says so, so that the workspace still builds there.
 #[cfg(unix)]

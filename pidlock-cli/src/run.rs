@@ -160,6 +160,8 @@ fn stop_on_loss(
         if ended.try_recv().is_ok() {
             return false;
         }
+        // Stop CMD first: nothing, not even a failing write to stderr, may come before that.
+        let _ = target.signal(Signal::TERM);
         eprintln!(
             "pidlock: lost the lock {} on {} ({}); stopping {name} (pid {})",
             lost.name(),
@@ -167,7 +169,6 @@ fn stop_on_loss(
             lost.reason(),
             target.pid
         );
-        let _ = target.signal(Signal::TERM);
         if let Err(mpsc::RecvTimeoutError::Timeout) = ended.recv_timeout(grace) {
             eprintln!(
                 "pidlock: {name} (pid {}) still runs {} after SIGTERM; sending SIGKILL",

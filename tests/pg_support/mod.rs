@@ -303,6 +303,15 @@ impl Cluster {
         .collect()
     }
 
+    /// Whether a session of the process `pid` (a pidlock session, by its `application_name`)
+    /// is waiting for a lock.
+    pub fn waits(&self, pid: u32) -> bool {
+        self.psql(&format!(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+             WHERE NOT l.granted AND a.application_name LIKE 'pidlock {pid}@%'"
+        )) != "0"
+    }
+
     /// Whether any session holds the advisory lock `key` (single-`bigint` key space).
     pub fn is_held(&self, key: i64) -> bool {
         let bits = key as u64;
