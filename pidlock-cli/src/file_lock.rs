@@ -227,11 +227,38 @@ impl Lock for FileLock {
                 ),
             });
         }
+        // A `pidlock run` that has started CMD but not yet named it in the file (an instant
+        // after the start): the signal is for CMD, its only child, as it will be a moment later.
+        if pid == locker
+            && let Some(command) = process.as_ref().and_then(|p| command_of_run(pid, p))
+            && let Ok(command_fd) = pin(command)
+        {
+            return Ok(Target::Confirmed(Confirmed {
+                pid: command,
+                process: ProcessInfo::read(command),
+                pidfd: command_fd,
+            }));
+        }
         Ok(Target::Confirmed(Confirmed {
             pid,
             process,
             pidfd,
         }))
+    }
+}
+
+/// The command of the `pidlock run` that is process `pid`: its only child. `None` if `pid` is
+/// any other program.
+fn command_of_run(pid: u32, info: &ProcessInfo) -> Option<u32> {
+    let program = info.argv.first()?;
+    let is_run = Path::new(program).file_name() == Some("pidlock".as_ref())
+        && info.argv.get(1).map(String::as_str) == Some("run");
+    if !is_run {
+        return None;
+    }
+    match holder::children(pid).as_slice() {
+        [command] => Some(*command),
+        _ => None,
     }
 }
 

@@ -185,7 +185,6 @@ pub fn pin(_pid: u32) -> Result<Option<OwnedFd>, Errno> {
 }
 
 /// The processes whose parent is `pid`, as `/proc` shows them.
-#[cfg(feature = "postgres")]
 pub fn children(pid: u32) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();

@@ -176,3 +176,28 @@ fn kill_wait_ends_when_the_holder_is_gone_though_a_waiter_takes_the_lock_at_once
     assert!(exits_within(held.cmd, BOUND));
     drop(held);
 }
+
+#[test]
+fn kill_reaches_cmd_while_the_file_still_names_the_wrapper() {
+    let scratch = Scratch::new("kill-window");
+    let path = scratch.path("job.pid");
+    let script = r#"trap 'echo usr1' USR1
+        while [ "$(cat "$1" 2>/dev/null)" != "$$" ]; do sleep 0.01; done
+        echo "$$"
+        while :; do sleep 0.05; done"#;
+    let mut held = hold_with(&path, &[], script);
+    // The instant before `pidlock run` names CMD: the file names the wrapper.
+    std::fs::write(&path, format!("{}\n", held.wrapper.0.id())).expect("rewrite the file");
+    pidlock()
+        .args(["kill", "--signal", "USR1", "--file"])
+        .arg(&path)
+        .assert()
+        .code(0);
+    // CMD got it (the wrapper would have died of it, and CMD with it).
+    let line = held
+        .stdout
+        .recv_timeout(BOUND)
+        .expect("CMD reports the signal");
+    assert_eq!(line, "usr1");
+    assert!(held.wrapper.running());
+}
