@@ -13,18 +13,21 @@
 // Output that cannot be written (a closed pipe, a full disk) must not panic the command: that
 // would skip its exit status, and in `run` could skip stopping CMD. These shadow std's macros
 // for the whole crate, and drop write errors instead.
+#[cfg(unix)]
 macro_rules! eprintln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let _ = writeln!(std::io::stderr(), $($arg)*);
     }};
 }
+#[cfg(unix)]
 macro_rules! eprint {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let _ = write!(std::io::stderr(), $($arg)*);
     }};
 }
+#[cfg(unix)]
 macro_rules! println {
     ($($arg:tt)*) => {{
         use std::io::Write as _;

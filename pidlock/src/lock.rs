@@ -276,6 +276,9 @@ impl PidLockFile {
                 // failure nor a free lock: wait it out (a zero timeout for as long as it would
                 // ride out shared locks).
                 Err(e) if sys::is_delete_pending(&e) => {
+                    // Our own handles on stale files count too: the pending file cannot go
+                    // while one of them is open, so close them now, not when we are done.
+                    drop(std::mem::take(&mut left.stale));
                     let until = deadline.map(|d| d.max(started + SHARED_PATIENCE));
                     if until.is_some_and(|u| Instant::now() >= u) {
                         return Err(self.busy(timeout.unwrap_or_default()));
