@@ -572,8 +572,10 @@ impl PgLock {
     /// The fencing token of the last acquisition: strictly greater for every later acquisition
     /// of this lock, by any process anywhere; 0 before the first.
     ///
-    /// It is the transaction id (`pg_current_xact_id()`) of the statement that took the lock,
-    /// read after the lock was granted. Transaction ids only grow, across the whole cluster and
+    /// It is the transaction id (`pg_current_xact_id()`) of a statement run on the holder's
+    /// session right after the lock was granted. A waiter returns from `acquire` at the grant,
+    /// and the token follows one round trip later: this call waits for it, if it has to (at
+    /// most `lost_after`). If it cannot be read, it is 0 and the lock counts as lost. Transaction ids only grow, across the whole cluster and
     /// across restarts, so it needs no table. Send it with every write to the resource the lock
     /// protects, and have the resource refuse a token lower than the highest it has seen:
     /// that stops a holder that was paused or cut off, and woke up believing it still held the
