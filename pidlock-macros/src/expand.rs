@@ -213,6 +213,18 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
+    // A fleet lock's own entry points: a binary that only locks files never refers to (and so
+    // never links) the fleet lock's client.
+    let (acquire, acquire_async) = match &args.postgres {
+        Some(_) => (
+            Ident::new("acquire_fleet", Span::call_site()),
+            Ident::new("acquire_fleet_async", Span::call_site()),
+        ),
+        None => (
+            Ident::new("acquire", Span::call_site()),
+            Ident::new("acquire_async", Span::call_site()),
+        ),
+    };
     let options_value = quote! {
         #private::Options {
             path: #path,
@@ -299,7 +311,7 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
         let mut user = Group::new(proc_macro2::Delimiter::Brace, quote!(; #inner));
         user.set_span(boxed.block.span());
         let block = guarded(
-            quote!(#private::acquire_async(&#options).await),
+            quote!(#private::#acquire_async(&#options).await),
             on_conflict(boxed.dispatch()),
             user,
         );
@@ -330,8 +342,8 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
         let mut user = Group::new(proc_macro2::Delimiter::Brace, quote!(; #body));
         user.set_span(brace.span.join());
         let acquire = match &sig.asyncness {
-            Some(_) => quote!(#private::acquire_async(&#options).await),
-            None => quote!(#private::acquire(&#options)),
+            Some(_) => quote!(#private::#acquire_async(&#options).await),
+            None => quote!(#private::#acquire(&#options)),
         };
         // A plain `fn` returning a future under any name is refused at the type level too
         // (`check` sees only the spelling), on the return type.

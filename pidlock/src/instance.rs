@@ -2,17 +2,20 @@
 //! to do on a conflict. The generated code calls these through `__private`.
 
 mod conflict;
+#[cfg(feature = "postgres")]
+mod fleet;
 mod future;
 
 pub use conflict::{
     ConflictError, Function, FutureReturned, Main, MainExitCode, NoUnwind, NotAFuture,
     OtherConflict, PlainReturned, ResultConflict, ResultContext, Returns, UnwindContext,
 };
+#[cfg(feature = "postgres")]
+pub use fleet::{acquire_fleet, acquire_fleet_async};
 pub use future::{Acquire, acquire_async};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::task::Waker;
 use std::time::Duration;
 use std::{env, process};
@@ -98,9 +101,17 @@ pub fn on_lost<F: Fn(&Lost) + Send + Sync + 'static>(handler: F) -> OnLost {
 pub enum Guard {
     /// A lock file.
     File(PidLockGuard),
-    /// A fleet lock.
+    /// A fleet lock. Behind a trait object, so that a binary that only locks files never links
+    /// the fleet lock's code (its client, TLS and runtime) through this type's drop.
     #[cfg(feature = "postgres")]
-    Fleet(Box<crate::PgLockGuard>),
+    Fleet(Box<dyn FleetGuard>),
+}
+
+/// What the generated code needs of a fleet lock's guard.
+#[cfg(feature = "postgres")]
+pub trait FleetGuard: std::fmt::Debug + Send {
+    /// Records that the async task `task` wakes holds this lock.
+    fn hand_to_task(&self, task: &Waker);
 }
 
 impl Guard {
@@ -115,7 +126,7 @@ impl Guard {
 }
 
 impl Options {
-    fn program(&self) -> String {
+    pub(crate) fn program(&self) -> String {
         program_name(self.program)
     }
 
@@ -136,7 +147,7 @@ pub fn path_from<P: AsRef<Path> + ?Sized>(path: &P) -> PathBuf {
 }
 
 /// The outcome of the first, non-blocking try.
-enum FirstTry {
+pub(crate) enum FirstTry {
     /// Taken, or failed for good.
     Done(Result<Guard, Error>),
     /// Held by another holder, and the options allow waiting (`None`: without a limit). The
@@ -151,24 +162,6 @@ enum FirstTry {
 /// the waker of the calling async task, if any: a lock that the caller itself holds (this
 /// thread, or this task) is refused at once instead of waited for.
 fn first_try(options: &Options, task: Option<&Waker>) -> FirstTry {
-    if let Some(fleet) = &options.fleet {
-        // A task that holds this fleet lock must not wait for it (no I/O to find out).
-        #[cfg(feature = "postgres")]
-        if options.timeout != Some(Duration::ZERO) {
-            let name = fleet.name.clone().unwrap_or_else(|| options.program());
-            let lock = crate::PgLock::new(fleet.conninfo.clone(), name);
-            if lock.is_held_by_caller(task) {
-                return FirstTry::Done(Err(lock.held_by_caller_error().into()));
-            }
-        }
-        #[cfg(not(feature = "postgres"))]
-        let _ = fleet;
-        // Even one try is network I/O: the helper thread does it all (see `future.rs`).
-        return FirstTry::Wait {
-            path: PathBuf::new(),
-            timeout: options.timeout,
-        };
-    }
     let path = match options.path() {
         Ok(path) => path,
         Err(e) => return FirstTry::Done(Err(e.into())),
@@ -215,98 +208,15 @@ fn first_try(options: &Options, task: Option<&Waker>) -> FirstTry {
 /// Takes the lock as the options say, telling the user on stderr when it has to wait. Blocks
 /// the calling thread while it waits: for a plain `fn`. An `async fn` uses [`acquire_async`].
 pub fn acquire(options: &Options) -> Result<Guard, Error> {
-    if let Some(fleet) = &options.fleet {
-        return acquire_fleet(options, fleet, None);
-    }
     match first_try(options, None) {
         FirstTry::Done(result) => result,
         FirstTry::Wait { path, timeout } => Ok(Guard::File(PidLockFile::lock(path, timeout)?)),
     }
 }
 
-/// [`acquire`], from the helper thread of an `async fn`'s wait: a fleet lock's wait stops when
-/// `cancelled` is set (the future was dropped).
-pub(crate) fn acquire_cancellable(
-    options: &Options,
-    cancelled: Option<Arc<AtomicBool>>,
-) -> Result<Guard, Error> {
-    match &options.fleet {
-        Some(fleet) => acquire_fleet(options, fleet, cancelled),
-        None => acquire(options),
-    }
-}
-
 /// "no time limit" or "up to 5s", for the waiting notice.
-fn limit(wait: Option<Duration>) -> String {
+pub(crate) fn limit(wait: Option<Duration>) -> String {
     wait.map_or_else(|| "no time limit".to_owned(), |t| format!("up to {t:?}"))
-}
-
-/// The fleet lock: one try, the waiting notice, then the wait; failing closed on a loss unless
-/// `on_lost` says otherwise.
-#[cfg(feature = "postgres")]
-fn acquire_fleet(
-    options: &Options,
-    fleet: &Fleet,
-    cancelled: Option<Arc<AtomicBool>>,
-) -> Result<Guard, Error> {
-    let name = fleet.name.clone().unwrap_or_else(|| options.program());
-    let mut lock = crate::PgLock::new(fleet.conninfo.clone(), name);
-    let on_lost = match &fleet.on_lost {
-        Some(handler) => Arc::clone(handler),
-        None => {
-            let code = fleet.exit_code;
-            on_lost(move |lost: &Lost| {
-                eprintln!("error: {lost}; exiting");
-                process::exit(i32::from(code))
-            })
-        }
-    };
-    lock.on_lost_shared(on_lost);
-    let wait = options.timeout;
-    if wait != Some(Duration::ZERO) {
-        match lock.acquire_unless(Some(Duration::ZERO), cancelled.clone()) {
-            Ok(()) => return Ok(Guard::Fleet(Box::new(crate::PgLockGuard::new(lock)))),
-            Err(LockError::AlreadyLocked { pid, host, .. }) if !lock.is_held_by_caller(None) => {
-                if !options.quiet {
-                    let holder = fleet_holder(pid, host.as_deref());
-                    eprintln!(
-                        "Blocking waiting for {} ({holder}) to release lock {} on {} ({})",
-                        options.program(),
-                        lock.name(),
-                        lock.server(),
-                        limit(wait)
-                    );
-                }
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
-    lock.acquire_unless(wait, cancelled)?;
-    Ok(Guard::Fleet(Box::new(crate::PgLockGuard::new(lock))))
-}
-
-/// Without the `postgres` feature the macro refuses `postgres = ...`, so nothing builds a
-/// `Fleet`; this keeps the types whole.
-#[cfg(not(feature = "postgres"))]
-fn acquire_fleet(
-    _: &Options,
-    fleet: &Fleet,
-    cancelled: Option<Arc<AtomicBool>>,
-) -> Result<Guard, Error> {
-    let _ = (fleet, cancelled);
-    Err(Error::Lock(LockError::failed(
-        Path::new(""),
-        std::io::Error::other("pidlock was built without the `postgres` feature"),
-    )))
-}
-
-#[cfg(feature = "postgres")]
-fn fleet_holder(pid: Option<u32>, host: Option<&str>) -> String {
-    match (pid, host) {
-        (Some(pid), Some(host)) => format!("pid {pid} on {host}"),
-        (Some(pid), None) => format!("pid {pid}"),
-        _ => "another session".to_owned(),
-    }
 }
 
 /// The one-line message for a lock that could not be taken.

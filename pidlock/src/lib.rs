@@ -148,6 +148,8 @@ pub mod __private {
         NoUnwind, NotAFuture, Options, OtherConflict, PlainReturned, ResultConflict, ResultContext,
         Returns, UnwindContext, acquire, acquire_async, exit, fleet, on_lost, panic, path_from,
     };
+    #[cfg(feature = "postgres")]
+    pub use crate::instance::{FleetGuard, acquire_fleet, acquire_fleet_async};
     pub use crate::loss::Lost;
     pub use core::time::Duration;
 }

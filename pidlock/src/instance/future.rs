@@ -34,6 +34,21 @@ pub fn acquire_async(options: &Options) -> Acquire<'_> {
     Acquire {
         options,
         stage: Stage::NotTried,
+        fleet: None,
+    }
+}
+
+/// A fleet lock's first try and wait, for [`Acquire`]. Function pointers, so that only the
+/// fleet lock's entry point refers to its code (see `fleet.rs`).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) struct FleetJob {
+    pub(crate) first_try: fn(&Options, Option<&Waker>) -> FirstTry,
+    pub(crate) acquire: fn(&Options, Option<Arc<AtomicBool>>) -> Result<Guard, Error>,
+}
+
+impl std::fmt::Debug for FleetJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FleetJob")
     }
 }
 
@@ -43,6 +58,20 @@ pub fn acquire_async(options: &Options) -> Acquire<'_> {
 pub struct Acquire<'a> {
     options: &'a Options,
     stage: Stage,
+    /// Set for a fleet lock.
+    fleet: Option<&'static FleetJob>,
+}
+
+impl<'a> Acquire<'a> {
+    /// The future for a fleet lock.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn with_fleet(options: &'a Options, job: &'static FleetJob) -> Acquire<'a> {
+        Acquire {
+            options,
+            stage: Stage::NotTried,
+            fleet: Some(job),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -87,9 +116,7 @@ impl Handoff {
                     .map_err(Error::from)
             }
             // A fleet lock's wait is on the server; a dropped future lets go of what it gets.
-            Job::Fleet(options) => {
-                super::acquire_cancellable(&options, Some(Arc::clone(&self.cancelled)))
-            }
+            Job::Fleet(options, acquire) => acquire(&options, Some(Arc::clone(&self.cancelled))),
         };
         let mut slot = self.slot();
         match mem::replace(&mut *slot, Slot::Abandoned) {
@@ -114,7 +141,10 @@ enum Job {
         timeout: Option<Duration>,
     },
     /// The whole fleet acquisition, notice included: even its first try is network I/O.
-    Fleet(Options),
+    Fleet(
+        Options,
+        fn(&Options, Option<Arc<AtomicBool>>) -> Result<Guard, Error>,
+    ),
 }
 
 impl Future for Acquire<'_> {
@@ -141,7 +171,11 @@ impl Future for Acquire<'_> {
             // Polled after it completed: it never completes again.
             Stage::Finished => return Poll::Pending,
         }
-        let (path, timeout) = match first_try(this.options, Some(cx.waker())) {
+        let tried = match this.fleet {
+            Some(fleet) => (fleet.first_try)(this.options, Some(cx.waker())),
+            None => first_try(this.options, Some(cx.waker())),
+        };
+        let (path, timeout) = match tried {
             FirstTry::Done(result) => {
                 this.stage = Stage::Finished;
                 return Poll::Ready(held_by(result, cx.waker()));
@@ -153,8 +187,8 @@ impl Future for Acquire<'_> {
             cancelled: Arc::new(AtomicBool::new(false)),
         });
         let helper = Arc::clone(&handoff);
-        let job = match this.options.fleet {
-            Some(_) => Job::Fleet(this.options.clone()),
+        let job = match this.fleet {
+            Some(fleet) => Job::Fleet(this.options.clone(), fleet.acquire),
             None => Job::File {
                 path: path.clone(),
                 timeout,
