@@ -373,15 +373,9 @@ fn kill_signals_the_command_of_a_holder_on_this_host() {
         ));
 }
 
-#[test]
-fn kill_never_signals_a_pid_it_cannot_tie_to_the_session() {
-    let Some(pg) = pg_support::cluster() else {
-        return;
-    };
-    // A session that claims, in its application_name, to be a live process on this host that
-    // has nothing to do with the lock: a `sleep`.
-    let mut innocent = bystander();
-    let key = pidlock::PgLock::new("", "cli-kill-untied").key();
+/// A psql session named `application_name` that holds the advisory lock `key`, once it says
+/// so; the lock lasts until its stdin (returned) is dropped.
+fn psql_holding(pg: &Cluster, application_name: &str, key: i64) -> (Reaped, ChildStdin) {
     let mut psql = Reaped(
         Command::new(pg.bin.join("psql"))
             .args(["-X", "-q", "-A", "-t", "-U", "postgres", "-d", "postgres"])
@@ -389,10 +383,7 @@ fn kill_never_signals_a_pid_it_cannot_tie_to_the_session() {
             .arg(&pg.dir)
             .arg("-p")
             .arg(pg.port.to_string())
-            .env(
-                "PGAPPNAME",
-                format!("pidlock {}@{}", innocent.id(), host_name()),
-            )
+            .env("PGAPPNAME", application_name)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -410,6 +401,23 @@ fn kill_never_signals_a_pid_it_cannot_tie_to_the_session() {
             "psql ended before taking the lock"
         );
     }
+    (psql, to_psql)
+}
+
+#[test]
+fn kill_never_signals_a_pid_it_cannot_tie_to_the_session() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    // A session that claims, in its application_name, to be a live process on this host that
+    // has nothing to do with the lock: a `sleep`.
+    let mut innocent = bystander();
+    let key = pidlock::PgLock::new("", "cli-kill-untied").key();
+    let (mut psql, to_psql) = psql_holding(
+        pg,
+        &format!("pidlock {}@{}", innocent.id(), host_name()),
+        key,
+    );
     let output = pidlock()
         .args(["kill", "--postgres", &pg.url(), "--name", "cli-kill-untied"])
         .assert()
@@ -425,36 +433,10 @@ fn kill_never_signals_a_pid_it_cannot_tie_to_the_session() {
     assert!(innocent.running(), "the bystander must not be signalled");
 
     // A holder that says it is on another host is not signalled either.
-    let mut elsewhere = Reaped(
-        Command::new(pg.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-U", "postgres", "-d", "postgres"])
-            .arg("-h")
-            .arg(&pg.dir)
-            .arg("-p")
-            .arg(pg.port.to_string())
-            .env(
-                "PGAPPNAME",
-                format!("pidlock {}@not-this-host", innocent.id()),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start psql"),
-    );
     drop(to_psql);
     psql.wait();
-    let mut to_other = elsewhere.0.stdin.take().expect("stdin");
-    let mut from_other = BufReader::new(elsewhere.0.stdout.take().expect("stdout"));
-    writeln!(to_other, "SELECT pg_advisory_lock({key}); SELECT 'locked';").expect("write");
-    let mut line = String::new();
-    while line.trim() != "locked" {
-        line.clear();
-        assert!(
-            from_other.read_line(&mut line).expect("read") > 0,
-            "psql ended before taking the lock"
-        );
-    }
+    let (mut elsewhere, to_other) =
+        psql_holding(pg, &format!("pidlock {}@not-this-host", innocent.id()), key);
     let output = pidlock()
         .args(["kill", "--postgres", &pg.url(), "--name", "cli-kill-untied"])
         .assert()
