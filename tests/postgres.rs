@@ -113,7 +113,7 @@ fn seed_contract_on_postgres() {
     let me = std::process::id();
 
     let mut first = PgLock::new(&url, &name);
-    assert!(!first.is_locked().unwrap());
+    assert!(!first.is_locked());
     assert!(!first.i_am_locking());
     assert_eq!(first.holder().unwrap(), None);
     assert!(matches!(
@@ -122,7 +122,7 @@ fn seed_contract_on_postgres() {
     ));
 
     first.acquire(None).unwrap();
-    assert!(first.is_locked().unwrap());
+    assert!(first.is_locked());
     assert!(first.i_am_locking());
     assert!(!first.is_lost());
     assert!(pg.is_held(first.key()));
@@ -153,7 +153,7 @@ fn seed_contract_on_postgres() {
     assert_eq!(error.pid(), Some(me));
     assert_eq!(error.host(), Some(host_name().as_str()));
     assert_eq!(error.server(), Some(server.as_str()));
-    assert!(second.is_locked().unwrap());
+    assert!(second.is_locked());
     assert!(!second.i_am_locking());
     match second.release() {
         Err(UnlockError::NotMyLock { pid, host, .. }) => {
@@ -205,7 +205,7 @@ fn seed_contract_on_postgres() {
     assert!(next.i_am_locking());
     assert!(next.fencing_token() > token, "tokens must grow");
     next.release().unwrap();
-    assert!(!PgLock::new(&url, &name).is_locked().unwrap());
+    assert!(!PgLock::new(&url, &name).is_locked());
     assert!(matches!(
         first.release(),
         Err(UnlockError::NotLocked { .. })
@@ -680,7 +680,8 @@ fn the_environment_fills_in_the_connection_string() {
     let mut holder = Proc::spawn(holder);
     let line = holder.next_report();
     assert!(line.starts_with("locked "), "{line}");
-    assert!(PgLock::new(pg.url(), &name).is_locked().unwrap());
+    assert!(PgLock::new(pg.url(), &name).is_locked());
+    assert_eq!(PgLock::new(pg.url(), &name).read_pid(), Some(holder.id()));
 }
 
 #[pidlock::single_instance(postgres = url, name = name, timeout = "forever", quiet)]

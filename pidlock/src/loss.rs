@@ -77,6 +77,10 @@ enum State {
     Released,
 }
 
+/// Something to undo at once when the lock ends by a loss (close the session, forget the
+/// process-wide record): run on the firing thread, before anyone hears of the loss.
+pub(crate) type LetGo = Box<dyn FnOnce() + Send + 'static>;
+
 /// One acquisition's loss: fired by the connection's watcher, at most once.
 pub(crate) struct LossSignal {
     name: String,
@@ -84,6 +88,8 @@ pub(crate) struct LossSignal {
     state: Mutex<State>,
     changed: Condvar,
     callbacks: Vec<OnLost>,
+    /// Run once, on the loss, before the callbacks and before `lost()` reports it.
+    let_go: Mutex<Vec<LetGo>>,
 }
 
 impl fmt::Debug for LossSignal {
@@ -104,7 +110,25 @@ impl LossSignal {
             state: Mutex::new(State::Held),
             changed: Condvar::new(),
             callbacks,
+            let_go: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Runs `undo` when the lock is lost, or at once if it already is. A loss lets go of
+    /// everything at the moment it is decided, whether or not the holder's object is dropped
+    /// (pitfall 17).
+    pub(crate) fn on_loss_let_go(&self, undo: LetGo) {
+        // Under the state's lock, which `fire` holds while it runs them: never pushed too late.
+        let state = self.state();
+        if matches!(*state, State::Lost(_)) {
+            drop(state);
+            undo();
+            return;
+        }
+        self.let_go
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(undo);
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -119,6 +143,13 @@ impl LossSignal {
             let mut state = self.state();
             if !matches!(*state, State::Held) {
                 return;
+            }
+            // Let go first, under the state's lock: whoever sees the loss finds the session
+            // closed and the process free to take the lock again.
+            let undo =
+                std::mem::take(&mut *self.let_go.lock().unwrap_or_else(PoisonError::into_inner));
+            for undo in undo {
+                undo();
             }
             let lost = Lost {
                 name: self.name.clone(),

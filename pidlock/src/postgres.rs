@@ -99,11 +99,17 @@ struct Prepared {
     tls: Option<MakeRustlsConnect>,
 }
 
-/// A held lock: its session, its loss signal, and the process that took it.
+/// A held lock: its session, its loss signal, the process that took it, and its entry in the
+/// process-wide record of held locks.
 struct Held {
     session: Session,
     signal: Arc<LossSignal>,
     owner: Process,
+    /// The record's key for the server this session reached (see [`registry_device`]).
+    device: u64,
+    /// Set once the record's entry is gone: by a loss, as soon as it is decided, or by the
+    /// release, whichever comes first; never twice, so that a later holder's entry stays.
+    forgotten: Arc<AtomicBool>,
 }
 
 /// Who holds a fleet lock, as its session records it.
@@ -195,20 +201,51 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "unknown-host".to_owned())
 }
 
-/// A device number that no file has, per server, so that the process-wide record of held
-/// locks (`owner.rs`) can tell "this thread already holds this fleet lock" too.
-fn registry_device(info: &ConnInfo) -> u64 {
-    // Advisory locks belong to a database: the same key in another one is another lock.
-    let server = format!(
+/// A device number that no file has, per server and database actually reached (the identity
+/// a session reads, see `Session::server_identity`), so that the process-wide record of held
+/// locks (`owner.rs`) can tell "this thread already holds this fleet lock" too. Two spellings
+/// of one server (`127.0.0.1`, `localhost`, its Unix socket) give one device; two servers
+/// behind one name give two.
+fn registry_device(server_identity: &str) -> u64 {
+    // FNV-1a: stable and good enough to keep two servers apart.
+    let hash = server_identity
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    hash | (1 << 63)
+}
+
+/// The device each spelling of a server (its text and database) last turned out to reach in
+/// this process: lets a check that must not do I/O (an async task's, before it hands its wait
+/// to a thread) decide for a spelling this process has connected with before.
+static RESOLVED: std::sync::Mutex<Vec<(String, u64)>> = std::sync::Mutex::new(Vec::new());
+
+fn spelling(info: &ConnInfo) -> String {
+    format!(
         "{}/{}",
         info.server,
         info.config.get_dbname().unwrap_or_default()
-    );
-    // FNV-1a: stable and good enough to keep two servers apart.
-    let hash = server.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    hash | (1 << 63)
+    )
+}
+
+fn remember_resolved(info: &ConnInfo, device: u64) {
+    let spelling = spelling(info);
+    let mut resolved = RESOLVED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    resolved.retain(|(s, _)| *s != spelling);
+    resolved.push((spelling, device));
+}
+
+fn resolved(info: &ConnInfo) -> Option<u64> {
+    let spelling = spelling(info);
+    RESOLVED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .find(|(s, _)| *s == spelling)
+        .map(|(_, device)| *device)
 }
 
 impl fmt::Debug for PgLock {
@@ -219,7 +256,7 @@ impl fmt::Debug for PgLock {
             .field("key", &self.key)
             .field("server", &self.server())
             .field("held", &self.held.is_some())
-            .field("fencing_token", &self.token)
+            .field("fencing_token", &self.token.made())
             .finish_non_exhaustive()
     }
 }
@@ -260,7 +297,7 @@ impl PgLock {
             callbacks: Vec::new(),
             prepared: None,
             held: None,
-            token: Arc::new(Token::ready(0)),
+            token: Arc::new(Token::default()),
         }
     }
 
@@ -407,8 +444,20 @@ impl PgLock {
         let prepared = self.prepared()?;
         self.prepared = Some(prepared.clone());
         let server = prepared.info.server.clone();
-        let device = registry_device(&prepared.info);
-        if timeout != Some(Duration::ZERO) && owner::held_by_caller(device, self.key as u64, None) {
+        let lost_after = self.lost_after;
+        // Which server this is cannot be told from the string (two spellings of one server, two
+        // servers behind one name): connect first, ask it, then decide on this thread whether
+        // the wait would be a wait for itself.
+        let first = {
+            let prepared = prepared.clone();
+            runtime::block_on(async move { connect_identified(&prepared, lost_after).await })
+                .map_err(|e| self.failed(e.to_string()))?
+                .map_err(|reason| self.failed(reason))?
+        };
+        remember_resolved(&prepared.info, registry_device(&first.1));
+        if timeout != Some(Duration::ZERO)
+            && owner::held_by_caller(registry_device(&first.1), self.key as u64, None)
+        {
             return Err(self.busy(Some(Duration::ZERO), None, true));
         }
         let signal = LossSignal::new(&self.name, &server, self.callbacks.clone());
@@ -416,20 +465,32 @@ impl PgLock {
             prepared,
             key: self.key,
             timeout,
-            lost_after: self.lost_after,
-            identity: identity(),
+            lost_after,
             signal: Arc::clone(&signal),
             cancelled,
+            first: Some(first),
         };
         let outcome = runtime::block_on(job.run()).map_err(|e| self.failed(e.to_string()))?;
         match outcome {
-            Ok((session, token)) => {
+            Ok((session, server_identity)) => {
+                let device = registry_device(&server_identity);
                 owner::record(me, device, self.key as u64);
-                self.token = token;
+                let forgotten = Arc::new(AtomicBool::new(false));
+                // A loss forgets the record at once, so that this process can take the lock
+                // again without dropping this object first.
+                let (flag, key) = (Arc::clone(&forgotten), self.key as u64);
+                signal.on_loss_let_go(Box::new(move || {
+                    if !flag.swap(true, Ordering::AcqRel) {
+                        owner::forget(me, device, key);
+                    }
+                }));
+                self.token = Arc::new(Token::default());
                 self.held = Some(Held {
                     session,
                     signal,
                     owner: me,
+                    device,
+                    forgotten,
                 });
                 Ok(())
             }
@@ -511,19 +572,50 @@ impl PgLock {
         }
     }
 
-    /// Whether anyone holds the lock. Asks the server (`pg_locks`), except when this instance
-    /// holds it and has not lost it.
+    /// Whether anyone holds the lock, as [`PidLockFile::is_locked`](crate::PidLockFile::is_locked)
+    /// answers it: asks the server (`pg_locks`), except when this instance holds it and has
+    /// not lost it. When the server cannot be asked (unreachable, a bad connection string),
+    /// the answer is `true`: "locked" is the answer that never lets a second copy start, as a
+    /// lock file this process may not open counts as held. [`try_is_locked`](Self::try_is_locked)
+    /// tells the error apart.
     ///
     /// ```no_run
     /// let lock = pidlock::PgLock::new("postgres://db.internal/app", "nightly-report");
-    /// println!("locked: {}", lock.is_locked()?);
+    /// if !lock.is_locked() {
+    ///     println!("free (for now)");
+    /// }
+    /// ```
+    pub fn is_locked(&self) -> bool {
+        self.try_is_locked().unwrap_or(true)
+    }
+
+    /// [`is_locked`](Self::is_locked), with the reason the server could not be asked.
+    ///
+    /// ```no_run
+    /// let lock = pidlock::PgLock::new("postgres://db.internal/app", "nightly-report");
+    /// println!("locked: {}", lock.try_is_locked()?);
     /// # Ok::<(), pidlock::LockError>(())
     /// ```
-    pub fn is_locked(&self) -> Result<bool, LockError> {
+    pub fn try_is_locked(&self) -> Result<bool, LockError> {
         if self.i_am_locking() {
             return Ok(true);
         }
         Ok(self.holder()?.is_some())
+    }
+
+    /// The holder's PID, as [`PidLockFile::read_pid`](crate::PidLockFile::read_pid) reads it
+    /// from the file: here from the holder's session (`application_name`). It is a PID on the
+    /// holder's host (see [`holder`](Self::holder) for the host). `None` if the lock is free,
+    /// held by a session that is not a pidlock's (psql, sqlx), or the server cannot be asked.
+    ///
+    /// ```no_run
+    /// let lock = pidlock::PgLock::new("postgres://db.internal/app", "nightly-report");
+    /// if let Some(pid) = lock.read_pid() {
+    ///     println!("held by pid {pid}");
+    /// }
+    /// ```
+    pub fn read_pid(&self) -> Option<u32> {
+        self.holder().ok().flatten().and_then(|holder| holder.pid())
     }
 
     /// Whether this instance holds the lock and has not lost it. No I/O.
@@ -569,26 +661,61 @@ impl PgLock {
         Ok(found.map(|(name, pid)| Holder::from_session(name, pid)))
     }
 
-    /// The fencing token of the last acquisition: strictly greater for every later acquisition
-    /// of this lock, by any process anywhere; 0 before the first.
+    /// The fencing token of this acquisition: greater than every token handed out before for
+    /// this lock (by any process anywhere, on this server and every restart of it, crashes
+    /// included); 0 before the first acquisition, or if it could not be made.
     ///
-    /// It is the transaction id (`pg_current_xact_id()`) of a statement run on the holder's
-    /// session right after the lock was granted. A waiter returns from `acquire` at the grant,
-    /// and the token follows one round trip later: this call waits for it, if it has to (at
-    /// most `lost_after`). If it cannot be read, it is 0 and the lock counts as lost. Transaction ids only grow, across the whole cluster and
-    /// across restarts, so it needs no table. Send it with every write to the resource the lock
-    /// protects, and have the resource refuse a token lower than the highest it has seen:
-    /// that stops a holder that was paused or cut off, and woke up believing it still held the
-    /// lock, which no lease timing can. After a failover under asynchronous replication, a
-    /// promoted standby may hand out again ids that the old primary had already given; only
-    /// tokens whose commit reached the standby (synchronous replication) are safe from that.
+    /// It is the transaction id (`pg_current_xact_id()`) of a transaction that the holder's
+    /// own session runs, while it holds the lock, on the first call after each acquisition:
+    /// the transaction writes one WAL record (`pg_logical_emit_message`; no table, no
+    /// privilege) and commits with `synchronous_commit = on`, so the id is on disk before it
+    /// is returned, and crash recovery never hands it out again. That costs one WAL flush
+    /// (see the README's measurements), paid only by programs that read the token; later
+    /// calls return the same value without I/O. Read it while you hold the lock: a token
+    /// first asked for after the lock was lost or released cannot be made, and is 0. If
+    /// the transaction fails (within `lost_after`), the token is 0 and the lock counts as
+    /// lost, because this holder cannot prove its turn.
+    ///
+    /// What holds where:
+    /// - **restart, crash, power loss of the server**: greater than every earlier token (the
+    ///   last with `fsync = off`, which gives up crash safety for all data);
+    /// - **failover to a standby**: only if the standby had received the token's commit: with
+    ///   synchronous replication (`synchronous_standby_names`), the commit waits for it, as
+    ///   `synchronous_commit = on` says; under asynchronous replication a promoted standby may
+    ///   hand out again ids that the old primary had already given;
+    /// - **restore from a backup** (point-in-time recovery to before a token): no promise.
+    ///
+    /// Send it with every write to the resource the lock protects, and have the resource
+    /// refuse a token lower than the highest it has seen: that stops a holder that was paused
+    /// or cut off, and woke up believing it still held the lock, which no lease timing can.
     ///
     /// ```sql
     /// UPDATE report SET body = $1, token = $2 WHERE id = $3 AND token <= $2;
     /// -- 0 rows: a newer holder has written; this one must stop.
     /// ```
     pub fn fencing_token(&self) -> u64 {
-        self.token.get()
+        let Some(held) = self.held.as_ref().filter(|held| held.owner.is_current()) else {
+            return self.token.made();
+        };
+        self.token.get_or_make(|| {
+            if held.signal.lost().is_some() {
+                return None;
+            }
+            let client = held.session.client();
+            let limit = self.lost_after;
+            let made = runtime::block_on(token::durable_id(client, limit))
+                .map_err(|e| e.to_string())
+                .and_then(|made| made);
+            match made {
+                Ok(id) => Some(id),
+                Err(reason) => {
+                    held.signal.fire(&format!(
+                        "could not make the fencing token durable: {reason}"
+                    ));
+                    None
+                }
+            }
+        })
     }
 
     /// Whether the lock this instance holds was lost (its session ended, or the server stopped
@@ -672,9 +799,14 @@ impl PgLock {
 
     /// Whether the caller (the calling thread, or the async task `task` wakes) holds this lock
     /// through another instance: then a wait for it would never end.
+    ///
+    /// No I/O: it can decide only for a spelling of the server this process has connected
+    /// with before (as the holder did); otherwise `false`, and `acquire` decides after
+    /// connecting, for the calling thread.
     pub(crate) fn is_held_by_caller(&self, task: Option<&std::task::Waker>) -> bool {
         self.prepared().is_ok_and(|prepared| {
-            owner::held_by_caller(registry_device(&prepared.info), self.key as u64, task)
+            resolved(&prepared.info)
+                .is_some_and(|device| owner::held_by_caller(device, self.key as u64, task))
         })
     }
 
@@ -685,19 +817,16 @@ impl PgLock {
 
     /// Records that the async task `task` wakes now holds this lock (see `owner.rs`).
     pub(crate) fn hand_to_task(&self, task: &std::task::Waker) {
-        if let (Some(held), Some(prepared)) = (&self.held, &self.prepared) {
-            owner::hand_to_task(
-                held.owner,
-                registry_device(&prepared.info),
-                self.key as u64,
-                task,
-            );
+        if let Some(held) = &self.held
+            && !held.forgotten.load(Ordering::Acquire)
+        {
+            owner::hand_to_task(held.owner, held.device, self.key as u64, task);
         }
     }
 
     fn forget_held(&self, held: &Held) {
-        if let Some(prepared) = &self.prepared {
-            owner::forget(held.owner, registry_device(&prepared.info), self.key as u64);
+        if !held.forgotten.swap(true, Ordering::AcqRel) {
+            owner::forget(held.owner, held.device, self.key as u64);
         }
     }
 }
@@ -734,12 +863,29 @@ struct Job {
     key: i64,
     timeout: Option<Duration>,
     lost_after: Duration,
-    identity: String,
     /// Fired from the moment the lock is taken: the watch starts on the runtime's thread, in
     /// the same hop as the lock query.
     signal: Arc<LossSignal>,
     /// Set when the caller no longer wants the lock.
     cancelled: Option<Arc<AtomicBool>>,
+    /// The session made (and the server identified) before the self-wait check.
+    first: Option<(Session, String)>,
+}
+
+/// A session, and which server it reached (see `Session::server_identity`).
+async fn connect_identified(
+    prepared: &Prepared,
+    lost_after: Duration,
+) -> Result<(Session, String), String> {
+    let session = Session::connect(
+        &prepared.info,
+        prepared.tls.as_ref(),
+        &identity(),
+        lost_after,
+    )
+    .await?;
+    let server = session.server_identity().await?;
+    Ok((session, server))
 }
 
 enum Outcome {
@@ -749,7 +895,7 @@ enum Outcome {
 }
 
 impl Job {
-    async fn run(self) -> Result<(Session, Arc<Token>), Outcome> {
+    async fn run(self) -> Result<(Session, String), Outcome> {
         match self.cancelled.clone() {
             // A caller that went away (a dropped future) stops the wait within 100 ms; dropping
             // the unfinished attempt drops its session, and with it anything the server granted.
@@ -761,23 +907,20 @@ impl Job {
         }
     }
 
-    async fn attempts(self) -> Result<(Session, Arc<Token>), Outcome> {
+    async fn attempts(mut self) -> Result<(Session, String), Outcome> {
         let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
         let once = self.timeout == Some(Duration::ZERO);
-        let info = &self.prepared.info;
+        let connect_timeout = self.prepared.info.connect_timeout;
         // Set while a dropped connection is being replaced: since when, and why it dropped.
         let mut broken: Option<(Instant, String)> = None;
         let mut backoff = Duration::from_millis(50);
         loop {
-            let session = match Session::connect(
-                info,
-                self.prepared.tls.as_ref(),
-                &self.identity,
-                self.lost_after,
-            )
-            .await
-            {
-                Ok(session) => session,
+            let connected = match self.first.take() {
+                Some(first) => Ok(first),
+                None => connect_identified(&self.prepared, self.lost_after).await,
+            };
+            let (session, server) = match connected {
+                Ok(connected) => connected,
                 Err(reason) => {
                     let Some((since, why)) = &broken else {
                         return Err(Outcome::Failed(reason));
@@ -788,11 +931,10 @@ impl Job {
                              not back before the timeout: {reason}"
                         )));
                     }
-                    if since.elapsed() >= info.connect_timeout {
+                    if since.elapsed() >= connect_timeout {
                         return Err(Outcome::Failed(format!(
                             "the connection dropped while waiting ({why}), and reconnecting \
-                             failed for {:?}: {reason}",
-                            info.connect_timeout
+                             failed for {connect_timeout:?}: {reason}"
                         )));
                     }
                     let pause = match deadline {
@@ -808,10 +950,7 @@ impl Job {
             let result = match (deadline, limit) {
                 // No time left to wait (a zero timeout, or connecting took it all): the server
                 // still decides, with one try.
-                (_, Some(limit)) if once || limit.is_zero() => session
-                    .try_lock(self.key)
-                    .await
-                    .map(|token| Arc::new(Token::ready(token))),
+                (_, Some(limit)) if once || limit.is_zero() => session.try_lock(self.key).await,
                 // The server ends the wait at `limit`; if it cannot say so (a partition), the
                 // client gives up a little later, and the session goes with it.
                 (Some(deadline), _) => tokio::time::timeout_at(
@@ -824,18 +963,14 @@ impl Job {
                         "no answer from the server for {:?} past the lock timeout",
                         self.lost_after
                     )))
-                })
-                .map(|()| self.token_of(&session)),
-                (None, _) => session
-                    .lock(self.key, None)
-                    .await
-                    .map(|()| self.token_of(&session)),
+                }),
+                (None, _) => session.lock(self.key, None).await,
             };
             match result {
-                Ok(token) => {
+                Ok(()) => {
                     let mut session = session;
                     session.watch(self.signal, self.lost_after);
-                    return Ok((session, token));
+                    return Ok((session, server));
                 }
                 Err(Refused::Busy) => {
                     let holder = session
@@ -860,17 +995,6 @@ impl Job {
                 }
             }
         }
-    }
-
-    /// The token of a lock just taken by a wait: read in the background (see `token.rs`).
-    fn token_of(&self, session: &Session) -> Arc<Token> {
-        let token = Arc::new(Token::default());
-        session.read_token(
-            Arc::clone(&token),
-            Arc::clone(&self.signal),
-            self.lost_after,
-        );
-        token
     }
 }
 
@@ -965,7 +1089,7 @@ mod tests {
         let error = lock.acquire(Some(Duration::ZERO)).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "cannot lock job on PostgreSQL: bad connection string: invalid connection option \"bogus\""
+            "cannot lock job on PostgreSQL: bad connection string: invalid connection option (the key after \"host\")"
         );
     }
 

@@ -54,6 +54,23 @@ pub fn cluster() -> Option<&'static Cluster> {
         .as_ref()
 }
 
+/// A cluster of the test's own, for tests that crash or restart it, or need a second server:
+/// listening on `listen` (an address, or `*`) at `port` (`None`: a free one), with `conf`
+/// appended to `postgresql.conf` (it overrides the shared cluster's settings, among them
+/// `fsync = off` and `synchronous_commit = off`). `None` when `PIDLOCK_SKIP_POSTGRES=1`.
+/// Stopped and removed when it is dropped, or when the test process ends.
+pub fn own_cluster(listen: &str, port: Option<u16>, conf: &str) -> Option<Cluster> {
+    if std::env::var("PIDLOCK_SKIP_POSTGRES").as_deref() == Ok("1") {
+        eprintln!("PIDLOCK_SKIP_POSTGRES=1: skipping a PostgreSQL test");
+        return None;
+    }
+    Some(Cluster::start_with(
+        listen,
+        port.unwrap_or_else(free_port),
+        conf,
+    ))
+}
+
 fn find_bin() -> PathBuf {
     let has_all = |dir: &Path| {
         ["initdb", "pg_ctl", "postgres"]
@@ -112,6 +129,10 @@ fn free_port() -> u16 {
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_with("*", free_port(), "")
+    }
+
+    fn start_with(listen: &str, port: u16, extra_conf: &str) -> Cluster {
         let bin = find_bin();
         let as_postgres = is_root();
         let dir = std::env::temp_dir().join(format!(
@@ -151,12 +172,11 @@ impl Cluster {
                 "-D",
             ])
             .arg(&data));
-        let port = free_port();
         let conf = format!(
-            "listen_addresses = '*'\nport = {port}\nunix_socket_directories = '{dir}'\n\
+            "listen_addresses = '{listen}'\nport = {port}\nunix_socket_directories = '{dir}'\n\
              ssl = on\nssl_cert_file = '{dir}/server.crt'\nssl_key_file = '{dir}/server.key'\n\
              fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n\
-             max_prepared_transactions = 5\n",
+             max_prepared_transactions = 5\n{extra_conf}\n",
             dir = dir.display()
         );
         append(&data.join("postgresql.conf"), &conf);
@@ -168,6 +188,7 @@ impl Cluster {
                 "local all all trust\n\
                  host all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n\
                  host all all 127.0.0.1/32 trust\n\
+                 host all all 127.0.0.0/8 trust\n\
                  host all all ::1/128 trust\n\
                  host all all {NETNS_SUBNET} trust\n"
             ),
@@ -277,6 +298,27 @@ impl Cluster {
 
     /// `pg_ctl restart -m fast`.
     pub fn restart(&self) {
+        self.pg_ctl(&["-m", "fast", "restart"]);
+    }
+
+    /// `pg_ctl stop -m immediate`: the server stops as if it crashed (no checkpoint, WAL
+    /// buffers not flushed); the next start runs crash recovery.
+    pub fn crash(&self) {
+        self.pg_ctl(&["-m", "immediate", "stop"]);
+    }
+
+    /// `pg_ctl start` after [`crash`](Self::crash).
+    pub fn start_again(&self) {
+        self.pg_ctl(&["start"]);
+    }
+
+    /// `ALTER SYSTEM SET name = value` and a reload.
+    pub fn set(&self, name: &str, value: &str) {
+        self.psql(&format!("ALTER SYSTEM SET {name} = '{value}'"));
+        self.psql("SELECT pg_reload_conf()");
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
         let mut command = if self.as_postgres {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"])
@@ -286,11 +328,19 @@ impl Cluster {
             Command::new(self.bin.join("pg_ctl"))
         };
         run(command
-            .args(["-w", "-t", "120", "-m", "fast", "-D"])
+            .args(["-w", "-t", "120", "-D"])
             .arg(&self.data)
             .arg("-l")
             .arg(self.dir.join("log"))
-            .arg("restart"));
+            .args(args));
+    }
+
+    /// The server process serving the session whose `application_name` starts with `prefix`
+    /// (exactly one).
+    pub fn backend(&self, prefix: &str) -> u32 {
+        let pids = self.backends(prefix);
+        assert_eq!(pids.len(), 1, "sessions named {prefix}*: {pids:?}");
+        pids[0]
     }
 
     /// The server process ids of the sessions whose `application_name` starts with `prefix`.
@@ -310,6 +360,20 @@ impl Cluster {
             "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
              WHERE NOT l.granted AND a.application_name LIKE 'pidlock {pid}@%'"
         )) != "0"
+    }
+
+    /// The server process of the session holding the advisory lock `key`, if any.
+    pub fn holding_backend(&self, key: i64) -> Option<u32> {
+        let bits = key as u64;
+        self.psql(&format!(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND objsubid = 1 AND classid = {} AND objid = {}",
+            bits >> 32,
+            bits & 0xffff_ffff
+        ))
+        .trim()
+        .parse()
+        .ok()
     }
 
     /// Whether any session holds the advisory lock `key` (single-`bigint` key space).

@@ -86,6 +86,7 @@ pub(crate) fn parse(
         parse_pairs(conninfo)?
     };
     let mut params: Vec<(&'static str, String)> = Vec::new();
+    let mut previous: Option<&'static str> = None;
     for (key, value) in given {
         let Some((known, _)) = KEYS.iter().find(|(k, _)| *k == key) else {
             return Err(match key.as_str() {
@@ -93,9 +94,11 @@ pub(crate) fn parse(
                     "connection option \"{key}\" is not supported: pidlock does not send client \
                      certificates"
                 ),
-                _ => format!("invalid connection option \"{key}\""),
+                // Never the key's text: in a malformed string it may be part of a password.
+                _ => format!("invalid connection option ({})", position(previous)),
             });
         };
+        previous = Some(known);
         // The last occurrence wins, as in libpq.
         params.retain(|(k, _)| k != known);
         params.push((known, value));
@@ -139,7 +142,7 @@ pub(crate) fn parse(
                     .parse::<u16>()
                     .ok()
                     .filter(|p| *p != 0)
-                    .ok_or_else(|| format!("invalid port number: \"{p}\""))
+                    .ok_or_else(|| "invalid port number".to_owned())
             })
             .collect::<Result<_, _>>()?,
         None => vec![5432],
@@ -156,7 +159,7 @@ pub(crate) fn parse(
             let ip: IpAddr = addr
                 .trim()
                 .parse()
-                .map_err(|_| format!("could not parse network address \"{addr}\""))?;
+                .map_err(|_| "could not parse the network address in hostaddr".to_owned())?;
             config.hostaddr(ip);
         }
     }
@@ -195,7 +198,13 @@ pub(crate) fn parse(
         Some("require") => SslMode::Require,
         Some("verify-ca") => SslMode::VerifyCa,
         Some("verify-full") => SslMode::VerifyFull,
-        Some(other) => return Err(format!("invalid sslmode value: \"{other}\"")),
+        Some(_) => {
+            return Err(
+                "invalid sslmode value (expected disable, allow, prefer, require, \
+                        verify-ca or verify-full)"
+                    .to_owned(),
+            );
+        }
     };
     let root_cert = get("sslrootcert").map(PathBuf::from);
     if root_cert.as_deref() == Some(Path::new("system")) {
@@ -213,9 +222,9 @@ pub(crate) fn parse(
             // libpq's minimum.
             Ok(secs) => Duration::from_secs(secs.unsigned_abs().max(2)),
             Err(_) => {
-                return Err(format!(
-                    "invalid integer value \"{secs}\" for connection option \"connect_timeout\""
-                ));
+                return Err(
+                    "invalid integer value for connection option \"connect_timeout\"".to_owned(),
+                );
             }
         },
     };
@@ -227,7 +236,11 @@ pub(crate) fn parse(
         Some("require") => {
             config.channel_binding(tokio_postgres::config::ChannelBinding::Require);
         }
-        Some(other) => return Err(format!("invalid channel_binding value: \"{other}\"")),
+        Some(_) => {
+            return Err(
+                "invalid channel_binding value (expected disable, prefer or require)".to_owned(),
+            );
+        }
     }
     if config.get_password().is_none() {
         let passfile = get("passfile")
@@ -250,8 +263,10 @@ pub(crate) fn parse(
         Some("read-write") => {
             config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
         }
-        Some(other) => {
-            return Err(format!("invalid target_session_attrs value: \"{other}\""));
+        Some(_) => {
+            return Err(
+                "invalid target_session_attrs value (expected any or read-write)".to_owned(),
+            );
         }
     }
 
@@ -263,6 +278,21 @@ pub(crate) fn parse(
         server: format!("PostgreSQL at {}", shown.join(",")),
         options: get("options"),
     })
+}
+
+/// Where an unknown key sits, for its error: after which known key, never its own text.
+fn position(previous: Option<&str>) -> String {
+    match previous {
+        Some(previous) => format!("the key after \"{previous}\""),
+        None => "the first key".to_owned(),
+    }
+}
+
+/// A key as parsed, for an error: its text if it is one of libpq's, else a placeholder.
+fn shown_key(key: &str) -> &str {
+    KEYS.iter()
+        .find(|(k, _)| *k == key)
+        .map_or("an unknown key", |(k, _)| k)
 }
 
 /// libpq's default: the Unix socket directory where Debian's server listens, else `localhost`.
@@ -290,8 +320,15 @@ fn parse_pairs(conninfo: &str) -> Result<Vec<(String, String)>, String> {
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
+            // Never the word itself: `password=abc def` makes the password's second half a key.
+            let previous = pairs.last().map(|(k, _): &(String, String)| k.as_str());
             return Err(format!(
-                "missing \"=\" after \"{key}\" in connection info string"
+                "missing \"=\" in connection info string ({})",
+                match previous {
+                    Some(previous) =>
+                        format!("the word after the value of \"{}\"", shown_key(previous)),
+                    None => "the first word".to_owned(),
+                }
             ));
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
@@ -345,6 +382,15 @@ fn parse_url(url: &str) -> Result<Vec<(String, String)>, String> {
         Some((authority, dbname)) => (authority, Some(dbname)),
         None => (rest, None),
     };
+    // `postgres://user:pa/ss@host/db`: an unencoded `/` in the password cuts the URL there, and
+    // the password would be read as a host and port. Refuse, and never show the text.
+    if !authority.contains('@') && dbname.is_some_and(|d| d.contains('@')) {
+        return Err(
+            "malformed URL: an \"@\" after the host part (percent-encode \"/\", \"?\", \
+                    \"@\" and \":\" in a user name or password)"
+                .to_owned(),
+        );
+    }
     let mut pairs = Vec::new();
     let hosts = match authority.rsplit_once('@') {
         Some((userinfo, hosts)) => {
@@ -407,13 +453,13 @@ fn split_host_port(spec: &str) -> Result<(&str, Option<&str>), String> {
     if let Some(inner) = spec.strip_prefix('[') {
         let (host, after) = inner
             .split_once(']')
-            .ok_or_else(|| format!("missing \"]\" in IPv6 host address in URI: \"{spec}\""))?;
+            .ok_or("missing \"]\" in IPv6 host address in URI")?;
         return match after {
             "" => Ok((host, None)),
             port => port
                 .strip_prefix(':')
                 .map(|p| (host, Some(p)))
-                .ok_or_else(|| format!("unexpected \"{port}\" after IPv6 host address in URI")),
+                .ok_or_else(|| "unexpected text after IPv6 host address in URI".to_owned()),
         };
     }
     Ok(match spec.rsplit_once(':') {
@@ -523,15 +569,27 @@ mod tests {
         for (conninfo, expected) in [
             (
                 "host=a bogus=1 user=x",
-                "invalid connection option \"bogus\"",
+                "invalid connection option (the key after \"host\")",
             ),
-            ("host", "missing \"=\" after \"host\""),
+            (
+                "host",
+                "missing \"=\" in connection info string (the first word)",
+            ),
+            (
+                "password=abc SECRETPW",
+                "(the word after the value of \"password\")",
+            ),
             ("user=x password='open", "unterminated quoted string"),
             (
                 "user=x sslmode=sometimes",
-                "invalid sslmode value: \"sometimes\"",
+                "invalid sslmode value (expected disable,",
             ),
-            ("user=x port=99999", "invalid port number: \"99999\""),
+            ("user=x port=99999", "invalid port number"),
+            (
+                "postgres://u:SECRETPW/x@host:5432/db",
+                "an \"@\" after the host part",
+            ),
+            ("postgres://u:SECRETPW@host:5x/db", "invalid port number"),
             ("postgres://x@[::1/db", "missing \"]\""),
             (
                 "postgres://x@h/db?%zz=1",
@@ -539,11 +597,15 @@ mod tests {
             ),
             (
                 "user=x connect_timeout=soon",
-                "invalid integer value \"soon\"",
+                "invalid integer value for connection option",
             ),
-            ("user=x sslcert=/c.pem", "does not send client certificates"),
         ] {
             let error = parse(conninfo, &no_env).unwrap_err();
+            assert!(!error.contains("SECRETPW"), "{error}");
+            assert!(
+                !error.contains("sometimes") && !error.contains("soon"),
+                "{error}"
+            );
             assert!(error.contains(expected), "{conninfo}: {error}");
             assert!(!error.contains('\n'), "{error}");
         }

@@ -31,7 +31,6 @@ use tokio_postgres::{AsyncMessage, Client, Connection, NoTls, SimpleQueryMessage
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::conninfo::{ConnInfo, SslMode};
-use super::token::Token;
 use crate::loss::LossSignal;
 
 /// The SQLSTATE of a lock wait that ran out of `lock_timeout`.
@@ -202,12 +201,10 @@ impl Session {
         }
     }
 
-    /// `pg_try_advisory_lock`: the fencing token if it was free. One round trip (see
+    /// `pg_try_advisory_lock`: `Ok` if it was free and is now held. One round trip (see
     /// [`unlock`](Self::unlock)).
-    pub(crate) async fn try_lock(&self, key: i64) -> Result<u64, Refused> {
-        let sql = format!(
-            "SELECT CASE WHEN pg_try_advisory_lock({key}) THEN pg_current_xact_id()::text END"
-        );
+    pub(crate) async fn try_lock(&self, key: i64) -> Result<(), Refused> {
+        let sql = format!("SELECT pg_try_advisory_lock({key})");
         let query = self.pending(self.client.simple_query(&sql));
         let messages = tokio::time::timeout(self.answer_within, query)
             .await
@@ -221,12 +218,36 @@ impl Session {
         for message in messages {
             if let SimpleQueryMessage::Row(row) = message {
                 return match row.get(0) {
-                    Some(token) => parse_token(token),
-                    None => Err(Refused::Busy),
+                    Some("t") => Ok(()),
+                    _ => Err(Refused::Busy),
                 };
             }
         }
         Err(Refused::Failed("the lock query returned no row".to_owned()))
+    }
+
+    /// Which server and database this session reached, whatever the connection string called
+    /// it: the cluster's `system_identifier` (where the role may run `pg_control_system()`, as
+    /// any role may by default), the postmaster's start time (which tells apart a primary and
+    /// a promoted copy of it, and two servers of one identifier) and the database's oid.
+    /// Readable by any role.
+    pub(crate) async fn server_identity(&self) -> Result<String, String> {
+        const SQL: &str = "SELECT CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE') \
+                 THEN (pg_control_system()).system_identifier::text ELSE '' END \
+             || '/' || pg_postmaster_start_time()::text || '/' || current_setting('port') \
+             || '/' || (SELECT oid FROM pg_database WHERE datname = current_database())::text";
+        let query = self.pending(self.client.simple_query(SQL));
+        let messages = within(self.answer_within, async {
+            query.await.map_err(|e| describe(&e))
+        })
+        .await?;
+        messages
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .ok_or_else(|| "the server did not say who it is".to_owned())
     }
 
     /// `pg_advisory_lock`, waited for on the server for at most `limit` (`lock_timeout`), or
@@ -253,39 +274,6 @@ impl Session {
         let output = future.await;
         self.pending.fetch_sub(1, Ordering::Relaxed);
         output
-    }
-
-    /// Reads the fencing token of the lock just taken into `token`, in the background: the next
-    /// statement on this session, so after the grant. If it cannot be read within `lost_after`,
-    /// the token is 0 and the lock counts as lost, because this holder cannot prove its turn.
-    pub(crate) fn read_token(
-        &self,
-        token: Arc<Token>,
-        signal: Arc<LossSignal>,
-        lost_after: Duration,
-    ) {
-        let client = Arc::clone(&self.client);
-        tokio::spawn(async move {
-            let read = tokio::time::timeout(
-                lost_after,
-                client.simple_query("SELECT pg_current_xact_id()::text"),
-            )
-            .await;
-            let value = match read {
-                Ok(Ok(messages)) => messages.iter().find_map(|m| match m {
-                    SimpleQueryMessage::Row(row) => row.get(0).and_then(|t| t.parse().ok()),
-                    _ => None,
-                }),
-                _ => None,
-            };
-            match value {
-                Some(value) => token.set(value),
-                None => {
-                    token.set(0);
-                    signal.fire("could not read the fencing token");
-                }
-            }
-        });
     }
 
     /// `pg_advisory_unlock`: whether this session held the lock. A simple query, with the key
@@ -333,6 +321,11 @@ impl Session {
             watch.signal = Some(Arc::clone(&signal));
             watch.ended.clone()
         };
+        // A loss closes the connection at once: the server ends the session (and frees the
+        // lock) as soon as it hears of it, even if this object lives on. A silent server hears
+        // of it when the link heals, or by its own keepalives.
+        let driver = self.driver.abort_handle();
+        signal.on_loss_let_go(Box::new(move || driver.abort()));
         if let Some(reason) = already {
             signal.fire(&reason);
             return;
@@ -459,10 +452,4 @@ fn refusal(error: &tokio_postgres::Error) -> Refused {
         Some(_) => Refused::Failed(describe(error)),
         None => Refused::Broken(describe(error)),
     }
-}
-
-fn parse_token(token: &str) -> Result<u64, Refused> {
-    token
-        .parse()
-        .map_err(|_| Refused::Failed(format!("unexpected transaction id {token:?}")))
 }

@@ -1,0 +1,245 @@
+//! The fleet lock's promises where they are easiest to break: a fencing token across server
+//! crashes, a lost lock that lets go everywhere at once, the self-wait check across spellings
+//! of one server and one spelling of two servers, and no password in any message.
+//!
+//! The crash test and the two-server test use clusters of their own (`own_cluster`), so that
+//! crashing a server disturbs no other test.
+// Unix only: the fleet lock's test server is a Unix program.
+#![cfg(unix)]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod pg_support;
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use pg_support::Cluster;
+use pidlock::{LockError, PgLock};
+
+/// A lock name of its own for each test, so that tests running at once never meet.
+fn unique(name: &str) -> String {
+    format!("promises-{name}-{}", std::process::id())
+}
+
+/// How long any one step may take before the test fails: generous, never a measurement.
+const BOUND: Duration = Duration::from_secs(30);
+
+/// Takes `name` with a fresh lock (the server is fresh too after a crash), reads its token,
+/// and returns both.
+fn take(conninfo: &str, name: &str) -> (PgLock, u64) {
+    let mut lock = PgLock::new(conninfo, name);
+    lock.acquire(Some(BOUND)).unwrap();
+    let token = lock.fencing_token();
+    assert!(token > 0, "no token");
+    (lock, token)
+}
+
+/// Takes `name` by waiting for a holder of this process to release it: the waiting path.
+fn take_after_a_wait(pg: &Cluster, conninfo: &str, name: &str) -> (PgLock, u64) {
+    let (first, _) = take(conninfo, name);
+    let (tx, rx) = mpsc::channel();
+    let waiter = {
+        let (conninfo, name) = (conninfo.to_owned(), name.to_owned());
+        thread::spawn(move || {
+            let mut lock = PgLock::new(conninfo, name);
+            let taken = lock.acquire(Some(BOUND));
+            // Right after the grant, as a waiter that writes at once would.
+            let token = taken.map(|()| lock.fencing_token());
+            tx.send(()).unwrap();
+            (lock, token)
+        })
+    };
+    pg.wait_until("the waiter waits", || pg.waits(std::process::id()));
+    let mut first = first;
+    first.release().unwrap();
+    rx.recv_timeout(BOUND).unwrap();
+    let (lock, token) = waiter.join().unwrap();
+    (lock, token.unwrap())
+}
+
+#[test]
+fn a_fencing_token_never_repeats_after_a_crash_on_either_path_with_either_commit_setting() {
+    // The server's defaults (fsync and synchronous_commit on), not the shared cluster's.
+    let Some(pg) = pg_support::own_cluster(
+        "127.0.0.1",
+        None,
+        "fsync = on\nsynchronous_commit = on\nfull_page_writes = on",
+    ) else {
+        return;
+    };
+    let conninfo = format!("{}?sslmode=disable", pg.url());
+    let name = unique("crash");
+    let mut last = 0;
+    let mut seen = Vec::new();
+    for setting in ["on", "off"] {
+        pg.set("synchronous_commit", setting);
+        for round in 0..10 {
+            for waiting in [false, true] {
+                let (lock, token) = if waiting {
+                    take_after_a_wait(&pg, &conninfo, &name)
+                } else {
+                    take(&conninfo, &name)
+                };
+                seen.push((setting, round, waiting, token));
+                assert!(
+                    token > last,
+                    "a token repeated or went back after a crash: {seen:?}"
+                );
+                last = token;
+                // At once: the token's commit must already be on disk.
+                pg.crash();
+                pg.start_again();
+                drop(lock);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_lost_lock_lets_its_own_thread_take_it_again_before_it_is_dropped() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let url = pg.url();
+    let name = unique("terminated");
+    let (a, _) = take(&url, &name);
+    let backend = pg.holding_backend(a.key()).unwrap();
+    pg.psql(&format!("SELECT pg_terminate_backend({backend})"));
+    assert!(a.loss_watch().unwrap().wait(Some(BOUND)).is_some());
+    // `a` lives on; the same thread takes the lock anew, waiting or not.
+    let mut b = PgLock::new(&url, &name);
+    b.acquire(Some(BOUND)).unwrap();
+    b.release().unwrap();
+    b.acquire(Some(Duration::ZERO)).unwrap();
+    assert!(a.is_lost() && !a.i_am_locking() && b.i_am_locking());
+    drop(a);
+    assert!(b.i_am_locking());
+    assert!(pg.holding_backend(b.key()).is_some());
+}
+
+/// Sends SIGCONT to a stopped server process when dropped, so that a failing test never
+/// leaves it stopped.
+struct Stopped(u32);
+
+impl Stopped {
+    fn stop(pid: u32) -> Stopped {
+        signal(pid, "-STOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+#[test]
+fn a_lock_lost_to_a_silent_server_is_freed_when_the_link_heals() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let url = pg.url();
+    let name = unique("silent");
+    let mut a = PgLock::new(&url, &name).lost_after(Duration::from_secs(2));
+    a.acquire(Some(BOUND)).unwrap();
+    let backend = pg.holding_backend(a.key()).unwrap();
+    let stopped = Stopped::stop(backend);
+    let lost = a.loss_watch().unwrap().wait(Some(BOUND));
+    assert!(
+        lost.is_some(),
+        "no loss reported for a stopped server process"
+    );
+    drop(stopped);
+    // The link heals; `a` is not dropped. Another thread gets in, and so does this one.
+    let other = {
+        let (url, name) = (url.clone(), name.clone());
+        thread::spawn(move || {
+            let mut b = PgLock::new(url, name);
+            b.acquire(Some(BOUND)).map(|()| b.release())
+        })
+    };
+    other.join().unwrap().unwrap().unwrap();
+    let mut c = PgLock::new(&url, &name);
+    c.acquire(Some(BOUND)).unwrap();
+    assert!(a.is_lost());
+    drop(a);
+}
+
+/// `acquire` by the thread that holds the lock through `holder`, under another spelling:
+/// refused at once as its own (`AlreadyLocked`, never a `LockTimeout` after waiting).
+fn refused_as_its_own(conninfo: &str, name: &str) {
+    let mut again = PgLock::new(conninfo, name);
+    match again.acquire(Some(BOUND)) {
+        Err(LockError::AlreadyLocked { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+        other => panic!("{conninfo}: a wait for its own lock: {other:?}"),
+    }
+}
+
+#[test]
+fn two_spellings_of_one_server_are_one_server() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let name = unique("spellings");
+    let spellings = [
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            pg.port
+        ),
+        format!(
+            "host=localhost port={} user=postgres dbname=postgres",
+            pg.port
+        ),
+        pg.socket_conninfo(),
+    ];
+    for holding in &spellings {
+        let (mut held, _) = take(holding, &name);
+        for other in &spellings {
+            refused_as_its_own(other, &name);
+        }
+        held.release().unwrap();
+    }
+    // Another database of the same server is another lock.
+    let (_held, _) = take(&spellings[0], &name);
+    let mut elsewhere = PgLock::new(
+        format!("host=localhost port={} user=postgres dbname=other", pg.port),
+        &name,
+    );
+    elsewhere.acquire(Some(BOUND)).unwrap();
+}
+
+#[test]
+fn two_servers_behind_one_host_name_never_refuse_each_other() {
+    let Some(first) = pg_support::own_cluster("127.0.0.1", None, "") else {
+        return;
+    };
+    let Some(second) = pg_support::own_cluster("127.0.0.2", Some(first.port), "") else {
+        return;
+    };
+    let name = unique("two-servers");
+    let at = |addr: &str| {
+        format!(
+            "host=db hostaddr={addr} port={} user=postgres dbname=postgres sslmode=disable",
+            first.port
+        )
+    };
+    let (_on_first, _) = take(&at("127.0.0.1"), &name);
+    // The same thread, the same host text, another server: free, and taken.
+    let mut on_second = PgLock::new(at("127.0.0.2"), &name);
+    on_second.acquire(Some(BOUND)).unwrap();
+    assert!(first.is_held(on_second.key()) && second.is_held(on_second.key()));
+    // And a wait on the first, from this thread, is still a wait for itself.
+    refused_as_its_own(&at("127.0.0.1"), &name);
+}
