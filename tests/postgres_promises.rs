@@ -193,16 +193,22 @@ fn two_spellings_of_one_server_are_one_server() {
         return;
     };
     let name = unique("spellings");
+    // A role with no privilege: the server's identity must be readable by anyone.
+    let user = pg_support::PLAIN_USER;
     let spellings = [
         format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            "host=127.0.0.1 port={} user={user} dbname=postgres",
             pg.port
         ),
         format!(
-            "host=localhost port={} user=postgres dbname=postgres",
+            "postgres://{user}@localhost:{}/postgres?sslmode=disable",
             pg.port
         ),
-        pg.socket_conninfo(),
+        format!(
+            "host={} port={} user={user} dbname=postgres",
+            pg.dir.display(),
+            pg.port
+        ),
     ];
     for holding in &spellings {
         let (mut held, _) = take(holding, &name);
@@ -242,4 +248,118 @@ fn two_servers_behind_one_host_name_never_refuse_each_other() {
     assert!(first.is_held(on_second.key()) && second.is_held(on_second.key()));
     // And a wait on the first, from this thread, is still a wait for itself.
     refused_as_its_own(&at("127.0.0.1"), &name);
+}
+
+/// A marker password that must show up nowhere.
+const MARKER: &str = "Mk7SECRETPWqz";
+
+#[test]
+fn no_password_shows_in_any_message() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let name = unique("secret");
+    let port = pg.port;
+    let malformed = [
+        // An unencoded `/`, `?` or `@` in a URL's password.
+        format!("postgres://u:{MARKER}/x@127.0.0.1:{port}/db"),
+        format!("postgres://u:{MARKER}?x@127.0.0.1:{port}/db"),
+        format!("postgres://u:{MARKER}/1@2@127.0.0.1:{port}/db"),
+        format!("postgres://u:{MARKER}@127.0.0.1:5x/db"),
+        format!("postgres://u:{MARKER}@[::1/db"),
+        format!("postgres://u:{MARKER}@[::1]x/db"),
+        format!("postgres://u:{MARKER}@127.0.0.1/db?{MARKER}"),
+        format!("postgres://u:{MARKER}@127.0.0.1/db?sslmode={MARKER}"),
+        // A space in an unquoted password: the rest becomes a key.
+        format!("password=abc {MARKER}"),
+        format!("password=abc {MARKER}=x"),
+        format!("password='{MARKER}"),
+        format!("port={MARKER}"),
+        format!("password={MARKER} sslmode={MARKER}"),
+        format!("password={MARKER} connect_timeout={MARKER}"),
+        format!("password={MARKER} hostaddr={MARKER}"),
+        format!("password={MARKER} channel_binding={MARKER}"),
+        format!("password={MARKER} target_session_attrs={MARKER}"),
+    ];
+    let well_formed = [
+        // A wrong password, an unknown host, a TLS failure.
+        format!(
+            "host=127.0.0.1 port={port} user={} password={MARKER} dbname=postgres sslmode=disable",
+            pg_support::PASSWORD_USER
+        ),
+        format!("postgres://u:{MARKER}@no-such-host.invalid/db?connect_timeout=3"),
+        format!(
+            "postgres://postgres:{MARKER}@127.0.0.1:{port}/postgres?sslmode=verify-full&sslrootcert={}",
+            pg.wrong_ca.display()
+        ),
+    ];
+    let clean = |what: &str, text: &str| {
+        assert!(!text.contains(MARKER), "{what} shows the password: {text}");
+    };
+    for conninfo in malformed.iter().chain(&well_formed) {
+        let mut lock = PgLock::new(conninfo.as_str(), &name);
+        clean("PgLock's Debug", &format!("{lock:?}"));
+        clean("server()", &lock.server());
+        let error = lock.acquire(Some(Duration::ZERO)).unwrap_err();
+        assert!(matches!(error, LockError::LockFailed { .. }), "{error}");
+        clean("an error's Display", &error.to_string());
+        clean("an error's Debug", &format!("{error:?}"));
+        clean("PgLock's Debug after a failure", &format!("{lock:?}"));
+        let error = lock.try_is_locked().unwrap_err();
+        clean("try_is_locked's error", &format!("{error} {error:?}"));
+        assert!(lock.is_locked(), "an unanswered question counts as locked");
+    }
+    // A holder that connected with the password: its description, and a loser's error.
+    let holding = format!("postgres://postgres:{MARKER}@127.0.0.1:{port}/postgres?sslmode=disable");
+    let (held, _) = take(&holding, &name);
+    clean("a holder's Debug", &format!("{held:?}"));
+    let mut loser = PgLock::new(holding.as_str(), &name);
+    let error = loser.acquire(Some(Duration::ZERO)).unwrap_err();
+    clean("AlreadyLocked", &format!("{error} {error:?}"));
+    let holder = loser.holder().unwrap().unwrap();
+    clean("the holder's description", &format!("{holder} {holder:?}"));
+    clean("the server's log", &pg.log());
+}
+
+#[test]
+fn a_holder_that_is_not_a_pglock_is_named_from_pg_stat_activity() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let name = unique("psql-holder");
+    let key = PgLock::new(pg.url(), &name).key();
+    let mut psql = std::process::Command::new(pg.bin.join("psql"));
+    psql.args([
+        "-X",
+        "-q",
+        "-A",
+        "-t",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+    ])
+    .arg("-p")
+    .arg(pg.port.to_string())
+    .env("PGAPPNAME", "nightly-psql");
+    let mut psql = common::Proc::spawn(psql);
+    psql.send(&format!("SELECT pg_advisory_lock({key}); SELECT 'held';"));
+    while psql.next_report() != "held" {}
+    let backend = pg.holding_backend(key).unwrap();
+    let mut lock = PgLock::new(pg.url(), &name);
+    let error = lock.acquire(Some(Duration::ZERO)).unwrap_err();
+    let expected = format!("a session on backend {backend} (\"nightly-psql\" from 127.0.0.1)");
+    assert!(error.to_string().contains(&expected), "{error}");
+    let error = lock.acquire(Some(Duration::from_millis(200))).unwrap_err();
+    assert!(matches!(error, LockError::LockTimeout { .. }), "{error}");
+    assert!(error.to_string().contains(&expected), "{error}");
+    let holder = lock.holder().unwrap().unwrap();
+    assert_eq!(holder.application_name, "nightly-psql");
+    assert_eq!(holder.client_addr.as_deref(), Some("127.0.0.1"));
+    assert_eq!(holder.backend_pid, backend);
+    assert_eq!(lock.read_pid(), None, "psql is no pidlock: no PID to give");
+    psql.close_stdin();
+    lock.acquire(Some(BOUND)).unwrap();
 }

@@ -133,17 +133,35 @@ pub struct Holder {
     pub backend_pid: u32,
     /// The session's `application_name` as the server shows it.
     pub application_name: String,
+    /// The session's client address (`pg_stat_activity.client_addr`); `None` over a Unix
+    /// socket, or when the server does not show it to this role (a session of another role,
+    /// without `pg_read_all_stats`).
+    pub client_addr: Option<String>,
 }
 
 impl Holder {
-    fn from_session(application_name: String, backend_pid: u32) -> Holder {
-        let (pid, host) = parse_identity(&application_name).unwrap_or((0, String::new()));
+    fn from_session(found: session::Found) -> Holder {
+        let (pid, host) = parse_identity(&found.application_name).unwrap_or((0, String::new()));
         Holder {
             host,
             pid,
-            backend_pid,
-            application_name,
+            backend_pid: found.backend_pid,
+            application_name: found.application_name,
+            client_addr: found.client_addr,
         }
+    }
+
+    /// A session that is not a pidlock's, for the errors' "locked by a session on ...":
+    /// `backend 1234 ("psql" from 10.0.0.7)`.
+    fn foreign(&self) -> String {
+        let mut text = format!("backend {}", self.backend_pid);
+        match (self.application_name.is_empty(), &self.client_addr) {
+            (false, Some(addr)) => text += &format!(" ({:?} from {addr})", self.application_name),
+            (false, None) => text += &format!(" ({:?})", self.application_name),
+            (true, Some(addr)) => text += &format!(" (from {addr})"),
+            (true, None) => {}
+        }
+        text
     }
 
     fn pid(&self) -> Option<u32> {
@@ -161,11 +179,7 @@ impl fmt::Display for Holder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.pid() {
             Some(pid) => write!(f, "pid {pid} on {}", self.host),
-            None => write!(
-                f,
-                "session {} ({:?})",
-                self.backend_pid, self.application_name
-            ),
+            None => write!(f, "session on {}", self.foreign()),
         }
     }
 }
@@ -642,7 +656,7 @@ impl PgLock {
             })
             .map_err(|e| self.failed(e.to_string()))?
             .map_err(|reason| self.failed(reason))?;
-            return Ok(found.map(|(name, pid)| Holder::from_session(name, pid)));
+            return Ok(found.map(Holder::from_session));
         }
         let prepared = self.prepared()?;
         let lost_after = self.lost_after;
@@ -658,7 +672,7 @@ impl PgLock {
         })
         .map_err(|e| self.failed(e.to_string()))?
         .map_err(|reason| self.failed(reason))?;
-        Ok(found.map(|(name, pid)| Holder::from_session(name, pid)))
+        Ok(found.map(Holder::from_session))
     }
 
     /// The fencing token of this acquisition: greater than every token handed out before for
@@ -775,6 +789,8 @@ impl PgLock {
     fn busy(&self, timeout: Option<Duration>, holder: Option<Holder>, mine: bool) -> LockError {
         let (pid, host) = match (mine, holder) {
             (true, _) => (Some(process::id()), Some(host_name())),
+            // Not a pidlock: named from pg_stat_activity (`host` reads "a session on ...").
+            (false, Some(holder)) if holder.pid().is_none() => (None, Some(holder.foreign())),
             (false, Some(holder)) => (holder.pid(), holder.host()),
             (false, None) => (None, None),
         };
@@ -978,7 +994,7 @@ impl Job {
                         .await
                         .ok()
                         .flatten()
-                        .map(|(name, pid)| Holder::from_session(name, pid));
+                        .map(Holder::from_session);
                     return Err(Outcome::Busy(holder));
                 }
                 Err(Refused::Broken(reason)) if !once => {

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 pub const PASSWORD_USER: &str = "pidlock_pw";
 pub const PASSWORD: &str = "right-password";
 
+/// A role with no privilege at all (no superuser, no `pg_monitor`), as most applications have.
+pub const PLAIN_USER: &str = "pidlock_plain";
+
 /// A private network for the partition test: the server's end of the veth pair.
 pub const NETNS_SUBNET: &str = "10.213.0.0/16";
 
@@ -240,6 +243,7 @@ impl Cluster {
         cluster.psql("CREATE ROLE pidlock_idle LOGIN SUPERUSER");
         cluster.psql("ALTER ROLE pidlock_idle SET idle_session_timeout = '1500ms'");
         cluster.psql("CREATE DATABASE other");
+        cluster.psql(&format!("CREATE ROLE {PLAIN_USER} LOGIN NOSUPERUSER"));
         cluster
     }
 
@@ -256,6 +260,11 @@ impl Cluster {
             self.dir.display(),
             self.port
         )
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&fs::read(self.dir.join("log")).unwrap_or_default()).into_owned()
     }
 
     /// Runs one SQL statement as `postgres` over the socket; returns its output, unaligned.

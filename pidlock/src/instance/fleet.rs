@@ -98,6 +98,8 @@ fn acquire_cancellable(
                     let holder = match (pid, host) {
                         (Some(pid), Some(host)) => format!("pid {pid} on {host}"),
                         (Some(pid), None) => format!("pid {pid}"),
+                        // Not a pidlock: its session, as pg_stat_activity shows it.
+                        (None, Some(session)) => format!("a session on {session}"),
                         _ => "another session".to_owned(),
                     };
                     eprintln!(

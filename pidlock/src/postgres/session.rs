@@ -295,7 +295,7 @@ impl Session {
     }
 
     /// The session holding `key` in this database, if any (see [`holder_on`]).
-    pub(crate) async fn holder(&self, key: i64) -> Result<Option<(String, u32)>, String> {
+    pub(crate) async fn holder(&self, key: i64) -> Result<Option<Found>, String> {
         within(
             self.answer_within,
             self.pending(holder_on(&self.client, key)),
@@ -418,13 +418,22 @@ async fn ping(client: Arc<Client>, signal: Arc<LossSignal>, lost_after: Duration
     }
 }
 
-/// The session holding `key` in the client's database, if any: its `application_name` and its
-/// server process id.
-pub(crate) async fn holder_on(client: &Client, key: i64) -> Result<Option<(String, u32)>, String> {
+/// A session holding a lock, as `pg_stat_activity` shows it to this role.
+#[derive(Debug)]
+pub(crate) struct Found {
+    pub(crate) application_name: String,
+    pub(crate) backend_pid: u32,
+    /// `None` over a Unix socket, or for a session of a role this one may not see.
+    pub(crate) client_addr: Option<String>,
+}
+
+/// The session holding `key` in the client's database, if any: its `application_name`, its
+/// server process id and its client's address.
+pub(crate) async fn holder_on(client: &Client, key: i64) -> Result<Option<Found>, String> {
     let (classid, objid) = super::key::split(key);
     let rows = client
         .query(
-            "SELECT coalesce(a.application_name, ''), l.pid \
+            "SELECT coalesce(a.application_name, ''), l.pid, host(a.client_addr) \
              FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
                AND l.classid = $1 AND l.objid = $2 \
@@ -439,7 +448,12 @@ pub(crate) async fn holder_on(client: &Client, key: i64) -> Result<Option<(Strin
     };
     let name: String = row.try_get(0).map_err(|e| describe(&e))?;
     let pid: Option<i32> = row.try_get(1).map_err(|e| describe(&e))?;
-    Ok(Some((name, pid.map_or(0, i32::unsigned_abs))))
+    let client_addr: Option<String> = row.try_get(2).map_err(|e| describe(&e))?;
+    Ok(Some(Found {
+        application_name: name,
+        backend_pid: pid.map_or(0, i32::unsigned_abs),
+        client_addr,
+    }))
 }
 
 fn refusal(error: &tokio_postgres::Error) -> Refused {
