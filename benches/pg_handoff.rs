@@ -4,6 +4,12 @@
 //!   `acquire(Some(10 s))`, against two bare tokio-postgres sessions doing
 //!   `pg_advisory_lock` / `pg_advisory_unlock`. Rounds are interleaved, so that the machine's
 //!   noise falls on both alike. Target: p50 at most 1.3 times the bare client's.
+//! - The fencing token: the first `fencing_token()` after an acquisition (a transaction whose
+//!   commit is flushed to the WAL), against a bare round trip that reads a transaction id
+//!   without making it durable (`SELECT pg_current_xact_id()`, what the token was before it
+//!   had to survive a crash). It costs one WAL flush, so the server's `fsync` setting is
+//!   printed with it: `scripts/with-postgres.sh` runs with `fsync = off`, which hides the
+//!   disk's part; point `DATABASE_URL` at a server with `fsync = on` to see it.
 //! - The CPU that a held lock's watch (the connection's driver and its pings) costs per
 //!   minute, against a process that keeps a bare connection open. Target: under 50 ms.
 //!
@@ -46,6 +52,8 @@ mod unix {
         );
         println!();
         handoff(&url, rounds);
+        println!();
+        token_cost(&url, rounds);
         println!();
         watch_cost(&url, watch_for);
     }
@@ -191,6 +199,62 @@ mod unix {
             );
         }
         println!("  target: p50 ratio <= 1.3x");
+    }
+
+    /// The first (durable) and a later `fencing_token()` of a held lock, against a bare
+    /// `SELECT pg_current_xact_id()`, interleaved.
+    fn token_cost(url: &str, rounds: usize) {
+        let bare = Bare::connect(&plain(url));
+        let setting = |name: &str| {
+            bare.runtime
+                .block_on(bare.client.query_one(&format!("SHOW {name}"), &[]))
+                .map(|row| row.get::<_, String>(0))
+                .unwrap_or_default()
+        };
+        let name = format!("pg-token-bench-{}", std::process::id());
+        let (mut plain_id, mut first, mut later) = (Vec::new(), Vec::new(), Vec::new());
+        let mut lock = PgLock::new(url, &name);
+        for _ in 0..rounds {
+            let started = Instant::now();
+            bare.execute("SELECT pg_current_xact_id()");
+            plain_id.push(started.elapsed());
+            lock.acquire(Some(Duration::ZERO)).expect("lock");
+            let started = Instant::now();
+            let token = lock.fencing_token();
+            first.push(started.elapsed());
+            let started = Instant::now();
+            assert_eq!(lock.fencing_token(), token);
+            later.push(started.elapsed());
+            assert!(token > 0);
+            lock.release().expect("release");
+        }
+        let base = percentile(&mut plain_id, 0.5);
+        println!(
+            "Fencing token ({rounds} rounds each, interleaved; server fsync = {}, \
+             synchronous_commit = {})",
+            setting("fsync"),
+            setting("synchronous_commit")
+        );
+        println!(
+            "  bare SELECT pg_current_xact_id() (not durable): p50 {:>8.1} µs   p99 {:>8.1} µs",
+            base.as_secs_f64() * 1e6,
+            percentile(&mut plain_id, 0.99).as_secs_f64() * 1e6
+        );
+        for (label, samples) in [
+            ("first fencing_token() (durable)", &mut first),
+            ("later fencing_token() (no I/O)", &mut later),
+        ] {
+            let p50 = percentile(samples, 0.5);
+            println!(
+                "  {label:<47} p50 {:>8.1} µs   p99 {:>8.1} µs   p50 ratio {:.2}x",
+                p50.as_secs_f64() * 1e6,
+                percentile(samples, 0.99).as_secs_f64() * 1e6,
+                p50.as_secs_f64() / base.as_secs_f64()
+            );
+        }
+        println!(
+            "  acquire() itself does not make the token: the handoff above does not include it"
+        );
     }
 
     fn cpu_time() -> Duration {

@@ -363,3 +363,118 @@ fn a_holder_that_is_not_a_pglock_is_named_from_pg_stat_activity() {
     psql.close_stdin();
     lock.acquire(Some(BOUND)).unwrap();
 }
+
+#[test]
+fn a_client_certificate_authenticates() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let name = unique("client-cert");
+    let base = format!(
+        "host=localhost port={} user={} dbname=postgres sslmode=verify-full sslrootcert={}",
+        pg.port,
+        pg_support::CERT_USER,
+        pg.ca.display()
+    );
+    // Without the certificate, the server refuses the role.
+    let error = PgLock::new(base.as_str(), &name)
+        .acquire(Some(Duration::ZERO))
+        .unwrap_err();
+    assert!(matches!(error, LockError::LockFailed { .. }), "{error}");
+    let with_cert = format!(
+        "{base} sslcert={} sslkey={} sslpassword=unused",
+        pg.client_cert.display(),
+        pg.client_key.display()
+    );
+    let (mut lock, _) = take(&with_cert, &name);
+    lock.release().unwrap();
+}
+
+/// `pg-helper hold CONNINFO NAME 0` in an environment of its own; its first report.
+fn hold_with_env(conninfo: &str, name: &str, env: &[(&str, &std::path::Path)]) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pg-helper"));
+    command.args(["hold", conninfo, name, "0"]);
+    for (var, value) in env {
+        command.env(var, value);
+    }
+    let mut helper = common::Proc::spawn(command);
+    helper.next_report()
+}
+
+#[test]
+fn sslrootcert_system_takes_the_system_s_roots_and_checks_the_name() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let name = unique("system-roots");
+    let conninfo = format!(
+        "host=localhost port={} user=postgres dbname=postgres sslrootcert=system",
+        pg.port
+    );
+    // The test CA as the system's bundle, as OpenSSL's SSL_CERT_FILE makes it.
+    let line = hold_with_env(&conninfo, &name, &[("SSL_CERT_FILE", &pg.ca)]);
+    assert!(line.starts_with("locked "), "{line}");
+    let line = hold_with_env(&conninfo, &name, &[("SSL_CERT_FILE", &pg.wrong_ca)]);
+    assert!(line.starts_with("failed "), "{line}");
+    let weak = format!("{conninfo} sslmode=require");
+    let line = hold_with_env(&weak, &name, &[("SSL_CERT_FILE", &pg.ca)]);
+    assert!(
+        line.contains("sslrootcert=system needs sslmode=verify-full"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_service_from_each_of_libpq_s_service_files() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let name = unique("service");
+    let scratch = common::Scratch::new("pg-service");
+    let section = format!(
+        "[pidlock-test]\nhost=127.0.0.1\nport={}\nuser=postgres\ndbname=postgres\nsslmode=disable\n",
+        pg.port
+    );
+    let user_file = scratch.path("services.conf");
+    std::fs::write(&user_file, &section).unwrap();
+    let home = scratch.path("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join(".pg_service.conf"), &section).unwrap();
+    let sysconf = scratch.path("etc");
+    std::fs::create_dir_all(&sysconf).unwrap();
+    std::fs::write(sysconf.join("pg_service.conf"), &section).unwrap();
+    let nowhere = scratch.path("nowhere");
+    let empty = scratch.path("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    for env in [
+        vec![
+            ("PGSERVICEFILE", user_file.as_path()),
+            ("HOME", empty.as_path()),
+        ],
+        vec![("HOME", home.as_path())],
+        vec![
+            ("PGSERVICEFILE", nowhere.as_path()),
+            ("HOME", empty.as_path()),
+            ("PGSYSCONFDIR", sysconf.as_path()),
+        ],
+    ] {
+        let line = hold_with_env("service=pidlock-test", &name, &env);
+        assert!(line.starts_with("locked "), "{env:?}: {line}");
+    }
+    // The string's own keys win over the service's: a wrong port fails.
+    let line = hold_with_env(
+        "service=pidlock-test port=1",
+        &name,
+        &[("PGSERVICEFILE", user_file.as_path())],
+    );
+    assert!(line.starts_with("failed "), "{line}");
+    let line = hold_with_env(
+        "service=no-such-service",
+        &name,
+        &[
+            ("PGSERVICEFILE", user_file.as_path()),
+            ("HOME", empty.as_path()),
+        ],
+    );
+    assert!(line.contains("connection service not found"), "{line}");
+}

@@ -9,6 +9,7 @@ mod conninfo;
 mod key;
 mod pgpass;
 mod runtime;
+mod service;
 mod session;
 mod tls;
 mod token;
@@ -762,12 +763,15 @@ impl PgLock {
                 ),
                 server: Some(UNPARSED_SERVER.to_owned()),
             })?;
-        let tls = tls::connector(info.ssl_mode, info.root_cert.as_deref()).map_err(|reason| {
-            LockError::LockFailed {
-                path: self.path(),
-                source: io::Error::new(io::ErrorKind::InvalidInput, reason),
-                server: Some(info.server.clone()),
-            }
+        let tls = tls::connector(
+            info.ssl_mode,
+            info.root_cert.as_ref(),
+            info.client_cert.as_ref(),
+        )
+        .map_err(|reason| LockError::LockFailed {
+            path: self.path(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, reason),
+            server: Some(info.server.clone()),
         })?;
         Ok(Prepared { info, tls })
     }

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 pub const PASSWORD_USER: &str = "pidlock_pw";
 pub const PASSWORD: &str = "right-password";
 
+/// The role that proves itself with a client certificate (`cert` authentication, TLS only).
+pub const CERT_USER: &str = "pidlock_cert";
+
 /// A role with no privilege at all (no superuser, no `pg_monitor`), as most applications have.
 pub const PLAIN_USER: &str = "pidlock_plain";
 
@@ -36,6 +39,9 @@ pub struct Cluster {
     pub ca: PathBuf,
     /// A CA that signed nothing the server has.
     pub wrong_ca: PathBuf,
+    /// A client certificate for [`CERT_USER`], signed by `ca`, and its key (mode 0600).
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
     as_postgres: bool,
     /// Closing its stdin (at the end of the test process) stops the cluster. Never waited
     /// for: it outlives this process on purpose.
@@ -138,15 +144,18 @@ impl Cluster {
     fn start_with(listen: &str, port: u16, extra_conf: &str) -> Cluster {
         let bin = find_bin();
         let as_postgres = is_root();
+        // One directory per cluster, however many one test process starts.
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "pidlock-pg-{}-{}",
             std::process::id(),
-            Instant::now().elapsed().as_nanos()
+            STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let data = dir.join("data");
         let (ca, wrong_ca) = make_certificates(&dir);
+        let (client_cert, client_key) = (dir.join("client.crt"), dir.join("client.key"));
         if as_postgres {
             run(Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -178,6 +187,7 @@ impl Cluster {
         let conf = format!(
             "listen_addresses = '{listen}'\nport = {port}\nunix_socket_directories = '{dir}'\n\
              ssl = on\nssl_cert_file = '{dir}/server.crt'\nssl_key_file = '{dir}/server.key'\n\
+             ssl_ca_file = '{dir}/ca.pem'\n\
              fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n\
              max_prepared_transactions = 5\n{extra_conf}\n",
             dir = dir.display()
@@ -189,6 +199,8 @@ impl Cluster {
             data.join("pg_hba.conf"),
             format!(
                 "local all all trust\n\
+                 hostssl all {CERT_USER} 127.0.0.0/8 cert\n\
+                 host all {CERT_USER} 127.0.0.0/8 reject\n\
                  host all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n\
                  host all all 127.0.0.1/32 trust\n\
                  host all all 127.0.0.0/8 trust\n\
@@ -233,6 +245,8 @@ impl Cluster {
             bin,
             ca,
             wrong_ca,
+            client_cert,
+            client_key,
             as_postgres,
             _watchdog: Mutex::new((watchdog, stdin)),
         };
@@ -244,6 +258,7 @@ impl Cluster {
         cluster.psql("ALTER ROLE pidlock_idle SET idle_session_timeout = '1500ms'");
         cluster.psql("CREATE DATABASE other");
         cluster.psql(&format!("CREATE ROLE {PLAIN_USER} LOGIN NOSUPERUSER"));
+        cluster.psql(&format!("CREATE ROLE {CERT_USER} LOGIN NOSUPERUSER"));
         cluster
     }
 
@@ -439,6 +454,15 @@ fn make_certificates(dir: &Path) -> (PathBuf, PathBuf) {
         CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
     let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
 
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, CERT_USER);
+    let client_cert = client_params.signed_by(&client_key, &issuer).unwrap();
+    fs::write(dir.join("client.crt"), client_cert.pem()).unwrap();
+    fs::write(dir.join("client.key"), client_key.serialize_pem()).unwrap();
+
     let wrong_key = KeyPair::generate().unwrap();
     let mut wrong_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     wrong_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -453,5 +477,6 @@ fn make_certificates(dir: &Path) -> (PathBuf, PathBuf) {
     fs::write(&key_path, server_key.serialize_pem()).unwrap();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(dir.join("client.key"), fs::Permissions::from_mode(0o600)).unwrap();
     (ca, wrong_ca)
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::pgpass;
+use super::{pgpass, service};
 
 /// Connecting gives up after this long unless `connect_timeout` says otherwise: even
 /// `acquire(None)` never hangs on a server that does not answer.
@@ -24,12 +24,23 @@ pub(crate) enum SslMode {
     VerifyFull,
 }
 
+/// Where the CAs that vouch for the server come from (`sslrootcert`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RootCert {
+    /// A PEM file.
+    File(PathBuf),
+    /// `sslrootcert=system`: the system's trusted roots, as OpenSSL finds them.
+    System,
+}
+
 /// A parsed connection string, ready to connect with.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnInfo {
     pub(crate) config: tokio_postgres::Config,
     pub(crate) ssl_mode: SslMode,
-    pub(crate) root_cert: Option<PathBuf>,
+    pub(crate) root_cert: Option<RootCert>,
+    /// A client certificate and its key (`sslcert`, `sslkey`), for `cert` authentication.
+    pub(crate) client_cert: Option<(PathBuf, PathBuf)>,
     pub(crate) connect_timeout: Duration,
     /// `PostgreSQL at db.internal:5432`, for messages. Never the user or the password.
     pub(crate) server: String,
@@ -47,6 +58,10 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("password", Some("PGPASSWORD")),
     ("sslmode", Some("PGSSLMODE")),
     ("sslrootcert", Some("PGSSLROOTCERT")),
+    ("sslcert", Some("PGSSLCERT")),
+    ("sslkey", Some("PGSSLKEY")),
+    // Accepted; only an unencrypted key can be used (see `tls.rs`).
+    ("sslpassword", None),
     ("connect_timeout", Some("PGCONNECT_TIMEOUT")),
     ("options", Some("PGOPTIONS")),
     ("target_session_attrs", Some("PGTARGETSESSIONATTRS")),
@@ -80,23 +95,36 @@ pub(crate) fn parse(
     conninfo: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ConnInfo, String> {
-    let given = if conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://") {
+    let mut given = if conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://")
+    {
         parse_url(conninfo)?
     } else {
         parse_pairs(conninfo)?
     };
+    // A service's keys count as the string's, below the string's own (they go first, and the
+    // last occurrence wins), above the environment.
+    let named = given
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "service")
+        .map(|(_, v)| v.clone())
+        .or_else(|| env("PGSERVICE"))
+        .filter(|v| !v.is_empty());
+    given.retain(|(k, _)| k != "service");
+    if let Some(named) = named {
+        let mut from_service = service::lookup(&named, env)?;
+        from_service.append(&mut given);
+        given = from_service;
+    }
     let mut params: Vec<(&'static str, String)> = Vec::new();
     let mut previous: Option<&'static str> = None;
     for (key, value) in given {
         let Some((known, _)) = KEYS.iter().find(|(k, _)| *k == key) else {
-            return Err(match key.as_str() {
-                "sslcert" | "sslkey" | "sslpassword" => format!(
-                    "connection option \"{key}\" is not supported: pidlock does not send client \
-                     certificates"
-                ),
-                // Never the key's text: in a malformed string it may be part of a password.
-                _ => format!("invalid connection option ({})", position(previous)),
-            });
+            // Never the key's text: in a malformed string it may be part of a password.
+            return Err(format!(
+                "invalid connection option ({})",
+                position(previous)
+            ));
         };
         previous = Some(known);
         // The last occurrence wins, as in libpq.
@@ -191,7 +219,21 @@ pub(crate) fn parse(
         config.port(ports[0]);
     }
 
+    let root_cert = get("sslrootcert").map(|path| match path.as_str() {
+        "system" => RootCert::System,
+        _ => RootCert::File(PathBuf::from(path)),
+    });
     let ssl_mode = match get("sslmode").as_deref() {
+        // libpq: the system's roots vouch for any server with a public certificate, so the
+        // name must be checked too.
+        None if root_cert == Some(RootCert::System) => SslMode::VerifyFull,
+        Some(weak) if root_cert == Some(RootCert::System) && weak != "verify-full" => {
+            return Err(
+                "sslrootcert=system needs sslmode=verify-full (a weaker sslmode would trust any \
+                 server with a public certificate)"
+                    .to_owned(),
+            );
+        }
         None | Some("prefer") => SslMode::Prefer,
         Some("disable") => SslMode::Disable,
         Some("allow") => SslMode::Allow,
@@ -206,13 +248,29 @@ pub(crate) fn parse(
             );
         }
     };
-    let root_cert = get("sslrootcert").map(PathBuf::from);
-    if root_cert.as_deref() == Some(Path::new("system")) {
-        return Err(
-            "sslrootcert=system is not supported: give the path of a PEM file of CA certificates"
-                .to_owned(),
-        );
-    }
+    // libpq's defaults, used if they exist: ~/.postgresql/postgresql.crt and .key.
+    let in_home = |file: &str| {
+        env("HOME")
+            .map(|home| Path::new(&home).join(".postgresql").join(file))
+            .filter(|path| path.is_file())
+    };
+    let client_cert = match (
+        get("sslcert")
+            .map(PathBuf::from)
+            .or_else(|| in_home("postgresql.crt")),
+        get("sslkey")
+            .map(PathBuf::from)
+            .or_else(|| in_home("postgresql.key")),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (Some(cert), None) => {
+            return Err(format!(
+                "certificate present, but not private key file (sslcert {}: give sslkey)",
+                cert.display()
+            ));
+        }
+        (None, _) => None,
+    };
 
     let connect_timeout = match get("connect_timeout") {
         None => DEFAULT_CONNECT_TIMEOUT,
@@ -274,6 +332,7 @@ pub(crate) fn parse(
         config,
         ssl_mode,
         root_cert,
+        client_cert,
         connect_timeout,
         server: format!("PostgreSQL at {}", shown.join(",")),
         options: get("options"),
@@ -515,7 +574,10 @@ mod tests {
         );
         assert_eq!(info.config.get_ports(), &[6543]);
         assert_eq!(info.ssl_mode, SslMode::VerifyFull);
-        assert_eq!(info.root_cert.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(
+            info.root_cert,
+            Some(RootCert::File(PathBuf::from("/etc/ca.pem")))
+        );
         assert_eq!(info.connect_timeout, Duration::from_secs(3));
         assert_eq!(info.server, "PostgreSQL at db.internal:6543");
     }
@@ -585,6 +647,14 @@ mod tests {
                 "invalid sslmode value (expected disable,",
             ),
             ("user=x port=99999", "invalid port number"),
+            (
+                "user=x sslrootcert=system sslmode=require",
+                "sslrootcert=system needs sslmode=verify-full",
+            ),
+            (
+                "user=x sslcert=/c.pem",
+                "certificate present, but not private key file",
+            ),
             (
                 "postgres://u:SECRETPW/x@host:5432/db",
                 "an \"@\" after the host part",

@@ -8,7 +8,16 @@
 //! | `verify-ca` | always | the chain, against `sslrootcert` |
 //! | `verify-full` | always | the chain, and that the certificate names the host |
 //!
-//! `sslrootcert` defaults to `~/.postgresql/root.crt`, as in libpq.
+//! `sslrootcert` defaults to `~/.postgresql/root.crt`, as in libpq. `sslrootcert=system` takes
+//! the system's trusted roots from where OpenSSL (and so libpq) finds them: `SSL_CERT_FILE`,
+//! else the distribution's bundle (Debian's `/etc/ssl/certs/ca-certificates.crt`, Fedora's,
+//! SUSE's, Alpine's, FreeBSD's, macOS's `/etc/ssl/cert.pem`); it implies `verify-full`.
+//!
+//! A client certificate (`sslcert` and `sslkey`, PEM; libpq's defaults
+//! `~/.postgresql/postgresql.crt` and `.key`) is sent when the server asks for one, for
+//! `cert` authentication. The key must be readable by its owner only, as libpq requires. An
+//! encrypted key cannot be used: `sslpassword` is accepted, but rustls cannot decrypt a
+//! PKCS#8 key, so an encrypted one fails with a message that says to store it decrypted.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,17 +32,32 @@ use rustls::{
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::conninfo::SslMode;
+use rustls::pki_types::PrivateKeyDer;
+
+use super::conninfo::{RootCert, SslMode};
+
+/// Where OpenSSL's builds look for the system's CA bundle, in the order openssl-probe tries.
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+    "/usr/local/share/certs/ca-root-nss.crt",
+    "/usr/local/etc/ssl/cert.pem",
+];
 
 /// The connector for `mode`, or `None` for `sslmode=disable`.
 pub(crate) fn connector(
     mode: SslMode,
-    root_cert: Option<&Path>,
+    root_cert: Option<&RootCert>,
+    client_cert: Option<&(PathBuf, PathBuf)>,
 ) -> Result<Option<MakeRustlsConnect>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = match (mode, root_cert) {
         (SslMode::Disable, _) => return Ok(None),
-        (_, Some(path)) => Some(load_roots(path)?),
+        (_, Some(RootCert::File(path))) => Some(load_roots(path)?),
+        (_, Some(RootCert::System)) => Some(system_roots()?),
         (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
             let path = default_root_cert().ok_or(
                 "sslmode=verify-ca and verify-full need the CA's certificate: set sslrootcert \
@@ -61,13 +85,87 @@ pub(crate) fn connector(
             }
         }
     };
-    let config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    let config = match client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let (certs, key) = load_client_cert(cert, key)?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("cannot use the client certificate {}: {e}", cert.display()))?
+        }
+    };
     Ok(Some(MakeRustlsConnect::new(config)))
+}
+
+/// The system's trusted roots (see the module documentation).
+fn system_roots() -> Result<RootCertStore, String> {
+    let bundle = std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            SYSTEM_BUNDLES
+                .iter()
+                .map(PathBuf::from)
+                .find(|path| path.is_file())
+        })
+        .ok_or(
+            "sslrootcert=system: no system CA bundle found (install ca-certificates, or set \
+             SSL_CERT_FILE)",
+        )?;
+    load_roots(&bundle)
+}
+
+/// A client certificate chain and its key, from PEM files.
+fn load_client_cert(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read sslcert {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "sslcert {} holds no PEM certificate",
+            cert.display()
+        ));
+    }
+    private_to_owner(key)?;
+    let text = std::fs::read_to_string(key)
+        .map_err(|e| format!("cannot read sslkey {}: {e}", key.display()))?;
+    if text.contains("ENCRYPTED") {
+        return Err(format!(
+            "sslkey {} is encrypted, and pidlock cannot decrypt it (sslpassword): store it \
+             decrypted, readable by its owner only (openssl pkey -in KEY -out KEY.plain)",
+            key.display()
+        ));
+    }
+    let key_der = PrivateKeyDer::from_pem_slice(text.as_bytes())
+        .map_err(|e| format!("cannot read sslkey {}: {e}", key.display()))?;
+    Ok((certs, key_der))
+}
+
+/// libpq's rule for a key file: no access for others (0600 or less), or 0640 if root owns it.
+fn private_to_owner(key: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(key)
+            .map_err(|e| format!("cannot read sslkey {}: {e}", key.display()))?;
+        let mode = meta.mode() & 0o777;
+        let allowed = if meta.uid() == 0 { 0o640 } else { 0o600 };
+        if mode & !allowed != 0 {
+            return Err(format!(
+                "sslkey {} has group or world access (mode {mode:o}); it must be u=rw (0600) or \
+                 less, or u=rw,g=r (0640) or less if owned by root",
+                key.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn default_root_cert() -> Option<PathBuf> {
