@@ -49,7 +49,18 @@ const MAX_LOST_AFTER: Duration = Duration::from_secs(32_767);
 ///
 /// The API is [`PidLockFile`](crate::PidLockFile)'s, with the same errors, plus what a lock
 /// that can be lost while held needs: [`is_lost`](Self::is_lost), [`loss_watch`](Self::loss_watch),
-/// [`on_lost`](Self::on_lost) and a [`fencing_token`](Self::fencing_token).
+/// [`on_lost`](Self::on_lost) and a [`fencing_token`](Self::fencing_token). Where it differs
+/// (`is_locked` answers `true` when the server cannot be asked, with
+/// [`try_is_locked`](Self::try_is_locked) for the reason; `read_pid` is a PID on the holder's
+/// host; `i_am_locking` answers for this instance), the README's "Across hosts" lists why.
+///
+/// - **Loss.** A lost lock lets go at once: its connection is closed and the process's record
+///   of held locks forgets it, so the same process can take it again before dropping this
+///   object.
+/// - **Self-wait.** A wait by a thread for a lock it holds through another instance is refused
+///   at once. The check is keyed on the server and database the session reached (read after
+///   connecting), so two spellings of one server are one, and two servers behind one name are
+///   two.
 ///
 /// - **Key.** `PgLock::new(conninfo, name)` uses the key sqlx's `PgAdvisoryLock::new(name)`
 ///   uses (HKDF-SHA256 over the name, no salt, info `SQLx (Rust) Postgres advisory lock`, the
@@ -58,12 +69,15 @@ const MAX_LOST_AFTER: Duration = Duration::from_secs(32_767);
 ///   connect to the same one.
 /// - **Holder.** Each session's `application_name` is `pidlock <pid>@<host>`, which
 ///   [`holder`](Self::holder) and the error messages read back from `pg_locks` and
-///   `pg_stat_activity` (which other roles can see).
+///   `pg_stat_activity` (which other roles can see). A holder that is not a pidlock is named by
+///   its server process, `application_name` and client address.
 /// - **Connection string.** A URL (`postgres://user:pass@host:5432/db?sslmode=verify-full`)
 ///   or libpq's `key=value` form; libpq's environment variables (`PGHOST`, `PGPORT`, `PGUSER`,
-///   `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`, `PGCONNECT_TIMEOUT`,
-///   `PGOPTIONS`) fill in what it leaves out, as for psql. TLS goes through rustls, with
-///   `sslmode` from `disable` to `verify-full` and `sslrootcert`. Connecting gives up after
+///   `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT`, `PGSSLKEY`,
+///   `PGCONNECT_TIMEOUT`, `PGOPTIONS`, `PGSERVICE`) fill in what it leaves out, as for psql;
+///   `service=NAME` reads libpq's service files. TLS goes through rustls, with `sslmode` from
+///   `disable` to `verify-full`, `sslrootcert` (a file, or `system`) and a client certificate
+///   (`sslcert`, `sslkey`). Connecting gives up after
 ///   `connect_timeout` (default 10 s), even for `acquire(None)`.
 /// - **Poolers.** Connect to the server directly, or through a pooler in session mode: a
 ///   transaction-mode pooler (PgBouncer's `pool_mode = transaction`) hands one server session

@@ -682,6 +682,15 @@ mod tests {
     }
 
     #[test]
+    fn sslrootcert_system_means_verify_full() {
+        let info = parse("user=x sslrootcert=system", &no_env).unwrap();
+        assert_eq!(info.ssl_mode, SslMode::VerifyFull);
+        assert_eq!(info.root_cert, Some(RootCert::System));
+        let info = parse("user=x sslrootcert=system sslmode=verify-full", &no_env).unwrap();
+        assert_eq!(info.ssl_mode, SslMode::VerifyFull);
+    }
+
+    #[test]
     fn ipv6_and_several_hosts() {
         let info = parse("postgres://u@[::1]:5433,db2/x", &no_env).unwrap();
         assert_eq!(
