@@ -478,3 +478,31 @@ fn a_service_from_each_of_libpq_s_service_files() {
     );
     assert!(line.contains("connection service not found"), "{line}");
 }
+
+#[test]
+fn a_fencing_token_never_repeats_after_a_failover_to_a_synchronous_standby() {
+    let Some(primary) = pg_support::own_cluster(
+        "127.0.0.1",
+        None,
+        "fsync = on\nsynchronous_commit = on\nfull_page_writes = on",
+    ) else {
+        return;
+    };
+    let standby = primary.standby();
+    // Commits wait for the standby from now on: the token's among them.
+    primary.set("synchronous_standby_names", "*");
+    primary.wait_until("the standby is synchronous", || {
+        primary.psql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'") == "1"
+    });
+    let name = unique("failover");
+    let (lock, token) = take(&format!("{}?sslmode=disable", primary.url()), &name);
+    // The primary dies at once, and the standby takes over.
+    primary.crash();
+    standby.promote();
+    let (_lock, after) = take(&format!("{}?sslmode=disable", standby.url()), &name);
+    assert!(
+        after > token,
+        "the promoted standby handed out {after} after {token}"
+    );
+    drop(lock);
+}

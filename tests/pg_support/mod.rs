@@ -199,6 +199,7 @@ impl Cluster {
             data.join("pg_hba.conf"),
             format!(
                 "local all all trust\n\
+                 local replication all trust\n\
                  hostssl all {CERT_USER} 127.0.0.0/8 cert\n\
                  host all {CERT_USER} 127.0.0.0/8 reject\n\
                  host all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n\
@@ -217,27 +218,7 @@ impl Cluster {
             .arg(&log)
             .arg("start"));
 
-        // The watchdog stops the cluster and removes it when our end of its stdin closes.
-        let stop = format!(
-            "read _; {run} {pg_ctl} -D {data} stop -m immediate -w -t 30 >/dev/null 2>&1; rm -rf {dir}",
-            run = if as_postgres {
-                "runuser -u postgres --"
-            } else {
-                ""
-            },
-            pg_ctl = bin.join("pg_ctl").display(),
-            data = data.display(),
-            dir = dir.display()
-        );
-        let mut watchdog = Command::new("setsid")
-            .args(["sh", "-c", &stop])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdin = watchdog.stdin.take().unwrap();
-
+        let watchdog = watchdog(&bin, &data, &dir, as_postgres);
         let cluster = Cluster {
             dir,
             data,
@@ -248,7 +229,7 @@ impl Cluster {
             client_cert,
             client_key,
             as_postgres,
-            _watchdog: Mutex::new((watchdog, stdin)),
+            _watchdog: Mutex::new(watchdog),
         };
         cluster.psql(&format!(
             "CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'"
@@ -262,6 +243,98 @@ impl Cluster {
         cluster
     }
 
+    /// A streaming standby of this cluster (`pg_basebackup -R`), on a port of its own; stopped
+    /// and removed when dropped. Promote it with [`promote`](Self::promote).
+    pub fn standby(&self) -> Cluster {
+        static STANDBYS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = PathBuf::from(format!(
+            "{}-standby-{}",
+            self.dir.display(),
+            STANDBYS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        if self.as_postgres {
+            run(Command::new("chown").args(["postgres:postgres"]).arg(&dir));
+        }
+        let data = dir.join("data");
+        let port = free_port();
+        run(self
+            .command("pg_basebackup")
+            .args(["-X", "stream", "-R", "-c", "fast", "-U", "postgres", "-p"])
+            .arg(self.port.to_string())
+            .arg("-h")
+            .arg(&self.dir)
+            .arg("-D")
+            .arg(&data));
+        append(
+            &data.join("postgresql.conf"),
+            &format!(
+                "port = {port}\nunix_socket_directories = '{}'\nlisten_addresses = '127.0.0.1'\n",
+                dir.display()
+            ),
+        );
+        let watchdog = watchdog(&self.bin, &data, &dir, self.as_postgres);
+        let standby = Cluster {
+            dir,
+            data,
+            port,
+            bin: self.bin.clone(),
+            ca: self.ca.clone(),
+            wrong_ca: self.wrong_ca.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            as_postgres: self.as_postgres,
+            _watchdog: Mutex::new(watchdog),
+        };
+        standby.pg_ctl(&["start"]);
+        standby
+    }
+
+    /// `pg_ctl promote`: a standby becomes a primary.
+    pub fn promote(&self) {
+        self.pg_ctl(&["promote"]);
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(program));
+            c
+        } else {
+            Command::new(self.bin.join(program))
+        };
+        command.env_remove("PGDATA");
+        command
+    }
+}
+
+/// A process that stops the cluster and removes its directory when our end of its stdin closes
+/// (the cluster is dropped, or the test process ends however it ends).
+fn watchdog(bin: &Path, data: &Path, dir: &Path, as_postgres: bool) -> (Child, ChildStdin) {
+    let stop = format!(
+        "read _; {run} {pg_ctl} -D {data} stop -m immediate -w -t 30 >/dev/null 2>&1; rm -rf {dir}",
+        run = if as_postgres {
+            "runuser -u postgres --"
+        } else {
+            ""
+        },
+        pg_ctl = bin.join("pg_ctl").display(),
+        data = data.display(),
+        dir = dir.display()
+    );
+    let mut watchdog = Command::new("setsid")
+        .args(["sh", "-c", &stop])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdin = watchdog.stdin.take().unwrap();
+    (watchdog, stdin)
+}
+
+impl Cluster {
     /// A connection string to the server over TCP on loopback, as `postgres`, with TLS as
     /// the server offers it (`sslmode=prefer`).
     pub fn url(&self) -> String {
@@ -343,15 +416,8 @@ impl Cluster {
     }
 
     fn pg_ctl(&self, args: &[&str]) {
-        let mut command = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"])
-                .arg(self.bin.join("pg_ctl"));
-            c
-        } else {
-            Command::new(self.bin.join("pg_ctl"))
-        };
-        run(command
+        run(self
+            .command("pg_ctl")
             .args(["-w", "-t", "120", "-D"])
             .arg(&self.data)
             .arg("-l")
