@@ -4,6 +4,7 @@
 
 use std::fs::{self, File, Metadata};
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -20,12 +21,14 @@ use crate::lock::{Confirmed, Holder, Lock, Status, Target};
 #[derive(Debug)]
 pub struct FileLock {
     lock: PidLockFile,
+    keep_file: bool,
 }
 
 impl FileLock {
     pub fn new(path: &Path, keep_file: bool) -> Self {
         FileLock {
             lock: PidLockFile::new(path).keep_file(keep_file),
+            keep_file,
         }
     }
 
@@ -104,6 +107,24 @@ impl Lock for FileLock {
 
     fn release(&mut self) -> Result<(), UnlockError> {
         self.lock.release()
+    }
+
+    fn inheritable(&self) -> Option<BorrowedFd<'_>> {
+        self.lock.locked_fd()
+    }
+
+    fn leave(&mut self) -> Result<(), UnlockError> {
+        // Closing this copy unlocks nothing while the job holds another.
+        drop(self.lock.detach());
+        // Tidy up as a newcomer would: only a lock taken afresh, proof that nobody holds it,
+        // may remove or empty the file (see run.rs).
+        let mut fresh = PidLockFile::new(self.path()).keep_file(self.keep_file);
+        match fresh.acquire(Some(Duration::ZERO)) {
+            Ok(()) => fresh.release(),
+            // Still held (by the job, or already by the next holder), or not ours to touch:
+            // the file stays, which is always safe.
+            Err(_) => Ok(()),
+        }
     }
 
     fn status(&self) -> Result<Status, Failure> {

@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::fmt::Debug;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -40,6 +40,19 @@ pub trait Lock: Send + Debug {
 
     /// Lets go of the lock this process holds.
     fn release(&mut self) -> Result<(), UnlockError>;
+
+    /// The locked descriptor, for a lock that CMD and its children can hold by inheriting it
+    /// (a PID file's `flock`); `None` for one that lives in this process alone.
+    fn inheritable(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    /// Lets go of this process's share of a lock it passed on to a job, leaving it to the
+    /// job's processes that still hold it: never unlocks it, and tidies the file up only if
+    /// nobody holds it any more. For a lock that cannot be shared, [`release`](Self::release).
+    fn leave(&mut self) -> Result<(), UnlockError> {
+        self.release()
+    }
 
     /// Who holds the lock now, if anyone.
     fn status(&self) -> Result<Status, Failure>;
