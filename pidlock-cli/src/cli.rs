@@ -94,11 +94,15 @@ const KILL_HELP: &str = "\
 Examples:
   pidlock kill --file /run/backup.pid
   pidlock kill --file /run/backup.pid --signal INT --wait 30
+  pidlock kill --file /run/backup.pid --group --signal KILL      # CMD and all its children
   pidlock kill --postgres postgres://db.internal/app --name backup --wait 30
 
 The PID in the file is signalled only when the kernel confirms that it holds the lock (its own
 lock, or the lock of the `pidlock run` that started it): a stale file's PID, which may belong to
-an unrelated process by now, never gets a signal.
+an unrelated process by now, never gets a signal. With --group, the signal goes to the process
+group that the holder leads (a `pidlock run`'s CMD leads its job's group), so its children get it
+too. --wait returns once the holder's whole job has let go of the lock (a shell's children that
+still hold it included), whoever takes it next.
 
 With --postgres, only the command of a `pidlock run` of that lock on this host is signalled,
 found through the wrapper's PID that the session records: a holder on another host, or one that
@@ -202,7 +206,11 @@ pub struct KillArgs {
     /// The signal to send: a name (TERM, SIGTERM) or a number.
     #[arg(long, short, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal)]
     pub signal: rustix::process::Signal,
-    /// Then wait for the lock to be let go: seconds, or `forever`.
+    /// Signal the holder's whole job: the process group that a `pidlock run`'s CMD leads
+    /// (its children included), not CMD alone.
+    #[arg(long, short)]
+    pub group: bool,
+    /// Then wait until the holder's job has let go of the lock: seconds, or `forever`.
     #[arg(long, value_name = "SECS|forever", value_parser = parse_wait)]
     pub wait: Option<Wait>,
 }

@@ -176,6 +176,7 @@ fn stop_on_loss(
         pid: cmd,
         process: None,
         pidfd: pin(cmd).ok().flatten(),
+        locker: None,
     };
     let name = argv.first().map_or_else(String::new, |program| {
         Path::new(program)

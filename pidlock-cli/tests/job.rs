@@ -386,3 +386,136 @@ fn no_command_is_a_usage_error_2() {
         .code(2);
     assert!(!path.exists());
 }
+
+/// `pidlock ARGS...` on the lock at `path`, its exit status and stderr.
+fn pidlock_on(path: &Path, subcommand: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(PIDLOCK)
+        .arg(subcommand)
+        .arg("--file")
+        .arg(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pidlock");
+    let said = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);
+    (out.status.code(), said.into_owned())
+}
+
+/// `kill --wait` waits for the job, not for the process it signalled: a shell-script CMD dies of
+/// the SIGTERM, its child still holds the lock.
+#[test]
+fn kill_wait_returns_only_once_the_shell_scripts_child_has_exited() {
+    let scratch = Scratch::new("job-kill-wait");
+    let path = scratch.path("job.pid");
+    let (mut job, cmd, child) = start_job(&path);
+    let (code, said) = pidlock_on(&path, "kill", &["--wait", "0.3"]);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(
+        said.contains(&format!("sent SIGTERM to pid {cmd}")),
+        "{said}"
+    );
+    assert!(exits_within(cmd, BOUND), "CMD died of the SIGTERM");
+    assert!(alive(child));
+    job.process.wait();
+    let (code, said) = pidlock_on(&path, "wait", &["--timeout", "0.3"]);
+    assert_eq!(code, Some(1), "{said}");
+    send(child, Signal::KILL);
+    assert!(exits_within(child, BOUND));
+
+    // Once more, waiting without a limit, with the child ended meanwhile.
+    let (mut job, _cmd, child) = start_job(&path);
+    let mut kill = Command::new(PIDLOCK);
+    kill.arg("kill")
+        .arg("--file")
+        .arg(&path)
+        .args(["--wait", "60"]);
+    let (mut kill, errors) = Started::spawn_with_stderr(kill.stderr(Stdio::piped()));
+    let said = errors.recv_timeout(BOUND).expect("the sent line");
+    assert!(said.contains("sent SIGTERM"), "{said}");
+    assert!(
+        kill.process.running(),
+        "kill --wait returned while the child ran"
+    );
+    send(child, Signal::KILL);
+    assert!(kill.process.wait().success());
+    assert!(exits_within(child, std::time::Duration::ZERO));
+    job.process.wait();
+    assert!(second_copy_starts(&path));
+}
+
+/// `kill --wait` and `wait` against a holder that is not pidlock's: `flock(1)`, whose command
+/// (a shell with a child) holds the lock after `flock(1)` itself is gone.
+#[test]
+fn kill_wait_and_wait_never_say_let_go_while_a_flock_holds_the_lock() {
+    let scratch = Scratch::new("job-flock-holder");
+    let path = scratch.path("job.pid");
+    let mut command = Command::new("flock");
+    command.arg(&path).args(["sh", "-c", SCRIPT_WITH_CHILD]);
+    let mut flock = Started::spawn(&mut command);
+    let child: u32 = flock.line().trim().parse().expect("the child's PID");
+    let (code, said) = pidlock_on(&path, "wait", &["--timeout", "0.3"]);
+    assert_eq!(code, Some(1), "{said}");
+    let (code, said) = pidlock_on(&path, "kill", &["--wait", "0.3"]);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(
+        said.contains(&format!("sent SIGTERM to pid {}", flock.process.id())),
+        "{said}"
+    );
+    flock.process.wait();
+    // flock(1) is gone; its command and the command's child hold the lock.
+    assert!(alive(child));
+    let (code, said) = pidlock_on(&path, "wait", &["--timeout", "0.3"]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(!second_copy_starts(&path));
+    kill_group(flock.process.id(), Signal::KILL);
+    assert!(exits_within(child, BOUND));
+    let (code, said) = pidlock_on(&path, "wait", &["--timeout", "60"]);
+    assert_eq!(code, Some(0), "{said}");
+}
+
+/// A kept file that a `flock(1)` script holds still names the PID of an earlier holder, by now
+/// an unrelated live process: `status` must not name it as the holder.
+#[test]
+fn status_never_names_a_stale_pid_of_a_kept_file_that_flock_holds() {
+    let scratch = Scratch::new("job-status-stale");
+    let path = scratch.path("job.pid");
+    let bystander = bystander();
+    fs::write(&path, format!("{}\n", bystander.id())).expect("write the stale PID");
+    let mut command = Command::new("flock");
+    command
+        .arg(&path)
+        .args(["sh", "-c", r#"echo "$$"; exec sleep 300 </dev/null"#]);
+    let flock = Started::spawn(&mut command);
+    let holder: u32 = flock.line().trim().parse().expect("the holder's PID");
+    let out = Command::new(PIDLOCK)
+        .arg("status")
+        .arg("--file")
+        .arg(&path)
+        .output()
+        .expect("pidlock status");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.starts_with("held by a process that did not write the PID file"),
+        "{said}"
+    );
+    assert!(said.contains(&holder.to_string()), "{said}");
+    assert!(
+        !said.contains(&format!("pid {} ", bystander.id())) || said.contains("does not hold it"),
+        "{said}"
+    );
+    let json = Command::new(PIDLOCK)
+        .args(["status", "--json", "--file"])
+        .arg(&path)
+        .output()
+        .expect("pidlock status --json");
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(json["pid"], serde_json::Value::Null);
+    assert_eq!(json["file_pid"], bystander.id());
+    assert!(
+        json["holder_pids"]
+            .as_array()
+            .is_some_and(|pids| pids.contains(&holder.into()))
+    );
+    kill_group(flock.process.id(), Signal::KILL);
+}
