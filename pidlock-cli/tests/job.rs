@@ -519,3 +519,50 @@ fn status_never_names_a_stale_pid_of_a_kept_file_that_flock_holds() {
     );
     kill_group(flock.process.id(), Signal::KILL);
 }
+
+/// `kill --group` signals the job's whole process group (CMD leads it), children included, and
+/// `--wait` sees the lock let go once they are all gone.
+#[test]
+fn kill_group_ends_the_whole_job_and_wait_sees_the_lock_go() {
+    let scratch = Scratch::new("job-kill-group-flag");
+    let path = scratch.path("job.pid");
+    let (mut job, cmd, child) = start_job(&path);
+    let (code, said) = pidlock_on(
+        &path,
+        "kill",
+        &["--group", "--signal", "KILL", "--wait", "60"],
+    );
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(&format!("sent SIGKILL to the process group of pid {cmd}")),
+        "{said}"
+    );
+    assert!(
+        exits_within(child, std::time::Duration::ZERO),
+        "the child got it too"
+    );
+    job.process.wait();
+    assert!(second_copy_starts(&path));
+    // A holder that leads no group of its own (flock(1) in the test's group) gets nothing.
+    let mut flock = Command::new("flock");
+    flock.arg(&path).args(["sh", "-c", SCRIPT_WITH_CHILD]);
+    let mut flock = Reaped(
+        flock
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start flock"),
+    );
+    let lines = lines_of(flock.0.stdout.take().expect("stdout"));
+    let child: u32 = lines
+        .recv_timeout(BOUND)
+        .expect("the child")
+        .trim()
+        .parse()
+        .expect("a PID");
+    let (code, said) = pidlock_on(&path, "kill", &["--group"]);
+    assert_eq!(code, Some(4), "{said}");
+    send(child, Signal::KILL);
+    flock.wait();
+}
