@@ -140,13 +140,17 @@ impl Lock for FileLock {
         // The file's PID only if its process, or its job, holds the lock: a stale PID left by
         // a holder that writes none (flock(1) on a kept file) may be anyone's by now.
         let pid = in_file.filter(|&pid| names_a_holder(pid, locker, &holders));
-        let shown = pid.or_else(|| holders.first().copied()).or(locker);
+        // The named process, or (once it has exited, its job holding on) what holds the lock.
+        let process = pid
+            .and_then(ProcessInfo::read)
+            .or_else(|| holders.iter().find_map(|&holder| ProcessInfo::read(holder)))
+            .or_else(|| locker.and_then(ProcessInfo::read));
         Ok(Status::Held(Holder {
             pid,
             locker,
             // The kernel lists only this machine's locks.
             host: locker.map(|_| holder::host_name()),
-            process: shown.and_then(ProcessInfo::read),
+            process,
             session: None,
             command: None,
             // The holder's write of its PID is the last change to the file's inode.
@@ -244,6 +248,22 @@ impl Lock for FileLock {
                 return Ok(Target::Nothing(self.stale_or_free(&meta)));
             }
             Some(Err(_)) => {
+                // CMD has exited, and processes of the job it led (its process group) may hold
+                // the lock it passed on to them: only that group can be signalled.
+                let sharers = holder::sharers(&meta, None);
+                if let Some(pid) = in_file
+                    && let Some(&member) = sharers
+                        .iter()
+                        .find(|&&sharer| holder::process_group(sharer) == Some(pid))
+                {
+                    return Ok(Target::Confirmed(Confirmed {
+                        pid,
+                        process: ProcessInfo::read(member),
+                        pidfd: None,
+                        locker: holder::locker(&meta, None),
+                        leader_gone: true,
+                    }));
+                }
                 return Ok(Target::Unconfirmed {
                     pid: in_file,
                     why: "that process is not running".to_owned(),
@@ -315,6 +335,7 @@ impl Lock for FileLock {
                 process: ProcessInfo::read(command),
                 pidfd: command_fd,
                 locker: Some(locker),
+                leader_gone: false,
             }));
         }
         Ok(Target::Confirmed(Confirmed {
@@ -322,6 +343,7 @@ impl Lock for FileLock {
             process,
             pidfd,
             locker: Some(locker),
+            leader_gone: false,
         }))
     }
 }

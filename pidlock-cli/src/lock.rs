@@ -264,13 +264,17 @@ pub struct Confirmed {
     /// `pidlock run` wrapper, or `flock(1)`): every process that holds the lock it took is part
     /// of the holder's job.
     pub locker: Option<u32>,
+    /// The holder (a `pidlock run`'s CMD) has exited, and processes of the process group it
+    /// led hold the lock it passed on to them: only that group can be signalled (`pid` is
+    /// then the group's number, which the kernel does not hand out again while it has members).
+    pub leader_gone: bool,
 }
 
 impl Confirmed {
     /// Signals the process group the holder leads: the job `pidlock run` started (its CMD
     /// leads it). Refused for a holder that leads no group, and for this process's own group.
     pub fn signal_group(&self, signal: Signal) -> io::Result<()> {
-        let leads = holder::process_group(self.pid) == Some(self.pid);
+        let leads = self.leader_gone || holder::process_group(self.pid) == Some(self.pid);
         let mine = u32::try_from(rustix::process::getpgrp().as_raw_nonzero().get()).ok();
         if !leads || mine == Some(self.pid) {
             return Err(io::Error::other(format!(
@@ -293,6 +297,13 @@ impl Confirmed {
     }
 
     pub fn signal(&self, signal: Signal) -> io::Result<()> {
+        if self.leader_gone {
+            return Err(io::Error::other(format!(
+                "pid {} has exited, and processes of its job hold the lock: signal them all \
+                 with --group",
+                self.pid
+            )));
+        }
         match &self.pidfd {
             Some(pidfd) => rustix::process::pidfd_send_signal(pidfd, signal)?,
             None => {

@@ -243,6 +243,7 @@ impl Lock for FleetLock {
             process,
             pidfd,
             locker: None,
+            leader_gone: false,
         }))
     }
 }

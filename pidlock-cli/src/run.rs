@@ -177,6 +177,7 @@ fn stop_on_loss(
         process: None,
         pidfd: pin(cmd).ok().flatten(),
         locker: None,
+        leader_gone: false,
     };
     let name = argv.first().map_or_else(String::new, |program| {
         Path::new(program)

@@ -79,7 +79,7 @@ fn held_sentence(holder: &Holder) -> String {
         (None, None) => "held by a process that did not write the PID file".to_owned(),
     };
     let mut details = Vec::new();
-    if holder.pid.is_none() && !holder.holders.is_empty() {
+    if !holder.holders.is_empty() && holder.pid.is_none_or(|pid| !holder.holders.contains(&pid)) {
         let pids: Vec<String> = holder.holders.iter().map(u32::to_string).collect();
         details.push(format!("held through pid {}", pids.join(", ")));
     }

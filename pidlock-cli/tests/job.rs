@@ -566,3 +566,53 @@ fn kill_group_ends_the_whole_job_and_wait_sees_the_lock_go() {
     send(child, Signal::KILL);
     flock.wait();
 }
+
+/// CMD has exited and left a child holding the lock: `status` still sees the job hold it, and
+/// `kill --group` reaches the child through the group CMD led (its number is CMD's PID, in the
+/// file), while a plain `kill` has no process to signal.
+#[test]
+fn a_job_whose_cmd_has_exited_is_still_seen_and_reached_through_its_group() {
+    let scratch = Scratch::new("job-orphaned");
+    let path = scratch.path("job.pid");
+    let out = Command::new(PIDLOCK)
+        .arg("run")
+        .arg("--file")
+        .arg(&path)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            r#"sleep 300 </dev/null >/dev/null 2>&1 & echo "$!""#,
+        ])
+        .output()
+        .expect("run the job");
+    assert!(out.status.success());
+    let child: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a PID");
+    assert!(alive(child));
+    let cmd: u32 = fs::read_to_string(&path)
+        .expect("the file stays while the job holds the lock")
+        .trim()
+        .parse()
+        .expect("CMD's PID");
+    let (code, said) = pidlock_on(&path, "status", &[]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(&format!("held through pid {child}")),
+        "{said}"
+    );
+    assert!(!second_copy_starts(&path));
+    let (code, said) = pidlock_on(&path, "kill", &[]);
+    assert_eq!(code, Some(4), "{said}");
+    assert!(alive(child));
+    let (code, said) = pidlock_on(&path, "kill", &["--group", "--wait", "60"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(&format!("process group of pid {cmd}")),
+        "{said}"
+    );
+    assert!(exits_within(child, std::time::Duration::ZERO));
+    assert!(second_copy_starts(&path));
+}
