@@ -26,7 +26,7 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
 
@@ -106,6 +106,9 @@ pub fn spawn(argv: &[OsString], tie: Tie<'_>) -> Result<Job, Failure> {
         }
     };
     let terminal = foreground_terminal();
+    if let Some(tty) = terminal {
+        take_foreground_in_child(&mut command, tty.as_raw_fd());
+    }
     let child = command.spawn().map_err(|e| Failure::Spawn {
         command: program.to_string_lossy().into_owned(),
         reason: match e.kind() {
@@ -121,8 +124,9 @@ pub fn spawn(argv: &[OsString], tie: Tie<'_>) -> Result<Job, Failure> {
         .ok()
         .and_then(Pid::from_raw)
         .ok_or_else(|| Failure::Refused("the command has no valid PID".to_owned()))?;
-    // `spawn` returns once CMD has exec'd, so its `setpgid` is done and the group exists.
-    let terminal = terminal.filter(|tty| rustix::termios::tcsetpgrp(tty, pid).is_ok());
+    // Again from this side, as shells do: `spawn` returns once CMD has exec'd, so its group
+    // exists, and CMD's own call may have failed.
+    let terminal = terminal.filter(|&tty| set_foreground(tty, pid).is_ok());
     Ok(Job {
         child,
         pid,
@@ -143,10 +147,41 @@ fn foreground_terminal() -> Option<BorrowedFd<'static>> {
     .find(|fd| rustix::termios::tcgetpgrp(fd).is_ok_and(|foreground| foreground == me))
 }
 
-/// Makes the wrapper's own group the foreground of `tty` again. The wrapper is in the
-/// background at that point, and a background process that changes the foreground gets
-/// SIGTTOU, which stops it: it is ignored for the call.
+/// Has CMD make its new process group the foreground of `tty` before it `exec`s, so that it
+/// never runs a moment in the background of its terminal: a read of the terminal there would
+/// stop it (SIGTTIN), and a Ctrl-Z would stop the wrapper instead of the job.
+fn take_foreground_in_child(command: &mut Command, tty: RawFd) {
+    // SAFETY: the hook runs in the forked child before `exec` (after std's `setpgid` for
+    // `process_group` and its reset of the signal mask), where only async-signal-safe
+    // functions may be called: `sigemptyset`, `sigaddset`, `sigprocmask`, `tcsetpgrp` and
+    // `getpid` are, and nothing is allocated. The sigsets are zeroed locals, valid values of
+    // that plain C type, filled in by `sigemptyset` and `sigprocmask`.
+    unsafe {
+        command.pre_exec(move || {
+            // A process of a background group that changes the foreground gets SIGTTOU,
+            // which stops it, unless that is blocked.
+            let mut ttou: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut ttou);
+            libc::sigaddset(&mut ttou, libc::SIGTTOU);
+            let mut before: libc::sigset_t = std::mem::zeroed();
+            libc::sigprocmask(libc::SIG_BLOCK, &ttou, &mut before);
+            // A failure is not fatal: the wrapper tries again once CMD runs.
+            libc::tcsetpgrp(tty, libc::getpid());
+            libc::sigprocmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+}
+
+/// Makes the wrapper's own group the foreground of `tty` again.
 fn take_terminal_back(tty: BorrowedFd<'_>) {
+    let _ = set_foreground(tty, rustix::process::getpgrp());
+}
+
+/// Makes `group` the foreground process group of `tty`. The wrapper may be in the background
+/// at that point (CMD took the foreground before it exec'd), and a background process that
+/// changes the foreground gets SIGTTOU, which stops it: it is ignored for the call.
+fn set_foreground(tty: BorrowedFd<'_>, group: Pid) -> io::Result<()> {
     // SAFETY: `sigaction` reads and sets this process's disposition of SIGTTOU from and to
     // zeroed or previously read `sigaction` values, valid values of that plain C struct; the
     // old disposition is put back right after.
@@ -155,10 +190,11 @@ fn take_terminal_back(tty: BorrowedFd<'_>) {
         ignore.sa_sigaction = libc::SIG_IGN;
         let mut before: libc::sigaction = std::mem::zeroed();
         if libc::sigaction(libc::SIGTTOU, &ignore, &mut before) != 0 {
-            return;
+            return Err(io::Error::last_os_error());
         }
-        let _ = rustix::termios::tcsetpgrp(tty, rustix::process::getpgrp());
+        let set = rustix::termios::tcsetpgrp(tty, group);
         libc::sigaction(libc::SIGTTOU, &before, std::ptr::null_mut());
+        Ok(set?)
     }
 }
 
@@ -234,7 +270,7 @@ fn stop_with_job(tty: BorrowedFd<'_>, job: Pid) {
     let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::STOP);
     let me = rustix::process::getpgrp();
     if rustix::termios::tcgetpgrp(tty).is_ok_and(|foreground| foreground == me) {
-        let _ = rustix::termios::tcsetpgrp(tty, job);
+        let _ = set_foreground(tty, job);
     }
     let _ = rustix::process::kill_process_group(job, Signal::CONT);
 }
