@@ -10,8 +10,9 @@
 //!   on to CMD: once;
 //! - a signal sent to the job's group (`kill -INT -<CMD's pid>`, or `pidlock kill --group`)
 //!   reaches CMD and its children, not the wrapper: once;
-//! - on a terminal, the wrapper hands the foreground to the job's group (as tini and shells
-//!   do), so Ctrl-C and Ctrl-\ go to the job alone, once, and the job may read the terminal.
+//! - on a terminal, the job's group gets the foreground (CMD takes it before it `exec`s, and
+//!   the wrapper makes sure once it runs, as shells do), so Ctrl-C and Ctrl-\ go to the job
+//!   alone, once, and the job may read the terminal.
 //!   When the job stops (Ctrl-Z), the wrapper takes the terminal back and stops itself, so the
 //!   shell sees a stopped job; at `fg` it hands the terminal over again and continues the job.
 //!   At exit it takes the terminal back before the shell does.
@@ -19,6 +20,13 @@
 //! The alternative, CMD in the wrapper's group, cannot work: a signal to the group reaches both,
 //! and the wrapper cannot tell it from one sent to itself alone (both are `SI_USER`), so it
 //! either forwards it a second time or drops a signal meant for CMD.
+//!
+//! # Passing the lock on
+//!
+//! CMD inherits the locked descriptor through a duplicate without close-on-exec
+//! (`rustix::io::dup`), made just before the spawn and closed just after: no code runs between
+//! `fork` and `exec` for it. The only such code (`pre_exec`, SAFETY-commented) is the
+//! parent-death signal of `--no-inherit` and the terminal handoff.
 //!
 //! `kill -KILL -<CMD's pid>` ends the whole job at once; the wrapper sees CMD gone and exits,
 //! and with it the lock's last holder. SIGKILL of the wrapper's group (or the wrapper alone)
