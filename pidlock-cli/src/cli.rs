@@ -26,8 +26,9 @@ Examples:
   pidlock wait --file /run/backup.pid --timeout 60
   pidlock run --postgres postgres://db.internal/app --name backup -- backup.sh --full
 
-With --file, the lock is an exclusive flock(2) on the PID file, held for exactly as long as the
-command runs; the file names the command's own process. With --postgres, it is a PostgreSQL
+With --file, the lock is an exclusive flock(2) on the PID file, held by the command and every
+process it starts (as with flock(1)) until the last of them exits; the file names the command's
+own process. With --postgres, it is a PostgreSQL
 session advisory lock named --name, one holder across every host that uses the same database.
 Run `pidlock help <subcommand>` for its exit codes.";
 
@@ -62,9 +63,18 @@ Examples:
 
 Exit status: CMD's own, or 128 + the signal that killed it; 1 (or --conflict-exit-code) if the
 lock is held by someone else; 1 if CMD is missing, cannot be started, or the lock cannot be
-used; 2 for a usage error; 75 if a --postgres lock was lost while CMD ran. SIGINT, SIGTERM,
-SIGHUP and SIGQUIT are passed on to CMD. If pidlock itself is killed, CMD is killed too
-(SIGKILL), so that it never runs without the lock.
+used; 2 for a usage error (no CMD, an unknown flag, a bad number); 75 if a --postgres lock was
+lost while CMD ran.
+
+With --file, CMD and every process it starts inherit the locked descriptor: the lock is free
+only once pidlock and all of them have exited. If pidlock itself is killed, the job runs on and
+keeps the lock until it ends; `kill -KILL -PID` (PID from the file) ends the whole job and frees
+the lock at once. With --no-inherit (or --postgres) pidlock alone holds the lock, and CMD is
+killed (SIGKILL) when pidlock dies; CMD's own children are not.
+
+CMD runs in a process group of its own (its PID is the group's), which has the terminal's
+foreground: Ctrl-C reaches it once. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent
+to pidlock are passed on to CMD, once.
 
 A --postgres lock can be lost while CMD runs (its session was terminated, the server restarted
 or failed over, the network cut it off): pidlock then says so, sends CMD SIGTERM, SIGKILL if it
@@ -84,11 +94,15 @@ const KILL_HELP: &str = "\
 Examples:
   pidlock kill --file /run/backup.pid
   pidlock kill --file /run/backup.pid --signal INT --wait 30
+  pidlock kill --file /run/backup.pid --group --signal KILL      # CMD and all its children
   pidlock kill --postgres postgres://db.internal/app --name backup --wait 30
 
 The PID in the file is signalled only when the kernel confirms that it holds the lock (its own
 lock, or the lock of the `pidlock run` that started it): a stale file's PID, which may belong to
-an unrelated process by now, never gets a signal.
+an unrelated process by now, never gets a signal. With --group, the signal goes to the process
+group that the holder leads (a `pidlock run`'s CMD leads its job's group), so its children get it
+too. --wait returns once the holder's whole job has let go of the lock (a shell's children that
+still hold it included), whoever takes it next.
 
 With --postgres, only the command of a `pidlock run` of that lock on this host is signalled,
 found through the wrapper's PID that the session records: a holder on another host, or one that
@@ -152,6 +166,11 @@ pub struct RunArgs {
     /// Empty the PID file on release instead of removing it, for sharing it with flock(1).
     #[arg(long, conflicts_with = "postgres")]
     pub keep_file: bool,
+    /// Hold the lock in pidlock alone, not in CMD and its children (as `flock -o`). For jobs
+    /// that leave a daemon behind on purpose. What it gives up: CMD is killed when pidlock
+    /// dies, but CMD's children, and a set-user-ID CMD (sudo), then run on without the lock.
+    #[arg(long)]
+    pub no_inherit: bool,
     /// With --postgres: how long CMD has to stop after the SIGTERM that a lost lock brings,
     /// before it gets SIGKILL [default: 10]
     #[arg(
@@ -187,7 +206,11 @@ pub struct KillArgs {
     /// The signal to send: a name (TERM, SIGTERM) or a number.
     #[arg(long, short, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal)]
     pub signal: rustix::process::Signal,
-    /// Then wait for the lock to be let go: seconds, or `forever`.
+    /// Signal the holder's whole job: the process group that a `pidlock run`'s CMD leads
+    /// (its children included), not CMD alone.
+    #[arg(long, short)]
+    pub group: bool,
+    /// Then wait until the holder's job has let go of the lock: seconds, or `forever`.
     #[arg(long, value_name = "SECS|forever", value_parser = parse_wait)]
     pub wait: Option<Wait>,
 }

@@ -4,28 +4,31 @@
 
 use std::fs::{self, File, Metadata};
 use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pidlock::{LockError, LossWatch, PidLockFile, UnlockError};
 use rustix::fs::OFlags;
 
 use crate::failure::Failure;
 use crate::holder::{self, ProcessInfo, pin};
-use crate::lock::{Confirmed, Holder, Lock, Status, Target};
+use crate::lock::{self, Confirmed, Holder, Lock, Status, Target};
 
 #[derive(Debug)]
 pub struct FileLock {
     lock: PidLockFile,
+    keep_file: bool,
 }
 
 impl FileLock {
     pub fn new(path: &Path, keep_file: bool) -> Self {
         FileLock {
             lock: PidLockFile::new(path).keep_file(keep_file),
+            keep_file,
         }
     }
 
@@ -106,6 +109,24 @@ impl Lock for FileLock {
         self.lock.release()
     }
 
+    fn inheritable(&self) -> Option<BorrowedFd<'_>> {
+        self.lock.locked_fd()
+    }
+
+    fn leave(&mut self) -> Result<(), UnlockError> {
+        // Closing this copy unlocks nothing while the job holds another.
+        drop(self.lock.detach());
+        // Tidy up as a newcomer would: only a lock taken afresh, proof that nobody holds it,
+        // may remove or empty the file (see run.rs).
+        let mut fresh = PidLockFile::new(self.path()).keep_file(self.keep_file);
+        match fresh.acquire(Some(Duration::ZERO)) {
+            Ok(()) => fresh.release(),
+            // Still held (by the job, or already by the next holder), or not ours to touch:
+            // the file stays, which is always safe.
+            Err(_) => Ok(()),
+        }
+    }
+
     fn status(&self) -> Result<Status, Failure> {
         let Some(meta) = self.inspect()? else {
             return Ok(Status::Free);
@@ -113,18 +134,29 @@ impl Lock for FileLock {
         if !self.lock.is_locked() {
             return Ok(self.stale_or_free(&meta));
         }
-        let pid = self.lock.read_pid();
-        let locker = holder::locker(&meta, pid);
+        let in_file = self.lock.read_pid();
+        let locker = holder::locker(&meta, in_file);
+        let holders = holder::sharers(&meta, None);
+        // The file's PID only if its process, or its job, holds the lock: a stale PID left by
+        // a holder that writes none (flock(1) on a kept file) may be anyone's by now.
+        let pid = in_file.filter(|&pid| names_a_holder(pid, locker, &holders));
+        // The named process, or (once it has exited, its job holding on) what holds the lock.
+        let process = pid
+            .and_then(ProcessInfo::read)
+            .or_else(|| holders.iter().find_map(|&holder| ProcessInfo::read(holder)))
+            .or_else(|| locker.and_then(ProcessInfo::read));
         Ok(Status::Held(Holder {
             pid,
             locker,
             // The kernel lists only this machine's locks.
             host: locker.map(|_| holder::host_name()),
-            process: pid.and_then(ProcessInfo::read),
+            process,
             session: None,
             command: None,
             // The holder's write of its PID is the last change to the file's inode.
             since: changed_at(&meta),
+            file_pid: in_file.filter(|_| pid.is_none()),
+            holders,
         }))
     }
 
@@ -153,6 +185,55 @@ impl Lock for FileLock {
         }
     }
 
+    /// Waits until no process that shares the lock `target`'s locker took holds it any more:
+    /// the signalled holder and every process of its job with the inherited descriptor. A
+    /// newcomer that takes the lock at once does not count (its lock has another locker), and
+    /// a holder this process cannot see (another user's) is waited for through the lock itself.
+    fn let_go_within(
+        &self,
+        target: &Confirmed,
+        timeout: Option<Duration>,
+    ) -> Result<bool, Failure> {
+        let deadline = timeout.and_then(|limit| Instant::now().checked_add(limit));
+        let Some(locker) = target.locker else {
+            return self.wait_until_free(timeout);
+        };
+        loop {
+            let Some(meta) = self.inspect()? else {
+                return Ok(true);
+            };
+            let sharers = holder::sharers(&meta, Some(locker));
+            if sharers.is_empty() {
+                if holder::locker(&meta, None) == Some(locker) {
+                    // Held by that lock still, through processes out of our sight.
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    return self.wait_until_free(left);
+                }
+                return Ok(true);
+            }
+            let pidfds: Vec<OwnedFd> = sharers
+                .iter()
+                .filter_map(|&pid| pin(pid).ok().flatten())
+                .collect();
+            if pidfds.len() < sharers.len() {
+                // One exited as we looked, or pidfds are not offered: look again.
+                if pidfds.is_empty() && !sharers.iter().any(|&pid| pin(pid).is_err()) {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    return self.wait_until_free(left);
+                }
+                continue;
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let pidfds: Vec<&OwnedFd> = pidfds.iter().collect();
+            let exited = lock::any_exited_within(&pidfds, left).map_err(|e| {
+                Failure::Refused(format!("cannot wait for the holders to exit: {e}"))
+            })?;
+            if !exited {
+                return Ok(false);
+            }
+        }
+    }
+
     fn signal_target(&self) -> Result<Target, Failure> {
         let Some(meta) = self.inspect()? else {
             return Ok(Target::Nothing(Status::Free));
@@ -167,6 +248,22 @@ impl Lock for FileLock {
                 return Ok(Target::Nothing(self.stale_or_free(&meta)));
             }
             Some(Err(_)) => {
+                // CMD has exited, and processes of the job it led (its process group) may hold
+                // the lock it passed on to them: only that group can be signalled.
+                let sharers = holder::sharers(&meta, None);
+                if let Some(pid) = in_file
+                    && let Some(&member) = sharers
+                        .iter()
+                        .find(|&&sharer| holder::process_group(sharer) == Some(pid))
+                {
+                    return Ok(Target::Confirmed(Confirmed {
+                        pid,
+                        process: ProcessInfo::read(member),
+                        pidfd: None,
+                        locker: holder::locker(&meta, None),
+                        leader_gone: true,
+                    }));
+                }
                 return Ok(Target::Unconfirmed {
                     pid: in_file,
                     why: "that process is not running".to_owned(),
@@ -237,14 +334,34 @@ impl Lock for FileLock {
                 pid: command,
                 process: ProcessInfo::read(command),
                 pidfd: command_fd,
+                locker: Some(locker),
+                leader_gone: false,
             }));
         }
         Ok(Target::Confirmed(Confirmed {
             pid,
             process,
             pidfd,
+            locker: Some(locker),
+            leader_gone: false,
         }))
     }
+}
+
+/// Whether process `pid` (the PID file's) is a holder of the lock: it holds it itself, its
+/// parent does (a `pidlock run --no-inherit` wrapper), or a process of the job it leads does
+/// (its children, once it has exited). `holders` are the processes seen to hold it; where none
+/// can be seen (another user's), the kernel's lock table's `locker` decides as for a parent.
+fn names_a_holder(pid: u32, locker: Option<u32>, holders: &[u32]) -> bool {
+    let parent = ProcessInfo::read(pid).and_then(|p| p.ppid);
+    if holders.is_empty() {
+        return locker.is_some_and(|locker| locker == pid || parent == Some(locker));
+    }
+    holders.contains(&pid)
+        || parent.is_some_and(|parent| holders.contains(&parent))
+        || holders
+            .iter()
+            .any(|&holder| holder::process_group(holder) == Some(pid))
 }
 
 /// The command of the `pidlock run` that is process `pid`: its only child. `None` if `pid` is

@@ -123,45 +123,72 @@ fn table_locker(meta: &fs::Metadata) -> Option<u32> {
 }
 
 /// Whether one of the descriptors of process `pid` is open on the file `meta` describes and
-/// holds an exclusive `flock` on it. `/proc/PID/fd/N` resolves to the file as `stat` sees it,
-/// whatever the file system, and `/proc/PID/fdinfo/N` lists the locks held through it.
+/// holds an exclusive `flock` on it.
 fn holds_through_open_file(pid: u32, meta: &fs::Metadata) -> bool {
+    !lockers_through_open_files(pid, meta).is_empty()
+}
+
+/// The lockers (the PIDs that took them) of the exclusive `flock`s that process `pid` holds on
+/// the file `meta` describes, through descriptors of its own. `/proc/PID/fd/N` resolves to the
+/// file as `stat` sees it, whatever the file system, and `/proc/PID/fdinfo/N` lists the locks
+/// held through it, with the PID that took each: a descriptor inherited from a `pidlock run`
+/// or a `flock(1)` shows that process's PID, even once it has died.
+fn lockers_through_open_files(pid: u32, meta: &fs::Metadata) -> Vec<u32> {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
+        return Vec::new();
     };
-    fds.filter_map(Result::ok).any(|fd| {
-        fs::metadata(fd.path())
-            .is_ok_and(|open| (open.dev(), open.ino()) == (meta.dev(), meta.ino()))
-            && fs::read_to_string(format!(
+    fds.filter_map(Result::ok)
+        .filter(|fd| {
+            fs::metadata(fd.path())
+                .is_ok_and(|open| (open.dev(), open.ino()) == (meta.dev(), meta.ino()))
+        })
+        .filter_map(|fd| {
+            fs::read_to_string(format!(
                 "/proc/{pid}/fdinfo/{}",
                 fd.file_name().to_string_lossy()
             ))
-            .is_ok_and(|info| {
-                info.lines()
-                    .filter_map(|line| line.strip_prefix("lock:"))
-                    .any(|lock| parse_lock_line(lock.trim_start()).is_some())
-            })
-    })
+            .ok()
+        })
+        .flat_map(|info| {
+            info.lines()
+                .filter_map(|line| line.strip_prefix("lock:"))
+                .filter_map(|lock| parse_lock_line(lock.trim_start()).map(|(locker, _)| locker))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
-/// Parses one `/proc/locks` line, such as `1: FLOCK  ADVISORY  WRITE 4242 fe:00:1234 0 EOF`,
-/// into the locker's PID and the (major, minor, inode) of a granted exclusive `flock`. Waiters
-/// (marked `->`), shared locks and POSIX locks give `None`.
+/// The processes that share the exclusive `flock` on the file `meta` describes: those that
+/// hold it through a descriptor of their own, as far as this process may look (`None` for
+/// `locker` means any locker; `Some` only the lock that process took). For a `pidlock run`,
+/// that is the wrapper and every process of its job that still has the inherited descriptor.
+pub fn sharers(meta: &fs::Metadata, locker: Option<u32>) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            lockers_through_open_files(pid, meta)
+                .iter()
+                .any(|&found| locker.is_none_or(|locker| locker == found))
+        })
+        .collect()
+}
+
+/// The process group of process `pid`, if `/proc` shows it.
+pub fn process_group(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // Field 5 (pgrp) of proc(5), counted from the state, field 3.
+    after_name.split_ascii_whitespace().nth(2)?.parse().ok()
+}
+
+/// The locker's PID and the (major, minor, inode) of a granted exclusive `flock` that one
+/// `/proc/locks` (or fdinfo `lock:`) line shows, through the workspace's one parser of it.
 fn parse_lock_line(line: &str) -> Option<(u32, (u32, u32, u64))> {
-    let mut fields = line.split_ascii_whitespace().skip(1);
-    if fields.next()? != "FLOCK" {
-        return None;
-    }
-    let _mode = fields.next()?;
-    if fields.next()? != "WRITE" {
-        return None;
-    }
-    let pid = fields.next()?.parse().ok()?;
-    let mut id = fields.next()?.split(':');
-    let major = u32::from_str_radix(id.next()?, 16).ok()?;
-    let minor = u32::from_str_radix(id.next()?, 16).ok()?;
-    let ino = id.next()?.parse().ok()?;
-    Some((pid, (major, minor, ino)))
+    pidlock::proc_locks::ExclusiveFlock::parse(line).map(|lock| (lock.pid, lock.file))
 }
 
 /// The process `pid` itself (a pidfd), where the kernel offers that: `Ok(None)` where it does
@@ -280,27 +307,6 @@ fn local_time(at: SystemTime) -> Option<libc::tm> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_granted_exclusive_flocks_with_their_pid() {
-        assert_eq!(
-            parse_lock_line("1: FLOCK  ADVISORY  WRITE 4242 fe:00:10010721 0 EOF"),
-            Some((4242, (0xfe, 0, 10_010_721)))
-        );
-        assert_eq!(
-            parse_lock_line("1: -> FLOCK  ADVISORY  WRITE 4243 fe:00:10010721 0 EOF"),
-            None
-        );
-        assert_eq!(
-            parse_lock_line("2: FLOCK  ADVISORY  READ 4244 fe:00:10010721 0 EOF"),
-            None
-        );
-        assert_eq!(
-            parse_lock_line("3: POSIX  ADVISORY  WRITE 4245 fe:00:10010721 0 EOF"),
-            None
-        );
-        assert_eq!(parse_lock_line(""), None);
-    }
 
     #[test]
     fn reads_this_process() {

@@ -59,15 +59,25 @@ pub fn kill(args: &KillArgs) -> u8 {
         .as_ref()
         .filter(|p| !p.argv.is_empty())
         .map_or_else(String::new, |p| format!(" ({})", p.command_line()));
-    if let Err(e) = target.signal(args.signal) {
+    let sent = if args.group {
+        target.signal_group(args.signal)
+    } else {
+        target.signal(args.signal)
+    };
+    let group = if args.group {
+        "the process group of "
+    } else {
+        ""
+    };
+    if let Err(e) = sent {
         eprintln!(
-            "pidlock: cannot send {name} to pid {}{what}: {e}",
+            "pidlock: cannot send {name} to {group}pid {}{what}: {e}",
             target.pid
         );
         return FAILED;
     }
     eprintln!(
-        "pidlock: sent {name} to pid {}{what}, which holds the {}",
+        "pidlock: sent {name} to {group}pid {}{what}, which holds the {}",
         target.pid,
         lock.location()
     );
@@ -75,18 +85,9 @@ pub fn kill(args: &KillArgs) -> u8 {
         return DONE;
     };
     let started = Instant::now();
-    // The holder we signalled is what we wait for: its exit (through its pidfd, an event), not
-    // the lock being free at some instant, which never comes if a waiter queued behind it
-    // takes the lock at once.
-    let gone = match &target.pidfd {
-        Some(pidfd) => exited_within(pidfd, wait.0).map_err(|e| {
-            crate::failure::Failure::Refused(format!(
-                "cannot wait for pid {} to exit: {e}",
-                target.pid
-            ))
-        }),
-        None => lock.wait_until_free(wait.0),
-    };
+    // The holder's whole job, not only the process signalled: a shell's child may still hold
+    // the lock. A waiter that takes the lock the moment the job lets go does not count.
+    let gone = lock.let_go_within(&target, wait.0);
     match gone {
         Ok(true) => {
             eprintln!(
@@ -107,30 +108,6 @@ pub fn kill(args: &KillArgs) -> u8 {
         Err(failure) => {
             report(&failure);
             FAILED
-        }
-    }
-}
-
-/// Whether the process `pidfd` refers to exits within `limit` (`None`: however long it takes).
-/// A pidfd becomes readable when its process exits.
-fn exited_within(
-    pidfd: &std::os::fd::OwnedFd,
-    limit: Option<std::time::Duration>,
-) -> std::io::Result<bool> {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    let deadline = limit.and_then(|l| Instant::now().checked_add(l));
-    loop {
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let timeout = left.map(|l| Timespec {
-            tv_sec: i64::try_from(l.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(l.subsec_nanos()),
-        });
-        let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
-        match poll(&mut fds, timeout.as_ref()) {
-            Ok(0) => return Ok(false),
-            Ok(_) => return Ok(true),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
         }
     }
 }

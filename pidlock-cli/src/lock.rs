@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::fmt::Debug;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -41,6 +41,19 @@ pub trait Lock: Send + Debug {
     /// Lets go of the lock this process holds.
     fn release(&mut self) -> Result<(), UnlockError>;
 
+    /// The locked descriptor, for a lock that CMD and its children can hold by inheriting it
+    /// (a PID file's `flock`); `None` for one that lives in this process alone.
+    fn inheritable(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    /// Lets go of this process's share of a lock it passed on to a job, leaving it to the
+    /// job's processes that still hold it: never unlocks it, and tidies the file up only if
+    /// nobody holds it any more. For a lock that cannot be shared, [`release`](Self::release).
+    fn leave(&mut self) -> Result<(), UnlockError> {
+        self.release()
+    }
+
     /// Who holds the lock now, if anyone.
     fn status(&self) -> Result<Status, Failure>;
 
@@ -51,6 +64,47 @@ pub trait Lock: Send + Debug {
     /// The process to signal to stop the holder, if the system can confirm that it is the
     /// holder.
     fn signal_target(&self) -> Result<Target, Failure>;
+
+    /// After `target` was signalled: waits up to `timeout` (`None`: without a limit) until the
+    /// holder has let go of the lock, its whole job included. `Ok(false)` if the time ran out
+    /// first. By default, until the process itself has exited (a fleet lock's session ends
+    /// with its `pidlock run`).
+    fn let_go_within(
+        &self,
+        target: &Confirmed,
+        timeout: Option<Duration>,
+    ) -> Result<bool, Failure> {
+        match &target.pidfd {
+            Some(pidfd) => any_exited_within(&[pidfd], timeout).map_err(|e| {
+                Failure::Refused(format!("cannot wait for pid {} to exit: {e}", target.pid))
+            }),
+            None => self.wait_until_free(timeout),
+        }
+    }
+}
+
+/// Whether one of the processes `pidfds` refer to exits within `limit` (`None`: however long it
+/// takes). A pidfd becomes readable when its process exits.
+pub fn any_exited_within(pidfds: &[&OwnedFd], limit: Option<Duration>) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let deadline = limit.and_then(|l| std::time::Instant::now().checked_add(l));
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let timeout = left.map(|l| Timespec {
+            tv_sec: i64::try_from(l.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(l.subsec_nanos()),
+        });
+        let mut fds: Vec<PollFd<'_>> = pidfds
+            .iter()
+            .map(|fd| PollFd::new(*fd, PollFlags::IN))
+            .collect();
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Opens the lock the arguments name. Nothing is locked or created yet. `command` is
@@ -136,6 +190,13 @@ pub struct Holder {
     /// For a fleet lock held by a `pidlock run` on this host, its command's PID (`process`
     /// then describes the command, since the session names the wrapper).
     pub command: Option<u32>,
+    /// The PID a PID file names when that process is not the holder (a stale PID, say, in a
+    /// kept file that a `flock(1)` script holds): shown, never taken for the holder.
+    pub file_pid: Option<u32>,
+    /// The processes seen to hold a file lock through a descriptor of their own (the wrapper
+    /// and its job, or a `flock(1)` and its command); `process` describes the first when the
+    /// file names none of them.
+    pub holders: Vec<u32>,
 }
 
 /// The server session that holds a fleet lock.
@@ -199,10 +260,50 @@ pub struct Confirmed {
     /// The process itself rather than its number, where the kernel offers that (`pidfd`), so
     /// that a signal can never reach a process that got the same number later.
     pub pidfd: Option<OwnedFd>,
+    /// For a file lock, the process that took it, as the kernel's lock table names it (the
+    /// `pidlock run` wrapper, or `flock(1)`): every process that holds the lock it took is part
+    /// of the holder's job.
+    pub locker: Option<u32>,
+    /// The holder (a `pidlock run`'s CMD) has exited, and processes of the process group it
+    /// led hold the lock it passed on to them: only that group can be signalled (`pid` is
+    /// then the group's number, which the kernel does not hand out again while it has members).
+    pub leader_gone: bool,
 }
 
 impl Confirmed {
+    /// Signals the process group the holder leads: the job `pidlock run` started (its CMD
+    /// leads it). Refused for a holder that leads no group, and for this process's own group.
+    pub fn signal_group(&self, signal: Signal) -> io::Result<()> {
+        let leads = self.leader_gone || holder::process_group(self.pid) == Some(self.pid);
+        let mine = u32::try_from(rustix::process::getpgrp().as_raw_nonzero().get()).ok();
+        if !leads || mine == Some(self.pid) {
+            return Err(io::Error::other(format!(
+                "pid {} leads no process group of its own (not the CMD of a `pidlock run`)",
+                self.pid
+            )));
+        }
+        let group = i32::try_from(self.pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // The pinned leader still running means its number, and so the group's, is still its.
+        if let Some(pidfd) = &self.pidfd
+            && any_exited_within(&[pidfd], Some(Duration::ZERO))?
+        {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        rustix::process::kill_process_group(group, signal)?;
+        Ok(())
+    }
+
     pub fn signal(&self, signal: Signal) -> io::Result<()> {
+        if self.leader_gone {
+            return Err(io::Error::other(format!(
+                "pid {} has exited, and processes of its job hold the lock: signal them all \
+                 with --group",
+                self.pid
+            )));
+        }
         match &self.pidfd {
             Some(pidfd) => rustix::process::pidfd_send_signal(pidfd, signal)?,
             None => {

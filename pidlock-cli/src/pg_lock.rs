@@ -73,6 +73,8 @@ impl FleetLock {
                 application_name: found.application_name.clone(),
             }),
             command,
+            file_pid: None,
+            holders: Vec::new(),
         };
         Ok(Some((found, holder)))
     }
@@ -240,6 +242,8 @@ impl Lock for FleetLock {
             pid: command,
             process,
             pidfd,
+            locker: None,
+            leader_gone: false,
         }))
     }
 }

@@ -1,23 +1,47 @@
-//! `pidlock run`: take the lock, run CMD, let go when CMD exits.
+//! `pidlock run`: take the lock, run CMD as a job, let go when the job is done.
 //!
-//! The wrapper holds the lock (its descriptor is close-on-exec, so CMD and anything CMD leaves
-//! running in the background never hold it) and names CMD's PID in the file, so that the lock
-//! lasts exactly as long as CMD and `kill $(cat app.pid)` reaches CMD. CMD dies with the
-//! wrapper (`PR_SET_PDEATHSIG`), so it never runs without the lock either.
+//! # The job holds the lock
 //!
-//! The PID is known only once CMD runs, so for the moment between its start and the rewrite the
-//! file names the wrapper, which passes the usual stop signals on; `pidlock kill` confirms
-//! either as the holder. A crash at any point leaves a file that names a dead process and no
-//! lock: stale, as after any crash.
+//! For a PID file, CMD inherits the locked descriptor, and every process it starts inherits it
+//! from CMD, as with `flock(1)`: the kernel frees the lock only when the wrapper *and* every
+//! process of the job that still has the descriptor have exited. So:
+//! - a killed wrapper (SIGKILL, the OOM killer, a closed terminal) never lets a second copy in
+//!   while any part of the job runs: its background work (`tar &`, a compiler) still holds the
+//!   lock, and so does a set-user-ID CMD (`sudo`), which a parent-death signal could not reach;
+//! - a job killed as a whole (`kill -KILL -<CMD's pid>`, a cgroup kill) frees the lock as soon
+//!   as its last process is gone: nothing else holds it, so nothing can wedge it.
 //!
-//! A fleet lock (`--postgres`) can also be lost while CMD runs, when its server session ends.
-//! CMD must then stop, since another host's copy may start at once: it gets SIGTERM, SIGKILL
-//! after `--kill-grace`, and `pidlock run` exits with [`LOST`], so that a scheduler can tell
-//! "lost the lock" from CMD's own failures.
+//! What that costs: a daemon that the job leaves behind on purpose keeps the lock for as long
+//! as it runs. `--no-inherit` (`flock -o`) is for such jobs: the wrapper alone holds the lock,
+//! CMD is killed (SIGKILL) when the wrapper dies, but CMD's own children, and a set-user-ID
+//! CMD, can then run on without the lock.
+//!
+//! The wrapper must never unlock a lock it shares with the job: the unlock would free it for
+//! everyone holding the descriptor, under the feet of the job's remaining processes. Nor may it
+//! unlink the file while they hold it, since a newcomer would then create and lock a new file
+//! beside them (pitfall 4). So at the end it only closes its own descriptor, and then tidies up
+//! the way any newcomer would: it takes the lock afresh without waiting and releases it (which
+//! removes or empties the file) only if that succeeds, that is, only when nobody holds it any
+//! more. Otherwise the file stays, naming CMD, until the job's last process lets go; an
+//! unlocked file left behind is stale and harmless (pitfall 1).
+//!
+//! The PID file names CMD, so that `kill $(cat app.pid)` reaches the job. The PID is known only
+//! once CMD runs, so for the moment between its start and the rewrite the file names the
+//! wrapper, which passes the usual stop signals on; `pidlock kill` confirms either as the
+//! holder. How CMD is started and signalled (its own process group, the terminal) is in
+//! `child.rs`.
+//!
+//! # The fleet lock
+//!
+//! A fleet lock (`--postgres`) is a server session's advisory lock, held by the wrapper's
+//! connection. It is not shared with the job: CMD is killed (SIGKILL) when the wrapper dies,
+//! as with `--no-inherit`. A fleet lock can also be lost while CMD runs, when its server
+//! session ends. CMD must then stop, since another host's copy may start at once: it gets
+//! SIGTERM, SIGKILL after `--kill-grace`, and `pidlock run` exits with [`LOST`], so that a
+//! scheduler can tell "lost the lock" from CMD's own failures.
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::Child;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -44,7 +68,7 @@ pub fn run(args: &RunArgs) -> u8 {
         Err(failure) => {
             report(&failure);
             match failure {
-                Failure::Usage(_) => 2,
+                Failure::Usage(_) | Failure::NoCommand => 2,
                 _ => 1,
             }
         }
@@ -79,26 +103,31 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
             return Err(Failure::Refused(why));
         }
     };
-    let mut cmd = match child::spawn(&args.command) {
-        Ok(cmd) => cmd,
+    let tie = match lock.inheritable() {
+        Some(fd) if !args.no_inherit => child::Tie::Inherit(fd),
+        _ => child::Tie::DieWithWrapper,
+    };
+    let mut job = match child::spawn(&args.command, tie) {
+        Ok(job) => job,
         Err(failure) => {
             let _ = lock.release();
             return Err(failure);
         }
     };
-    if let Err(e) = lock.set_pid(cmd.id()) {
+    let shared = lock.inheritable().is_some() && !args.no_inherit;
+    if let Err(e) = lock.set_pid(job.id()) {
         // Not fatal: the file then names this wrapper, which passes signals on to CMD.
         eprintln!("pidlock: warning: {e}");
     }
     let stopper = lock.loss_watch().map(|watch| {
         stop_on_loss(
             watch,
-            &cmd,
+            job.id(),
             &args.command,
             args.kill_grace.unwrap_or_default().0,
         )
     });
-    let ended = child::supervise(&mut cmd, &mut signals);
+    let ended = child::supervise(&mut job, &mut signals);
     let stopped = match stopper {
         Some((reaped, stopper)) => {
             let _ = reaped.send(());
@@ -114,7 +143,10 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
             stopped
         }
         None => {
-            if let Err(e) = lock.release() {
+            // A lock the job shares is left to the processes of the job that still hold it:
+            // unlocking it would free it under their feet.
+            let let_go = if shared { lock.leave() } else { lock.release() };
+            if let Err(e) = let_go {
                 eprintln!("pidlock: warning: {e}");
             }
             false
@@ -133,7 +165,7 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
 /// the watch; the thread returns whether it stopped `cmd`.
 fn stop_on_loss(
     watch: LossWatch,
-    cmd: &Child,
+    cmd: u32,
     argv: &[OsString],
     grace: Duration,
 ) -> (mpsc::Sender<()>, JoinHandle<bool>) {
@@ -141,9 +173,11 @@ fn stop_on_loss(
     // The process itself where the kernel offers that, so that a signal sent as CMD is being
     // reaped cannot reach a process that got its PID since.
     let target = Confirmed {
-        pid: cmd.id(),
+        pid: cmd,
         process: None,
-        pidfd: pin(cmd.id()).ok().flatten(),
+        pidfd: pin(cmd).ok().flatten(),
+        locker: None,
+        leader_gone: false,
     };
     let name = argv.first().map_or_else(String::new, |program| {
         Path::new(program)

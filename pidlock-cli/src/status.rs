@@ -76,9 +76,18 @@ fn held_sentence(holder: &Holder) -> String {
             "held by a session that is not pidlock's (application_name {:?})",
             session.application_name
         ),
-        (None, None) => "held by a process whose PID is not in the file".to_owned(),
+        (None, None) => "held by a process that did not write the PID file".to_owned(),
     };
     let mut details = Vec::new();
+    if !holder.holders.is_empty() && holder.pid.is_none_or(|pid| !holder.holders.contains(&pid)) {
+        let pids: Vec<String> = holder.holders.iter().map(u32::to_string).collect();
+        details.push(format!("held through pid {}", pids.join(", ")));
+    }
+    if let Some(named) = holder.file_pid {
+        details.push(format!(
+            "the file names pid {named}, which does not hold it"
+        ));
+    }
     if let Some(host) = &holder.host {
         details.push(format!("host {host}"));
     }
@@ -129,6 +138,8 @@ fn as_json(lock: &dyn Lock, found: &Result<Status, Failure>) -> Value {
                 "state": "held",
                 "pid": holder.pid,
                 "locker_pid": holder.locker,
+                "holder_pids": holder.holders,
+                "file_pid": holder.file_pid,
                 "host": holder.host,
                 "command": holder.process.as_ref().map(|p| &p.argv),
                 "started": started.and_then(holder::format_iso),

@@ -143,8 +143,9 @@ fn wait_gives_up_at_its_limit_with_the_conflict_code() {
     assert!(held.release().success());
 }
 
+/// `--no-inherit` is `flock -o`: what the job leaves running holds nothing, by request.
 #[test]
-fn the_lock_ends_with_cmd_though_its_background_children_live_on() {
+fn with_no_inherit_the_lock_ends_with_cmd_though_its_background_children_live_on() {
     let scratch = Scratch::new("background");
     let path = scratch.path("job.pid");
     let bg = scratch.path("bg.pid");
@@ -155,6 +156,7 @@ fn the_lock_ends_with_cmd_though_its_background_children_live_on() {
         .arg(&path)
         .args([
             "--keep-file",
+            "--no-inherit",
             "--",
             "sh",
             "-c",
@@ -228,10 +230,10 @@ fn a_cmd_killed_by_a_signal_gives_128_plus_its_number() {
 }
 
 #[test]
-fn a_killed_wrapper_takes_cmd_down_and_the_lock_is_free() {
+fn with_no_inherit_a_killed_wrapper_takes_cmd_down_and_the_lock_is_free() {
     let scratch = Scratch::new("sigkill-wrapper");
     let path = scratch.path("job.pid");
-    let mut held = hold(&path, &[]);
+    let mut held = hold(&path, &["--no-inherit"]);
     send(held.wrapper.id(), Signal::KILL);
     held.wrapper.wait();
     assert!(
@@ -248,7 +250,7 @@ fn a_killed_wrapper_takes_cmd_down_and_the_lock_is_free() {
 }
 
 #[test]
-fn bad_input_gets_one_line_and_exit_1_or_2() {
+fn bad_input_gets_one_line_and_exit_1_or_2_for_a_usage_error() {
     let scratch = Scratch::new("bad-input");
     let path = scratch.path("job.pid");
     let run = |args: &[&str]| {
@@ -258,7 +260,7 @@ fn bad_input_gets_one_line_and_exit_1_or_2() {
     };
     let line = |out: std::process::Output| one_line(&out.stderr);
 
-    let missing = run(&[]).assert().code(1).get_output().clone();
+    let missing = run(&[]).assert().code(2).get_output().clone();
     assert!(line(missing).starts_with("pidlock: no command to run"));
 
     let not_found = run(&["--", "no-such-command-pidlock"])

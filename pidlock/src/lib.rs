@@ -123,6 +123,7 @@ mod pidfile;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod probe;
+pub mod proc_locks;
 mod sys;
 
 pub use crate::default_path::default_path;

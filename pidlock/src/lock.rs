@@ -832,3 +832,71 @@ fn check_writable_pid_file(file: &File, meta: &Metadata) -> io::Result<()> {
     };
     Err(io::Error::new(io::ErrorKind::InvalidInput, what))
 }
+
+/// Sharing the lock with a job of child processes, as `flock(1)` does: the kernel keeps a
+/// `flock` for as long as any descriptor of the locked open file is open, in any process.
+#[cfg(unix)]
+impl PidLockFile {
+    /// The locked descriptor, while this process holds the lock; `None` otherwise.
+    ///
+    /// It is close-on-exec (pitfall 8). A program that wants a child to hold the lock too
+    /// duplicates it without that flag for the child (`rustix::io::dup`) and passes it on; the
+    /// lock then lasts until the last copy is closed, and must be let go with
+    /// [`detach`](Self::detach), never [`release`](Self::release), which would unlock it under
+    /// the child's feet.
+    ///
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("pidlock-doc-locked-fd-{}.pid", std::process::id()));
+    /// let mut lock = pidlock::PidLockFile::new(&path);
+    /// assert!(lock.locked_fd().is_none());
+    /// lock.acquire(None)?;
+    /// assert!(lock.locked_fd().is_some());
+    /// lock.release()?;
+    /// # Ok::<(), pidlock::Error>(())
+    /// ```
+    pub fn locked_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.held
+            .as_ref()
+            .filter(|held| held.owner.is_current())
+            .map(|held| held.file.as_fd())
+    }
+
+    /// Stops holding the lock through this instance without unlocking it, and hands over the
+    /// locked descriptor: the lock now lasts while that descriptor, or any copy of it that
+    /// children inherited, is open. Nothing is unlinked or emptied, and release and drop do
+    /// nothing from here on. `None` if this process does not hold the lock.
+    ///
+    /// The file is left with the last PID written to it. It cannot be removed safely while
+    /// others may still hold the lock (a newcomer would create and lock a new file beside
+    /// them, pitfall 4); once the last copy is closed it is an unlocked file, which the next
+    /// holder takes over and readers count as free (pitfall 1). To tidy up, take the lock
+    /// again with a fresh instance and release that: it succeeds only when nobody holds it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pidlock::PidLockFile;
+    ///
+    /// let path = std::env::temp_dir().join(format!("pidlock-doc-detach-{}.pid", std::process::id()));
+    /// let mut lock = PidLockFile::new(&path);
+    /// lock.acquire(None)?;
+    /// let fd = lock.detach().expect("held");
+    /// assert!(lock.is_locked() && !lock.i_am_locking());
+    /// drop(fd);
+    /// assert!(!lock.is_locked());
+    /// let mut tidy = PidLockFile::new(&path);
+    /// tidy.acquire(Some(Duration::ZERO))?;
+    /// tidy.release()?;
+    /// assert!(!path.exists());
+    /// # Ok::<(), pidlock::Error>(())
+    /// ```
+    pub fn detach(&mut self) -> Option<std::os::fd::OwnedFd> {
+        let held = self.held.take()?;
+        if !held.owner.is_current() {
+            // Inherited across fork: this process's copy is closed, as on drop.
+            return None;
+        }
+        owner::forget(held.owner, held.dev, held.ino);
+        Some(held.file.into())
+    }
+}

@@ -337,24 +337,9 @@ fn on_local_file_system(path: &Path) -> bool {
     })
 }
 
-/// Parses one `/proc/locks` line, such as `1: FLOCK  ADVISORY  WRITE 4242 fe:00:1234 0 EOF`,
-/// into the (major, minor, inode) of a granted exclusive `flock`; other lines give `None`.
-/// Waiters are listed with a `->` marker and are skipped.
+/// The (major, minor, inode) of a granted exclusive `flock` that one `/proc/locks` line shows.
 fn parse_lock_line(line: &str) -> Option<(u32, u32, u64)> {
-    let mut fields = line.split_ascii_whitespace().skip(1);
-    if fields.next()? != "FLOCK" {
-        return None;
-    }
-    let _mode = fields.next()?;
-    if fields.next()? != "WRITE" {
-        return None;
-    }
-    let _pid = fields.next()?;
-    let mut id = fields.next()?.split(':');
-    let dev_major = u32::from_str_radix(id.next()?, 16).ok()?;
-    let dev_minor = u32::from_str_radix(id.next()?, 16).ok()?;
-    let ino = id.next()?.parse().ok()?;
-    Some((dev_major, dev_minor, ino))
+    crate::proc_locks::ExclusiveFlock::parse(line).map(|lock| lock.file)
 }
 
 /// Makes a waiter's successor file ahead of time: an unnamed file (`O_TMPFILE`) in the lock
@@ -393,39 +378,4 @@ pub(crate) fn link_spare(spare: &File, path: &Path) -> std::io::Result<()> {
     let source = format!("/proc/self/fd/{}", spare.as_raw_fd());
     linkat(CWD, source, CWD, path, AtFlags::SYMLINK_FOLLOW)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_lock_line;
-
-    #[test]
-    fn reads_granted_exclusive_flocks_only() {
-        assert_eq!(
-            parse_lock_line("1: FLOCK  ADVISORY  WRITE 4242 fe:00:10010721 0 EOF"),
-            Some((0xfe, 0, 10_010_721))
-        );
-        assert_eq!(
-            parse_lock_line("12: FLOCK  ADVISORY  WRITE 7 103:0a:42 0 EOF"),
-            Some((0x103, 0x0a, 42))
-        );
-        // A waiter blocked behind the holder, a shared lock, a POSIX lock, and garbage.
-        assert_eq!(
-            parse_lock_line("1: -> FLOCK  ADVISORY  WRITE 4243 fe:00:10010721 0 EOF"),
-            None
-        );
-        assert_eq!(
-            parse_lock_line("2: FLOCK  ADVISORY  READ 4244 fe:00:10010721 0 EOF"),
-            None
-        );
-        assert_eq!(
-            parse_lock_line("3: POSIX  ADVISORY  WRITE 4245 fe:00:10010721 0 EOF"),
-            None
-        );
-        assert_eq!(
-            parse_lock_line("4: FLOCK ADVISORY WRITE 1 zz:00:1 0 EOF"),
-            None
-        );
-        assert_eq!(parse_lock_line(""), None);
-    }
 }
