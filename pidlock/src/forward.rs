@@ -383,10 +383,8 @@ impl Serving {
             Ok(false) => {
                 let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
                 self.drop_message(&from, "it comes from another user", n);
-                let _ = conn.write_all_by(
-                    &frame::encode_answer(Status::OtherUser, me),
-                    Instant::now() + READ_DEADLINE,
-                );
+                let _ =
+                    conn.write_all_by(&frame::encode_answer(Status::OtherUser, me), answer_by());
                 return;
             }
             Err(e) => {
@@ -403,14 +401,15 @@ impl Serving {
             Ok(message) => message,
             Err((status, why)) => {
                 self.drop_message(&from, &why, 0);
-                let _ = conn.write_all_by(&frame::encode_answer(status, me), deadline);
+                let _ = conn.write_all_by(&frame::encode_answer(status, me), answer_by());
                 return;
             }
         };
         // Answer before calling the handler: a sender that gave up (its bound passed while
         // an earlier message kept the handler busy) has closed its end, the answer fails,
         // and its message is dropped rather than handled behind its back.
-        if let Err(e) = conn.write_all_by(&frame::encode_answer(Status::Accepted, me), deadline) {
+        if let Err(e) = conn.write_all_by(&frame::encode_answer(Status::Accepted, me), answer_by())
+        {
             self.drop_message(
                 &from,
                 &format!("its sender left before it was accepted ({e})"),
@@ -439,6 +438,13 @@ impl Serving {
             self.lock_path.display()
         ));
     }
+}
+
+/// When an answer must have been written: an answer is ten bytes into an empty socket
+/// buffer, so this bounds only a peer that has stopped reading, and starts afresh after a
+/// read deadline that passed.
+fn answer_by() -> Instant {
+    Instant::now() + Duration::from_millis(100)
 }
 
 /// Reads one frame by `deadline`, or says which answer to give and why.
