@@ -65,6 +65,29 @@ fn main() {
 //! final closes are slow: within 100 ms of the handoff, by a thread that looks ten times a
 //! second while this process waits for a lock, and exits after two idle seconds.
 //!
+//! # Second instances
+//!
+//! A refused acquirer can hand its arguments to the holder instead of only failing, as
+//! Electron's `second-instance` event or QtSingleApplication's `messageReceived` do: the holder
+//! listens with [`PidLockFile::on_second_instance`], and a refused acquirer calls
+//! [`PidLockFile::forward`] with a [`SecondInstance`] (its arguments, working directory and
+//! PID), and learns whether the holder took it. `#[single_instance(forward = handler)]` does
+//! both for a `main`. The endpoint is tied to the lock: on Unix a socket beside the PID file
+//! (`app.pid.sock`, mode 0600, each peer's user checked), on Windows a named pipe named from
+//! the lock file, open to the current user only. It exists only while the lock is held, and
+//! one left by a crashed holder is never trusted, only replaced by the next holder.
+//!
+//! | situation | what happens |
+//! |---|---|
+//! | holder listens | the message is read, answered ([`Forwarded`]), then handed to the handler on the listener thread; one message at a time |
+//! | holder does not listen, built without it, or crashed leaving its socket | [`ForwardError::NotListening`] at once: connection refused, or no endpoint |
+//! | holder busy (its handler blocks) | [`ForwardError::TimedOut`] after 2 s (or the bound given to [`PidLockFile::forward_within`]); the holder drops the message when it gets to it, since the sender has gone |
+//! | holder exits while a message is on its way | [`ForwardError::HolderGone`]: try the lock again, it may be free |
+//! | message over 1 MiB | [`ForwardError::TooLarge`], nothing sent; a raw client announcing more is answered and dropped |
+//! | another user | refused ([`ForwardError::Refused`] or `Failed` with permission denied), logged, counted ([`PidLockFile::refused_second_instances`]), never handed to the handler |
+//! | garbage, a truncated frame, a frame not whole within 1 s | dropped with one line on stderr; the listener serves the next connection |
+//! | idle | the listener thread sleeps in `accept`: no timer, no CPU |
+//!
 //! # Across hosts
 //!
 //! With the `postgres` feature, [`PgLock`] (and `#[single_instance(postgres = ..., name =
