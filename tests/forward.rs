@@ -348,6 +348,31 @@ fn a_blocked_handler_makes_the_next_sender_fall_back_to_the_conflict() {
 }
 
 #[test]
+fn a_sender_that_gave_up_is_never_handled_behind_its_back() {
+    let scratch = Scratch::new("forward-gave-up");
+    let lock = scratch.path("app.pid");
+    let fifo = scratch.path("resume");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut holder = Holder::start(FORWARD, &lock);
+    let (status, _) = second(FORWARD, &lock, &[OsString::from("pause"), fifo.clone().into()]);
+    assert!(status.success());
+    holder.next_message();
+    assert_eq!(holder.next(), "pausing");
+    // This one times out while the handler is busy, and reports the conflict.
+    let (status, _) = second(FORWARD, &lock, &os(&["gave-up"]));
+    assert_eq!(status.code(), Some(1));
+    // Let the handler return: the listener then meets the abandoned connection, whose frame
+    // it can still read, but whose sender has gone.
+    std::fs::OpenOptions::new().write(true).open(&fifo).unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(holder.next(), "resumed");
+    holder.wait_for_log("its sender left before it was accepted");
+    let (status, _) = second(FORWARD, &lock, &os(&["after"]));
+    assert!(status.success());
+    // The next message handled is the one after: the abandoned one never was.
+    assert_eq!(holder.next_message().1, [hex(b"after")]);
+}
+
+#[test]
 fn garbage_and_half_frames_from_raw_clients_are_dropped_and_serving_goes_on() {
     let scratch = Scratch::new("forward-garbage");
     let lock = scratch.path("app.pid");
