@@ -352,9 +352,19 @@ fn a_sender_that_gave_up_is_never_handled_behind_its_back() {
     let scratch = Scratch::new("forward-gave-up");
     let lock = scratch.path("app.pid");
     let fifo = scratch.path("resume");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut holder = Holder::start(FORWARD, &lock);
-    let (status, _) = second(FORWARD, &lock, &[OsString::from("pause"), fifo.clone().into()]);
+    let (status, _) = second(
+        FORWARD,
+        &lock,
+        &[OsString::from("pause"), fifo.clone().into()],
+    );
     assert!(status.success());
     holder.next_message();
     assert_eq!(holder.next(), "pausing");
@@ -363,7 +373,12 @@ fn a_sender_that_gave_up_is_never_handled_behind_its_back() {
     assert_eq!(status.code(), Some(1));
     // Let the handler return: the listener then meets the abandoned connection, whose frame
     // it can still read, but whose sender has gone.
-    std::fs::OpenOptions::new().write(true).open(&fifo).unwrap().write_all(b"go\n").unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .unwrap()
+        .write_all(b"go\n")
+        .unwrap();
     assert_eq!(holder.next(), "resumed");
     holder.wait_for_log("its sender left before it was accepted");
     let (status, _) = second(FORWARD, &lock, &os(&["after"]));

@@ -219,7 +219,7 @@ impl Conn {
 
     #[cfg(not(target_os = "linux"))]
     fn send(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.write(buf)
+        io::Write::write(&mut self.stream, buf)
     }
 
     /// Whether the peer runs as our effective user.
