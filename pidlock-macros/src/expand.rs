@@ -485,6 +485,85 @@ mod tests {
     }
 
     #[test]
+    fn forward_listens_after_the_lock_is_taken() {
+        let out = expand(
+            quote!(forward = open),
+            quote!(
+                fn main() {
+                    run();
+                }
+            ),
+        );
+        assert!(
+            out.contains("forward : __pidlock_private :: forward (open)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("let __pidlock_guard = __pidlock_private :: forwarding (__pidlock_guard , & __pidlock_options) ;"),
+            "{out}"
+        );
+        assert!(!out.contains("serve_while"), "{out}");
+        assert!(!out.contains("compile_error"), "{out}");
+        // Without `forward`, nothing of it.
+        let out = expand(
+            quote!(),
+            quote!(
+                fn main() {
+                    run();
+                }
+            ),
+        );
+        assert!(
+            out.contains("forward : :: core :: option :: Option :: None"),
+            "{out}"
+        );
+        assert!(!out.contains("forwarding"), "{out}");
+    }
+
+    #[test]
+    fn async_forward_pumps_the_handler_beside_the_body() {
+        let out = expand(
+            quote!(forward = open),
+            quote!(
+                async fn main() {
+                    run().await;
+                }
+            ),
+        );
+        assert!(
+            out.contains("let (__pidlock_forward , __pidlock_pump) = __pidlock_private :: forward_async (open) ;"),
+            "{out}"
+        );
+        assert!(
+            out.contains("__pidlock_pump . serve_while (async {"),
+            "{out}"
+        );
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn forward_is_refused_off_main_and_on_a_fleet_lock() {
+        let out = expand(
+            quote!(forward = open),
+            quote!(
+                fn work() {}
+            ),
+        );
+        assert!(out.contains("`forward` applies only to `fn main`"), "{out}");
+        let out = expand(
+            quote!(postgres = "postgres://db/app", forward = open),
+            quote!(
+                fn main() {}
+            ),
+        );
+        assert!(
+            out.contains("`forward` applies only to a lock file")
+                || out.contains("needs pidlock's `postgres` feature"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn async_functions_await_the_non_blocking_acquire() {
         let out = expand(
             quote!(),
