@@ -10,10 +10,10 @@ use syn::parse::Parser;
 use syn::{Expr, ExprLit, Lit, LitStr};
 
 const EXPECTED: &str = "expected one of `path`, `postgres`, `name`, `on_lost`, `timeout`, \
-                        `exit_code`, `quiet`, `crate`";
+                        `exit_code`, `quiet`, `forward`, `crate`";
 
 /// Every argument's name, for suggestions.
-const KNOWN: [&str; 8] = [
+const KNOWN: [&str; 9] = [
     "path",
     "postgres",
     "name",
@@ -21,6 +21,7 @@ const KNOWN: [&str; 8] = [
     "timeout",
     "exit_code",
     "quiet",
+    "forward",
     "crate",
 ];
 
@@ -48,6 +49,9 @@ pub(crate) struct Args {
     /// `exit_code = N`, and the span of the `exit_code` key, where a misplaced one is reported.
     pub(crate) exit_code: Option<(u8, Span)>,
     pub(crate) quiet: bool,
+    /// `forward = <expr>`, and the span of the `forward` key: the handler a second instance's
+    /// arguments are handed to.
+    pub(crate) forward: Option<(Expr, Span)>,
     /// `crate = "..."`; `None` means `::pidlock`.
     pub(crate) krate: Option<syn::Path>,
 }
@@ -62,12 +66,15 @@ impl Args {
             timeout: Timeout::Immediate,
             exit_code: None,
             quiet: false,
+            forward: None,
             krate: None,
         };
         let mut seen: Vec<String> = Vec::new();
         // Where `path`, `name` and `on_lost` were given, for the checks across arguments.
         let mut path_key: Option<Span> = None;
         let mut fleet_only: Vec<(String, Span)> = Vec::new();
+        // Where `forward` was given: it applies to a lock file only.
+        let mut fleet_only_not: Vec<Span> = Vec::new();
         let parser = syn::meta::parser(|meta| {
             let Some(ident) = meta.path.get_ident() else {
                 return Err(meta.error(format_args!("unknown argument; {EXPECTED}")));
@@ -111,6 +118,10 @@ impl Args {
                     args.exit_code = Some((parse_exit_code(&meta)?, ident.span()));
                 }
                 "quiet" => args.quiet = parse_flag(&meta)?,
+                "forward" => {
+                    fleet_only_not.push(ident.span());
+                    args.forward = Some((meta.value()?.parse()?, ident.span()));
+                }
                 "crate" => args.krate = Some(parse_crate(&meta)?),
                 other => {
                     let hint = suggestion(other)
@@ -124,6 +135,15 @@ impl Args {
             Ok(())
         });
         parser.parse2(tokens)?;
+        if args.postgres.is_some()
+            && let Some(span) = fleet_only_not.first()
+        {
+            return Err(syn::Error::new(
+                *span,
+                "`forward` applies only to a lock file: a fleet lock's holder may run on another \
+                 host, where a second instance's arguments cannot be handed to it",
+            ));
+        }
         if args.postgres.is_none()
             && let Some((name, span)) = fleet_only.first()
         {

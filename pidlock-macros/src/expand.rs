@@ -128,6 +128,15 @@ fn check(function: &Function, args: Option<&Args>) -> syn::Result<()> {
              `Err`, or panics when it does not return a `Result`",
         ));
     }
+    if let Some((_, key)) = args.and_then(|args| args.forward.as_ref())
+        && !function.is_main()
+    {
+        errors.push(syn::Error::new(
+            *key,
+            "`forward` applies only to `fn main`: a second instance hands over its command-line \
+             arguments and exits, which only a program's entry point can do",
+        ));
+    }
     if !unwinds(function)
         && !function.is_main()
         && matches!(function.dispatch(), Dispatch::Untyped)
@@ -162,6 +171,8 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
     let options = Ident::new("__pidlock_options", Span::mixed_site());
     let guard = Ident::new("__pidlock_guard", Span::mixed_site());
     let error = Ident::new("__pidlock_error", Span::mixed_site());
+    let forward_ident = Ident::new("__pidlock_forward", Span::mixed_site());
+    let pump = Ident::new("__pidlock_pump", Span::mixed_site());
     let import = quote! {
         use #krate::__private as #private;
         use #private::{OtherConflict as _, ResultConflict as _};
@@ -225,6 +236,26 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
             Ident::new("acquire_async", Span::call_site()),
         ),
     };
+    // `forward = handler`: plain for a plain `fn main`, whose handler runs on the listener
+    // thread; for an `async fn main` a pump polls the async handler inside main's own task.
+    let is_async = function.sig.asyncness.is_some();
+    let (forward_setup, forward_value) = match &args.forward {
+        Some((handler, _)) => {
+            let span = Span::call_site().located_at(handler.span());
+            if is_async {
+                (
+                    quote_spanned!(span=> let (#forward_ident, #pump) = #private::forward_async(#handler);),
+                    quote!(#forward_ident),
+                )
+            } else {
+                (
+                    TokenStream::new(),
+                    quote_spanned!(span=> #private::forward(#handler)),
+                )
+            }
+        }
+        None => (TokenStream::new(), quote!(::core::option::Option::None)),
+    };
     let options_value = quote! {
         #private::Options {
             path: #path,
@@ -232,6 +263,7 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
             quiet: #quiet,
             program: ::core::option_env!("CARGO_BIN_NAME"),
             fleet: #fleet,
+            forward: #forward_value,
         }
     };
 
@@ -295,13 +327,24 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
     // the user's edition orders its tail temporaries against its locals, as without the
     // attribute. A block's tail receives the return type's expectation (a match arm would
     // not, for an `impl Trait`), so closures and coercions see it.
+    let listen = if args.forward.is_some() {
+        quote!(let #guard = #private::forwarding(#guard, &#options);)
+    } else {
+        TokenStream::new()
+    };
     let guarded = |acquire: TokenStream, conflict: TokenStream, user: Group| {
+        let tail = if args.forward.is_some() && is_async {
+            quote!(#pump.serve_while(async #user).await)
+        } else {
+            quote!(#user)
+        };
         quote! {{
             let #guard = match #acquire {
                 ::core::result::Result::Ok(#guard) => #guard,
                 ::core::result::Result::Err(#error) => #conflict,
             };
-            #user
+            #listen
+            #tail
         }}
     };
     let mut fn_body = TokenStream::new();
@@ -368,6 +411,7 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
                 #(#inner_attrs)*
                 #import
                 #not_a_future
+                #forward_setup
                 let #options = #options_value;
                 #block
             }
@@ -438,6 +482,85 @@ mod tests {
         assert!(out.ends_with("; { ; Ok (()) } } }"), "{out}");
         // No lint is switched off, for the body or for the generated code.
         assert!(!out.contains("allow"), "{out}");
+    }
+
+    #[test]
+    fn forward_listens_after_the_lock_is_taken() {
+        let out = expand(
+            quote!(forward = open),
+            quote!(
+                fn main() {
+                    run();
+                }
+            ),
+        );
+        assert!(
+            out.contains("forward : __pidlock_private :: forward (open)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("let __pidlock_guard = __pidlock_private :: forwarding (__pidlock_guard , & __pidlock_options) ;"),
+            "{out}"
+        );
+        assert!(!out.contains("serve_while"), "{out}");
+        assert!(!out.contains("compile_error"), "{out}");
+        // Without `forward`, nothing of it.
+        let out = expand(
+            quote!(),
+            quote!(
+                fn main() {
+                    run();
+                }
+            ),
+        );
+        assert!(
+            out.contains("forward : :: core :: option :: Option :: None"),
+            "{out}"
+        );
+        assert!(!out.contains("forwarding"), "{out}");
+    }
+
+    #[test]
+    fn async_forward_pumps_the_handler_beside_the_body() {
+        let out = expand(
+            quote!(forward = open),
+            quote!(
+                async fn main() {
+                    run().await;
+                }
+            ),
+        );
+        assert!(
+            out.contains("let (__pidlock_forward , __pidlock_pump) = __pidlock_private :: forward_async (open) ;"),
+            "{out}"
+        );
+        assert!(
+            out.contains("__pidlock_pump . serve_while (async {"),
+            "{out}"
+        );
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn forward_is_refused_off_main_and_on_a_fleet_lock() {
+        let out = expand(
+            quote!(forward = open),
+            quote!(
+                fn work() {}
+            ),
+        );
+        assert!(out.contains("`forward` applies only to `fn main`"), "{out}");
+        let out = expand(
+            quote!(postgres = "postgres://db/app", forward = open),
+            quote!(
+                fn main() {}
+            ),
+        );
+        assert!(
+            out.contains("`forward` applies only to a lock file")
+                || out.contains("needs pidlock's `postgres` feature"),
+            "{out}"
+        );
     }
 
     #[test]

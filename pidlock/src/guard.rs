@@ -44,6 +44,11 @@ impl PidLockGuard {
         &self.lock
     }
 
+    /// The lock this guard holds, to start listening for second instances on it.
+    pub(crate) fn lock_file_mut(&mut self) -> &mut PidLockFile {
+        &mut self.lock
+    }
+
     /// Releases the lock now and reports what dropping the guard would ignore: a PID file that
     /// could not be removed.
     pub fn release(mut self) -> Result<(), UnlockError> {

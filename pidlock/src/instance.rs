@@ -49,6 +49,8 @@ pub struct Options {
     pub program: Option<&'static str>,
     /// `postgres = ...`: a fleet lock instead of a lock file.
     pub fleet: Option<Fleet>,
+    /// `forward = ...`: hand a second instance's arguments to the running one.
+    pub forward: Option<crate::forward::Forward>,
 }
 
 /// The fleet lock of `#[single_instance(postgres = ..., name = ..., on_lost = ...)]`.
@@ -166,6 +168,11 @@ fn first_try(options: &Options, task: Option<&Waker>) -> FirstTry {
         Ok(path) => path,
         Err(e) => return FirstTry::Done(Err(e.into())),
     };
+    if options.forward.is_some()
+        && let Some(done) = crate::forward::first_try(options, &path, task)
+    {
+        return FirstTry::Done(done);
+    }
     let wait = match options.timeout {
         Some(timeout) if timeout.is_zero() => {
             return FirstTry::Done(

@@ -46,6 +46,8 @@ pub struct PidLockFile {
     held: Option<Held>,
     /// Empty the file on release instead of unlinking it (see [`PidLockFile::keep_file`]).
     keep_file: bool,
+    /// Second instances: the handler, and the listener while the lock is held (`forward.rs`).
+    pub(crate) forward: crate::forward::Forwarding,
 }
 
 /// The open, locked PID file, and what we need to let go of it safely.
@@ -74,6 +76,7 @@ impl PidLockFile {
             path: path.into(),
             held: None,
             keep_file: false,
+            forward: crate::forward::Forwarding::default(),
         }
     }
 
@@ -402,6 +405,7 @@ impl PidLockFile {
             ino,
             keep_file: self.keep_file,
         });
+        self.forward.start(&self.path);
         Ok(())
     }
 
@@ -426,7 +430,10 @@ impl PidLockFile {
     /// ```
     pub fn release(&mut self) -> Result<(), UnlockError> {
         let inherited = match self.held.take() {
-            Some(held) if held.owner.is_current() => return held.release(&self.path),
+            Some(held) if held.owner.is_current() => {
+                self.forward.stop(&self.path);
+                return held.release(&self.path);
+            }
             // Inherited across fork: dropping it closes only this process's copy.
             Some(_) => true,
             None => false,
@@ -587,6 +594,7 @@ impl Drop for PidLockFile {
         if let Some(held) = self.held.take()
             && held.owner.is_current()
         {
+            self.forward.stop(&self.path);
             let _ = held.release(&self.path);
         }
     }

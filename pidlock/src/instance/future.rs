@@ -252,6 +252,7 @@ mod tests {
             quiet: true,
             program: Some("test"),
             fleet: None,
+            forward: None,
         }
     }
 

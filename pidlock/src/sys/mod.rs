@@ -38,6 +38,8 @@ pub(crate) use unix::{
 #[allow(unsafe_code)]
 mod windows;
 #[cfg(windows)]
+pub(crate) use windows::pipe;
+#[cfg(windows)]
 pub(crate) use windows::{
     held_elsewhere, identity, is_delete_pending, link_count, lock_exclusive, open_for_locking,
     open_for_reading, parent_pid, path_identity, pid_namespace, remove_locked_file,

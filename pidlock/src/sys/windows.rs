@@ -12,6 +12,8 @@
 //! release's delete never meet a sharing violation caused by pidlock itself. Handles are
 //! created non-inheritable (no `SECURITY_ATTRIBUTES`), so child processes never keep the lock.
 
+/// Named pipes for second instances (`forward/windows.rs`).
+pub(crate) mod pipe;
 use std::ffi::OsStr;
 use std::fs::{File, Metadata, TryLockError};
 use std::io;

@@ -1,0 +1,603 @@
+//! A second launch hands its arguments to the running instance, instead of only being refused.
+//!
+//! The holder of a lock listens on an endpoint tied to the lock: on Unix a Unix domain socket
+//! beside the PID file (`app.pid` -> `app.pid.sock`, mode 0600), on Windows a named pipe named
+//! from the lock file's volume and file index, open to the current user only. A refused
+//! acquirer connects, sends one small frame (`frame.rs`: its arguments, working directory and
+//! PID) and waits, within a bound, for the holder's answer, so it always learns whether its
+//! message was taken.
+//!
+//! The holder's side is one thread of the library's, blocked in `accept` while idle (no timer,
+//! no polling): per connection it checks the peer's user, reads the frame within a deadline,
+//! answers, and calls the handler, one message at a time. A peer of another user, garbage, a
+//! truncated, oversized or slow frame is answered (where it still listens), logged on stderr
+//! and dropped; the listener goes on serving. A handler that panics is logged, and the
+//! listener goes on too.
+//!
+//! The endpoint is created and removed only while its creator holds the lock, the way the PID
+//! file is: so a stale socket left by a crashed holder is recognised (the lock is free, the
+//! connection is refused), never trusted, and removed by the next holder before it binds.
+
+mod frame;
+mod instance;
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as transport;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as transport;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io::{self, Write as _};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use frame::{ANSWER_LEN, HEADER_LEN, Status};
+
+pub(crate) use frame::MAX_MESSAGE;
+pub(crate) use instance::first_try;
+pub use instance::{Forward, Pump, ServeWhile, forward, forward_async, forwarding};
+
+/// How long a sender waits for the holder's answer, all told, by default (connect, send,
+/// answer): past it, the sender behaves as if nobody listened.
+pub const DEFAULT_FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the holder waits for one connection's frame to arrive whole. A slow or stalled
+/// peer costs the listener at most this much before it moves on.
+const READ_DEADLINE: Duration = Duration::from_secs(1);
+
+/// What a second instance hands to the running one: its command-line arguments, working
+/// directory and process ID.
+///
+/// ```
+/// let me = pidlock::SecondInstance::current();
+/// assert_eq!(me.pid, std::process::id());
+/// assert_eq!(me.args, std::env::args_os().skip(1).collect::<Vec<_>>());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecondInstance {
+    /// The arguments after the program name, as the OS gave them (non-UTF-8 kept on Unix,
+    /// unpaired surrogates on Windows).
+    pub args: Vec<OsString>,
+    /// The sender's working directory, to resolve relative paths among `args` against.
+    /// Empty if the sender could not tell.
+    pub cwd: PathBuf,
+    /// The sender's process ID.
+    pub pid: u32,
+}
+
+impl SecondInstance {
+    /// This process's own message: `std::env::args_os()` after the program name, the current
+    /// directory, and `std::process::id()`.
+    pub fn current() -> SecondInstance {
+        SecondInstance {
+            args: std::env::args_os().skip(1).collect(),
+            cwd: std::env::current_dir().unwrap_or_default(),
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// The holder took the message: its handler is being called with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Forwarded {
+    /// The holder's process ID, as it gave it.
+    pub pid: u32,
+}
+
+/// Why a message was not handed to the running instance. Whatever the variant, the holder's
+/// handler was not called with it, except for the one case named in [`ForwardError::TimedOut`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// Nobody listens for the lock at `path`: no holder, a holder that does not call
+    /// [`PidLockFile::on_second_instance`](crate::PidLockFile::on_second_instance), one built
+    /// before this feature, or the socket of a holder that crashed.
+    #[error("nobody listens for second instances of lock file {}", path.display())]
+    NotListening {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The holder closed the connection without answering: it exited (or released the lock)
+    /// while we were connecting. The lock may be free now.
+    #[error("the holder of lock file {} went away before answering", path.display())]
+    HolderGone {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// No answer within `timeout`: the holder is busy with another message (its handler
+    /// blocks), or stopped. The message is withdrawn; the holder drops it when it sees that
+    /// the sender has gone. (Only an answer crossing the withdrawal at the very deadline can
+    /// still reach the handler.)
+    #[error("the holder of lock file {} did not answer within {timeout:?}", path.display())]
+    TimedOut {
+        /// The lock file.
+        path: PathBuf,
+        /// The bound that passed.
+        timeout: Duration,
+    },
+    /// The message is larger than a holder accepts (1 MiB); nothing was sent.
+    #[error("the message is {size} bytes, over the {limit}-byte limit for second instances (lock file {})", path.display())]
+    TooLarge {
+        /// The lock file.
+        path: PathBuf,
+        /// The encoded message's size.
+        size: usize,
+        /// The limit, [`SecondInstance`]s of at most 1 MiB.
+        limit: usize,
+    },
+    /// The holder answered, and refused the message.
+    #[error("process {pid}, holder of lock file {}, refused the message: {reason}", path.display())]
+    Refused {
+        /// The lock file.
+        path: PathBuf,
+        /// The holder's PID.
+        pid: u32,
+        /// Why, in the holder's words.
+        reason: String,
+    },
+    /// Any other failure talking to the holder.
+    #[error("cannot hand the message to the holder of lock file {}: {source}", path.display())]
+    Failed {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// Sends `message` to whoever holds the lock at `lock_path` and listens, and waits up to
+/// `timeout` for its answer.
+pub(crate) fn send(
+    lock_path: &Path,
+    message: &SecondInstance,
+    timeout: Duration,
+) -> Result<Forwarded, ForwardError> {
+    let path = lock_path.to_owned();
+    let frame = frame::encode(message).map_err(|size| ForwardError::TooLarge {
+        path: path.clone(),
+        size,
+        limit: MAX_MESSAGE,
+    })?;
+    let deadline = Instant::now() + timeout;
+    let timed_out = |path: PathBuf| ForwardError::TimedOut { path, timeout };
+    let mut conn = match transport::connect(lock_path, deadline) {
+        Ok(conn) => conn,
+        Err(e) if is_nobody(&e) => return Err(ForwardError::NotListening { path }),
+        Err(e) if is_timeout(&e) => return Err(timed_out(path)),
+        Err(source) => return Err(ForwardError::Failed { path, source }),
+    };
+    if let Err(e) = conn.write_all_by(&frame, deadline) {
+        return Err(match e {
+            e if is_timeout(&e) => timed_out(path),
+            // The holder hung up while we wrote: it may have refused early (too large,
+            // another user); its answer, if any, says why.
+            e => match read_answer(&mut conn, deadline) {
+                Ok(Some((status, pid))) if status != Status::Accepted => ForwardError::Refused {
+                    path,
+                    pid,
+                    reason: status.to_string(),
+                },
+                _ if is_gone(&e) => ForwardError::HolderGone { path },
+                _ => ForwardError::Failed { path, source: e },
+            },
+        });
+    }
+    match read_answer(&mut conn, deadline) {
+        Ok(Some((Status::Accepted, pid))) => Ok(Forwarded { pid }),
+        Ok(Some((status, pid))) => Err(ForwardError::Refused {
+            path,
+            pid,
+            reason: status.to_string(),
+        }),
+        Ok(None) => Err(ForwardError::HolderGone { path }),
+        Err(e) if is_timeout(&e) => Err(timed_out(path)),
+        Err(e) if is_gone(&e) => Err(ForwardError::HolderGone { path }),
+        Err(source) => Err(ForwardError::Failed { path, source }),
+    }
+}
+
+/// The answer, `None` if the holder closed without one (or sent something else).
+fn read_answer(conn: &mut transport::Conn, deadline: Instant) -> io::Result<Option<(Status, u32)>> {
+    let mut answer = [0; ANSWER_LEN];
+    match conn.read_exact_by(&mut answer, deadline) {
+        Ok(()) => Ok(frame::decode_answer(&answer)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Nobody at the endpoint: no socket file, or a socket nobody accepts on (a crashed holder's).
+fn is_nobody(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+    )
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn is_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// The user's handler, called on the listener thread one message at a time.
+pub(crate) type Handler = Arc<Mutex<dyn FnMut(SecondInstance) + Send>>;
+
+/// What a `PidLockFile` knows about second instances: the handler it was given, and the
+/// listener it runs while it holds the lock.
+#[derive(Default)]
+pub(crate) struct Forwarding {
+    handler: Option<Handler>,
+    listener: Option<Listener>,
+    /// Messages refused because another user sent them, over this value's lifetime.
+    refused: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for Forwarding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Forwarding")
+            .field("handler", &self.handler.is_some())
+            .field("listening", &self.listener.is_some())
+            .field("refused", &self.refused.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Forwarding {
+    pub(crate) fn set_handler(&mut self, handler: Handler) {
+        self.handler = Some(handler);
+    }
+
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_listening(&self) -> bool {
+        self.listener.is_some()
+    }
+
+    /// Starts listening, if there is a handler and no listener yet. Called right after the
+    /// lock is taken, and only then: the endpoint is ours to replace only while we hold the
+    /// lock. A failure is logged and leaves the lock held without a listener: second instances
+    /// then get the conflict as without forwarding.
+    pub(crate) fn start(&mut self, lock_path: &Path) {
+        let Some(handler) = &self.handler else { return };
+        if self.listener.is_some() {
+            return;
+        }
+        let server = match transport::Server::bind(lock_path) {
+            Ok(server) => server,
+            Err(e) => {
+                log(format_args!(
+                    "not listening for second instances of lock file {}: {e}",
+                    lock_path.display()
+                ));
+                return;
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let serving = Serving {
+            server: Arc::new(server),
+            handler: Arc::clone(handler),
+            stop: Arc::clone(&stop),
+            refused: Arc::clone(&self.refused),
+            lock_path: lock_path.to_owned(),
+        };
+        let server = Arc::clone(&serving.server);
+        match thread::Builder::new()
+            .name("pidlock-second-instances".to_owned())
+            .spawn(move || serving.run())
+        {
+            Ok(_) => self.listener = Some(Listener { server, stop }),
+            Err(e) => {
+                log(format_args!(
+                    "not listening for second instances of lock file {}: cannot start its thread: {e}",
+                    lock_path.display()
+                ));
+                server.remove(lock_path);
+            }
+        }
+    }
+
+    /// Stops listening and removes the endpoint. Called while the lock is still held, before
+    /// the PID file goes, so the endpoint never outlives the holder's claim on it.
+    pub(crate) fn stop(&mut self, lock_path: &Path) {
+        if let Some(listener) = self.listener.take() {
+            listener.stop.store(true, Ordering::Release);
+            // The thread wakes from `accept` and exits; it is not joined, because it may be
+            // inside a handler that blocks (then it exits when the handler returns).
+            listener.server.wake(lock_path);
+            listener.server.remove(lock_path);
+        }
+    }
+}
+
+/// A running listener, as its `PidLockFile` sees it.
+struct Listener {
+    server: Arc<transport::Server>,
+    stop: Arc<AtomicBool>,
+}
+
+/// The listener thread's state.
+struct Serving {
+    server: Arc<transport::Server>,
+    handler: Handler,
+    stop: Arc<AtomicBool>,
+    refused: Arc<AtomicU64>,
+    lock_path: PathBuf,
+}
+
+impl Serving {
+    fn run(self) {
+        // How long to back off after a failed accept (out of descriptors): never spin.
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let accepted = self.server.accept();
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            match accepted {
+                Ok(conn) => {
+                    pause = Duration::from_millis(1);
+                    self.serve(conn);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log(format_args!(
+                        "listening for second instances of lock file {}: accept failed: {e}",
+                        self.lock_path.display()
+                    ));
+                    thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    /// One connection: check, read, answer, then call the handler.
+    fn serve(&self, mut conn: transport::Conn) {
+        let me = std::process::id();
+        let from = conn.describe_peer();
+        match conn.same_user() {
+            Ok(true) => {}
+            Ok(false) => {
+                let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                self.drop_message(&from, "it comes from another user", n);
+                let _ =
+                    conn.write_all_by(&frame::encode_answer(Status::OtherUser, me), answer_by());
+                return;
+            }
+            Err(e) => {
+                self.drop_message(
+                    &from,
+                    &format!("its sender's user cannot be checked: {e}"),
+                    0,
+                );
+                return;
+            }
+        }
+        let deadline = Instant::now() + READ_DEADLINE;
+        let message = match read_message(&mut conn, deadline) {
+            Ok(message) => message,
+            Err((status, why)) => {
+                self.drop_message(&from, &why, 0);
+                let _ = conn.write_all_by(&frame::encode_answer(status, me), answer_by());
+                return;
+            }
+        };
+        // Answer before calling the handler: a sender that gave up (its bound passed while
+        // an earlier message kept the handler busy) has closed its end, the answer fails,
+        // and its message is dropped rather than handled behind its back.
+        if let Err(e) = conn.write_all_by(&frame::encode_answer(Status::Accepted, me), answer_by())
+        {
+            self.drop_message(
+                &from,
+                &format!("its sender left before it was accepted ({e})"),
+                0,
+            );
+            return;
+        }
+        drop(conn);
+        let mut handler = self.handler.lock().unwrap_or_else(PoisonError::into_inner);
+        if catch_unwind(AssertUnwindSafe(|| handler(message))).is_err() {
+            log(format_args!(
+                "the second-instance handler of lock file {} panicked; still listening",
+                self.lock_path.display()
+            ));
+        }
+    }
+
+    fn drop_message(&self, from: &str, why: &str, refused: u64) {
+        let count = if refused > 0 {
+            format!(" ({refused} refused so far)")
+        } else {
+            String::new()
+        };
+        log(format_args!(
+            "dropped a second instance's message to lock file {} from {from}: {why}{count}",
+            self.lock_path.display()
+        ));
+    }
+}
+
+/// When an answer must have been written: an answer is ten bytes into an empty socket
+/// buffer, so this bounds only a peer that has stopped reading, and starts afresh after a
+/// read deadline that passed.
+fn answer_by() -> Instant {
+    Instant::now() + Duration::from_millis(100)
+}
+
+/// Reads one frame by `deadline`, or says which answer to give and why.
+fn read_message(
+    conn: &mut transport::Conn,
+    deadline: Instant,
+) -> Result<SecondInstance, (Status, String)> {
+    let read_error = |e: io::Error, what: &str| {
+        if is_timeout(&e) {
+            (
+                Status::TooSlow,
+                format!("{what} did not arrive within {READ_DEADLINE:?}"),
+            )
+        } else if e.kind() == io::ErrorKind::UnexpectedEof {
+            (
+                Status::Malformed,
+                format!("it is truncated: the sender closed during {what}"),
+            )
+        } else {
+            (Status::Malformed, format!("reading {what} failed: {e}"))
+        }
+    };
+    let mut header = [0; HEADER_LEN];
+    conn.read_exact_by(&mut header, deadline)
+        .map_err(|e| read_error(e, "the header"))?;
+    let len = frame::decode_header(&header).map_err(|e| (e.status(), e.to_string()))?;
+    let mut body = vec![0; len];
+    conn.read_exact_by(&mut body, deadline)
+        .map_err(|e| read_error(e, "the body"))?;
+    frame::decode_body(&body).map_err(|e| (e.status(), e.to_string()))
+}
+
+/// One line on stderr, the holder's only way to say that it dropped something.
+fn log(what: fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "pidlock: {what}");
+}
+
+impl crate::PidLockFile {
+    /// Calls `handler` with every message a second instance sends (see
+    /// [`forward`](Self::forward)) for as long as this instance holds the lock.
+    ///
+    /// From each successful [`acquire`](Self::acquire) until the release, a thread of the
+    /// library's listens on an endpoint tied to the lock: on Unix the socket `<path>.sock`
+    /// beside the PID file (mode 0600; its directory must not be writable by other users
+    /// unless it is sticky), on Windows a named pipe open to the current user only. It sleeps
+    /// in `accept` while nobody connects, and calls `handler` on that thread, one message at a
+    /// time, never from a signal handler. Only the same user may deliver: messages from others
+    /// are refused, logged and counted ([`refused_second_instances`](Self::refused_second_instances)),
+    /// never handed to `handler`. Malformed, truncated, oversized (over 1 MiB) or slow (over
+    /// 1 s) messages are dropped with a line on stderr, and the listener goes on. A `handler`
+    /// that panics is logged, and the listener goes on.
+    ///
+    /// The endpoint is created and removed only while the lock is held; a socket file left by
+    /// a holder that crashed is replaced by the next holder. If it cannot be created (a path
+    /// over the socket-name limit of about 100 bytes, a directory others may write into), the
+    /// lock is still taken, a line on stderr says why, and second instances get the usual
+    /// conflict.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    /// use pidlock::{PidLockFile, SecondInstance};
+    ///
+    /// let path = std::env::temp_dir().join(format!("pidlock-doc-on-second-{}.pid", std::process::id()));
+    /// let (tx, rx) = mpsc::channel();
+    /// let mut holder = PidLockFile::new(&path).on_second_instance(move |msg: SecondInstance| {
+    ///     let _ = tx.send(msg.args);
+    /// });
+    /// holder.acquire(Some(Duration::ZERO))?;
+    ///
+    /// // What a second copy of the program does (in another process, normally):
+    /// let message = SecondInstance { args: vec!["a.txt".into()], ..SecondInstance::current() };
+    /// let taken = PidLockFile::new(&path).forward(&message)?;
+    /// assert_eq!(taken.pid, std::process::id());
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), vec!["a.txt"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn on_second_instance<F>(mut self, handler: F) -> Self
+    where
+        F: FnMut(SecondInstance) + Send + 'static,
+    {
+        self.forward.set_handler(Arc::new(Mutex::new(handler)));
+        self
+    }
+
+    /// Hands `message` to the process that holds this lock and listens
+    /// ([`on_second_instance`](Self::on_second_instance)), waiting up to
+    /// [`DEFAULT_FORWARD_TIMEOUT`] (2 s) for its answer. `Ok` means the holder took it and
+    /// calls its handler with it; any error means it did not (see [`ForwardError`]).
+    ///
+    /// Call it after [`acquire`](Self::acquire) failed with
+    /// [`LockError::AlreadyLocked`](crate::LockError::AlreadyLocked). On
+    /// [`ForwardError::NotListening`] or [`ForwardError::HolderGone`] the holder may just have
+    /// exited: try the lock once more before giving up, as `#[single_instance(forward = ...)]`
+    /// does.
+    ///
+    /// ```
+    /// use pidlock::{ForwardError, PidLockFile, SecondInstance};
+    ///
+    /// let path = std::env::temp_dir().join(format!("pidlock-doc-forward-{}.pid", std::process::id()));
+    /// let err = PidLockFile::new(&path).forward(&SecondInstance::current()).unwrap_err();
+    /// assert!(matches!(err, ForwardError::NotListening { .. }));
+    /// ```
+    pub fn forward(&self, message: &SecondInstance) -> Result<Forwarded, ForwardError> {
+        self.forward_within(message, DEFAULT_FORWARD_TIMEOUT)
+    }
+
+    /// [`forward`](Self::forward), waiting up to `timeout` instead of 2 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pidlock::{PidLockFile, SecondInstance};
+    ///
+    /// let path = std::env::temp_dir().join(format!("pidlock-doc-forward-within-{}.pid", std::process::id()));
+    /// let lock = PidLockFile::new(&path);
+    /// assert!(lock.forward_within(&SecondInstance::current(), Duration::from_millis(100)).is_err());
+    /// ```
+    pub fn forward_within(
+        &self,
+        message: &SecondInstance,
+        timeout: Duration,
+    ) -> Result<Forwarded, ForwardError> {
+        send(self.path(), message, timeout)
+    }
+
+    /// How many messages from other users this instance's listener has refused.
+    ///
+    /// ```
+    /// let lock = pidlock::PidLockFile::new("/run/user/1000/myapp.pid");
+    /// assert_eq!(lock.refused_second_instances(), 0);
+    /// ```
+    pub fn refused_second_instances(&self) -> u64 {
+        self.forward.refused()
+    }
+
+    /// Whether this instance listens for second instances now: it holds the lock, has a
+    /// handler, and its endpoint could be created.
+    ///
+    /// ```
+    /// let lock = pidlock::PidLockFile::new("/run/user/1000/myapp.pid").on_second_instance(|_| {});
+    /// assert!(!lock.listens_for_second_instances());
+    /// ```
+    pub fn listens_for_second_instances(&self) -> bool {
+        self.forward.is_listening()
+    }
+
+    /// Sets `handler` on a lock already held, and starts listening.
+    pub(crate) fn serve_second_instances(&mut self, handler: Handler) {
+        self.forward.set_handler(handler);
+        if self.i_am_locking() {
+            let path = self.path().to_owned();
+            self.forward.start(&path);
+        }
+    }
+}

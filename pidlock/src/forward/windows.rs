@@ -1,0 +1,182 @@
+//! Windows: a named pipe named from the lock file's volume serial number and file index
+//! (`\\.\pipe\pidlock-<volume>-<index>`), open to the current user alone (see
+//! `sys/windows/pipe.rs`). I/O on a connection is non-blocking (`PIPE_NOWAIT`) and retried with
+//! a short backoff until its deadline, since synchronous pipe I/O cannot time out; an idle
+//! listener still sleeps in `ConnectNamedPipe`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read as _, Write as _};
+use std::os::windows::fs::OpenOptionsExt as _;
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use windows_sys::Win32::Foundation::{ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_NOT_CONNECTED};
+use windows_sys::Win32::Storage::FileSystem::SECURITY_IDENTIFICATION;
+
+use crate::sys::{self, Backoff, pipe};
+
+/// The pipe for the lock file `id`.
+fn pipe_name((volume, index): sys::FileId) -> String {
+    format!(r"\\.\pipe\pidlock-{volume:016x}-{index:016x}")
+}
+
+/// The pipe for the lock file at `lock`; `NotFound` without a file.
+fn name_for(lock: &Path) -> io::Result<String> {
+    match sys::path_identity(lock)? {
+        Some(id) => Ok(pipe_name(id)),
+        None => Err(io::ErrorKind::NotFound.into()),
+    }
+}
+
+/// The holder's pipe: one instance always waits for the next client, so the name stays ours
+/// from the first instance on.
+pub(crate) struct Server {
+    name: String,
+    waiting: Mutex<Option<std::os::windows::io::OwnedHandle>>,
+}
+
+impl Server {
+    /// Claims the pipe for the lock at `lock`. Pipes go with their last handle, so nothing
+    /// stale can be in the way; an instance that exists belongs to someone else, and is
+    /// refused.
+    pub(crate) fn bind(lock: &Path) -> io::Result<Server> {
+        let name = name_for(lock)?;
+        let first = pipe::create_pipe(&name, true)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot create the pipe {name}: {e}")))?;
+        Ok(Server {
+            name,
+            waiting: Mutex::new(Some(first)),
+        })
+    }
+
+    /// Blocks until a client connects.
+    pub(crate) fn accept(&self) -> io::Result<Conn> {
+        let taken = self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let instance = match taken {
+            Some(instance) => instance,
+            None => pipe::create_pipe(&self.name, false)?,
+        };
+        pipe::connect_pipe(&instance)?;
+        // The next instance before serving this one: the name never lapses.
+        let next = pipe::create_pipe(&self.name, false)?;
+        *self.waiting.lock().unwrap_or_else(PoisonError::into_inner) = Some(next);
+        Conn::new(File::from(instance))
+    }
+
+    /// Nothing to remove: the pipe's name goes with its last handle.
+    pub(crate) fn remove(&self, _lock: &Path) {}
+
+    /// Wakes the listener thread from `ConnectNamedPipe`.
+    pub(crate) fn wake(&self, _lock: &Path) {
+        let _ = connect_to(&self.name, Instant::now() + Duration::from_millis(100));
+    }
+}
+
+/// Connects to the holder of the lock at `lock`.
+pub(crate) fn connect(lock: &Path, deadline: Instant) -> io::Result<Conn> {
+    connect_to(&name_for(lock)?, deadline)
+}
+
+fn connect_to(name: &str, deadline: Instant) -> io::Result<Conn> {
+    loop {
+        // Identification only: the holder may learn who we are, not act as us.
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .security_qos_flags(SECURITY_IDENTIFICATION)
+            .open(name)
+        {
+            Ok(file) => return Conn::new(file),
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                pipe::wait_pipe(name, left);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One connection, either end.
+pub(crate) struct Conn {
+    file: File,
+}
+
+impl Conn {
+    fn new(file: File) -> io::Result<Conn> {
+        pipe::set_nowait(&file)?;
+        Ok(Conn { file })
+    }
+
+    /// Fills `buf`, or fails with `TimedOut` at `deadline` and `UnexpectedEof` if the peer
+    /// closes first.
+    pub(crate) fn read_exact_by(
+        &mut self,
+        mut buf: &mut [u8],
+        deadline: Instant,
+    ) -> io::Result<()> {
+        let mut backoff = Backoff::new();
+        while !buf.is_empty() {
+            match self.file.read(buf) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => buf = &mut buf[n..],
+                Err(e) if e.raw_os_error() == Some(ERROR_NO_DATA as i32) => {
+                    wait(&mut backoff, deadline)?;
+                }
+                Err(e) if e.raw_os_error() == Some(ERROR_PIPE_NOT_CONNECTED as i32) => {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes all of `buf` by `deadline`.
+    pub(crate) fn write_all_by(&mut self, mut buf: &[u8], deadline: Instant) -> io::Result<()> {
+        let mut backoff = Backoff::new();
+        while !buf.is_empty() {
+            match self.file.write(buf) {
+                // The pipe's buffer is full: the reader has not caught up.
+                Ok(0) => wait(&mut backoff, deadline)?,
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.raw_os_error() == Some(ERROR_NO_DATA as i32) => {
+                    return Err(io::ErrorKind::BrokenPipe.into());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the client runs as our user (the pipe's DACL already lets no one else open it).
+    pub(crate) fn same_user(&self) -> io::Result<bool> {
+        Ok(pipe::client_is_current_user(&self.file)?.0)
+    }
+
+    /// "process 42".
+    pub(crate) fn describe_peer(&self) -> String {
+        match pipe::client_is_current_user(&self.file) {
+            Ok((_, pid)) => format!("process {pid}"),
+            Err(_) => "an unknown process".to_owned(),
+        }
+    }
+}
+
+/// Sleeps a little, or fails with `TimedOut` if `deadline` has passed.
+fn wait(backoff: &mut Backoff, deadline: Instant) -> io::Result<()> {
+    if Instant::now() >= deadline {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    backoff.wait(deadline);
+    Ok(())
+}
