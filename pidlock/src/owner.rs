@@ -115,10 +115,13 @@ impl Process {
                     Sighting::Maker => return Arc::clone(identity),
                     Sighting::Other => {}
                     // No mark, or ours was closed by code that closes what it does not own: the
-                    // PID namespace still tells the maker (the same PID and namespace) from a
-                    // child in a nested one. Without `/proc` both read 0, and the PID decides.
+                    // PID namespace, read when the identity was made (before any fork: read in
+                    // a child, it would be the child's own), still tells the maker from a child
+                    // in a nested namespace. Without `/proc` both read 0, and the PID decides.
+                    // A mark that was closed leaves the namespace unread: a new identity then.
                     Sighting::Unknown => {
-                        if crate::sys::pid_namespace() == identity.pid_namespace() {
+                        let recorded = identity.pid_namespace.load(Ordering::Relaxed);
+                        if recorded != UNREAD && crate::sys::pid_namespace() == recorded {
                             if identity.mark.is_none() {
                                 return Arc::clone(identity);
                             }
@@ -128,12 +131,20 @@ impl Process {
                     }
                 }
             }
+            let mark = ProcessMark::new();
+            // Without a mark the namespace is what tells this process from its children later,
+            // so it is read now, before any fork.
+            let pid_namespace = if mark.is_some() {
+                UNREAD
+            } else {
+                crate::sys::pid_namespace()
+            };
             let fresh = Arc::new(Identity {
                 pid,
                 generation: generation
                     .unwrap_or_else(|| GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1),
-                mark: ProcessMark::new(),
-                pid_namespace: AtomicU64::new(UNREAD),
+                mark,
+                pid_namespace: AtomicU64::new(pid_namespace),
             });
             let previous = IDENTITY.compare_and_swap(&cached, Some(Arc::clone(&fresh)));
             let swapped = match (&*previous, &cached) {
