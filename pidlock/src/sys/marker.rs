@@ -26,6 +26,7 @@ pub(crate) enum Sighting {
     Maker,
     /// The caller did not: it is a copy made by `fork` (in a nested PID namespace, since the
     /// PID is the same), or the maker is dead and the caller reuses its PID.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Other,
     /// The mark cannot answer: there is none (no `memfd` here), or its descriptor was closed or
     /// replaced behind our back. The caller decides some other, slower way.
