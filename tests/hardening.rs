@@ -1228,3 +1228,27 @@ fn h19_a_relative_path_keeps_naming_the_lock_file_after_its_directory_is_renamed
         "the release left the PID file behind"
     );
 }
+
+fn pinned_path() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("pidlock-h19-pinned-{}.pid", process::id()))
+}
+
+#[pidlock::single_instance(path = pinned_path(), timeout = "forever", quiet)]
+fn guarded_calling_the_runtime_api() -> Result<Result<(), LockError>, pidlock::Error> {
+    let mut again = PidLockFile::new(pinned_path());
+    Ok(again.acquire(None))
+}
+
+/// A `#[single_instance]` function's guard never leaves its frame, so the runtime API knows
+/// for sure that the thread running it holds the lock: a wait without a limit from the body is
+/// refused at once instead of never returning.
+#[test]
+fn h19_the_body_of_a_guarded_function_waiting_for_its_own_lock_is_refused_at_once() {
+    let nested = bounded(|| guarded_calling_the_runtime_api().unwrap());
+    let me = Some(process::id());
+    assert!(
+        matches!(&nested, Err(LockError::AlreadyLocked { pid, .. }) if *pid == me),
+        "{nested:?}"
+    );
+    assert!(!pinned_path().exists());
+}
