@@ -1252,3 +1252,11 @@ fn h19_the_body_of_a_guarded_function_waiting_for_its_own_lock_is_refused_at_onc
     );
     assert!(!pinned_path().exists());
 }
+
+/// Both can be handed to another thread, which then holds the lock (see above).
+#[test]
+fn h19_the_lock_and_its_guard_stay_send() {
+    fn send<T: Send + Sync>() {}
+    send::<PidLockFile>();
+    send::<pidlock::PidLockGuard>();
+}
