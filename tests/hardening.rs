@@ -1260,3 +1260,34 @@ fn h19_the_lock_and_its_guard_stay_send() {
     send::<PidLockFile>();
     send::<pidlock::PidLockGuard>();
 }
+
+/// Waiters that name the lock by a relative path hand it over as with an absolute one: the
+/// successor file is prepared and linked in the directory each one found at its acquisition.
+#[test]
+fn h19_waiters_on_a_relative_path_take_the_lock_in_turn() {
+    let scratch = Scratch::new("h19-relative-handoff");
+    let in_dir = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lock-helper"));
+        command.args(args).current_dir(scratch.dir());
+        Proc::spawn(command)
+    };
+    let mut first = in_dir(&["hold", "app.pid", "0"]);
+    assert!(first.next_report().starts_with("locked "));
+    let mut second = in_dir(&["hold", "app.pid", "60000"]);
+    wait_until_sleeping(second.id());
+    first.send("release");
+    assert!(first.next_report().starts_with("released "));
+    let report = second.next_report();
+    assert!(
+        report.starts_with(&format!("locked {} ", second.id())),
+        "{report}"
+    );
+    let path = scratch.path("app.pid");
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        format!("{}\n", second.id())
+    );
+    second.send("release");
+    assert!(second.next_report().starts_with("released "));
+    assert!(!path.exists());
+}

@@ -56,9 +56,9 @@ struct Held {
     /// Where the file is, fixed at acquisition: a relative path keeps naming it after a
     /// `chdir` (see `place.rs`).
     place: Place,
-    /// The process that acquired: its PID and PID namespace. After `fork`, the child has a copy
-    /// of this value whose descriptor shares the parent's lock; only `owner` may rewrite, unlink
-    /// or unlock.
+    /// The process that acquired (see `owner.rs`). After `fork`, the child has a copy of this
+    /// value whose descriptor shares the parent's lock; only `owner` may rewrite, unlink or
+    /// unlock.
     owner: Process,
     dev: u64,
     ino: u64,
