@@ -12,6 +12,11 @@ use crate::error::UnlockError;
 /// `panic = "abort"`; the kernel lock is released anyway, and the file left behind is stale and
 /// taken over by the next holder.
 ///
+/// The guard is `Send`: it may be handed to another thread, and the lock is then that thread's
+/// to let go of. Until it does, every other thread of the process, the one that took the lock
+/// included, waits for it like any other waiter (see [`PidLockFile::acquire`] for the cases
+/// where a thread waiting for itself is told at once).
+///
 /// ```
 /// use pidlock::PidLockFile;
 ///

@@ -117,6 +117,18 @@ pub trait FleetGuard: std::fmt::Debug + Send {
 }
 
 impl Guard {
+    /// Records that the calling thread holds this lock until the guard is dropped. The
+    /// generated code keeps the guard in the frame that runs the body, on this thread, so a
+    /// nested guarded call on this thread would wait for itself, and is refused at once. (A
+    /// fleet lock records its thread when it is taken.)
+    fn pin_to_thread(&self) {
+        match self {
+            Guard::File(guard) => guard.lock_file().pin_to_thread(),
+            #[cfg(feature = "postgres")]
+            Guard::Fleet(_) => {}
+        }
+    }
+
     /// Records that the async task `task` wakes holds this lock (see `owner.rs`).
     fn hand_to_task(&self, task: &Waker) {
         match self {
@@ -215,10 +227,12 @@ fn first_try(options: &Options, task: Option<&Waker>) -> FirstTry {
 /// Takes the lock as the options say, telling the user on stderr when it has to wait. Blocks
 /// the calling thread while it waits: for a plain `fn`. An `async fn` uses [`acquire_async`].
 pub fn acquire(options: &Options) -> Result<Guard, Error> {
-    match first_try(options, None) {
-        FirstTry::Done(result) => result,
-        FirstTry::Wait { path, timeout } => Ok(Guard::File(PidLockFile::lock(path, timeout)?)),
-    }
+    let guard = match first_try(options, None) {
+        FirstTry::Done(result) => result?,
+        FirstTry::Wait { path, timeout } => Guard::File(PidLockFile::lock(path, timeout)?),
+    };
+    guard.pin_to_thread();
+    Ok(guard)
 }
 
 /// "no time limit" or "up to 5s", for the waiting notice.

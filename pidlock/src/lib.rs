@@ -42,9 +42,10 @@ fn main() {
 //! | holder killed while a child it forked (without `exec`) during or after `acquire` still runs | the child shares the holder's open file, and so its lock: the lock lasts until the child exits too. A child forked while another thread was still waiting in `acquire` also has copies of that thread's descriptors (the file it waits on, its spare successor file, the inotify instance), one of which may become the lock. To avoid it, take the lock after forking, or before forking but not while another thread waits for it; a child that does not need the lock drops its copy of the `PidLockFile` (which closes only the child's descriptor) first thing. Children started with `exec` (`std::process::Command`) never inherit anything. |
 //! | `SIGTERM`, `SIGINT` | the default action kills the process without running destructors: same as a crash. Install a handler that returns from `main` if you want the file removed too. |
 //! | `std::process::exit`, `panic = "abort"` | destructors are skipped: the lock is released by the kernel and the file stays behind, stale and harmless. |
-//! | `fork` without `exec` | the child inherits a descriptor that shares the parent's lock. The child never unlinks, rewrites or unlocks it: dropping or releasing its copy only closes its descriptor ([`UnlockError::NotMyLock`] from `release`). The owner is the PID together with the PID namespace, so a child forked into a new namespace, where it may have the parent's PID (1, in a container), is not the owner either. A daemon that forks should take the lock *after* it has forked (after `daemon(3)` or the double fork), in the process that will run. |
+//! | `fork` without `exec` | the child inherits a descriptor that shares the parent's lock. The child never unlinks, rewrites or unlocks it: dropping or releasing its copy only closes its descriptor ([`UnlockError::NotMyLock`] from `release`). The owner is the process that acquired, recognised by a mark that no fork copies (see `owner.rs`), so a child forked into a nested PID namespace, where it may have the parent's PID and even its parent PID, is not the owner either, at any depth. A daemon that forks should take the lock *after* it has forked (after `daemon(3)` or the double fork), in the process that will run. |
 //! | `exec` | every descriptor is opened with `O_CLOEXEC`: an exec'd child does not keep the lock alive. |
-//! | several instances in one process | two `PidLockFile`s for one path exclude each other, across threads as well as processes. The lock is not reentrant: `acquire` on an instance that holds it returns `AlreadyLocked` at once. |
+//! | several instances in one process | two `PidLockFile`s for one path exclude each other, across threads as well as processes. The lock belongs to the holding value, on whatever thread it was moved to: other threads wait for it to be dropped. The lock is not reentrant: `acquire` on an instance that holds it returns `AlreadyLocked` at once; for the other cases of a thread waiting for itself see [`PidLockFile::acquire`]. |
+//! | relative paths | fixed at `acquire`: the status calls and the release of a holding instance look at the file locked then, after a `chdir` too (and on Linux after its directory is renamed). |
 //! | symlink, directory, FIFO, device or hard link at `path`, missing directory | [`LockError::LockFailed`] naming the path and the reason. Nothing is followed or written. |
 //! | write of the PID fails (`ENOSPC`, `EIO`) | the file is removed, the lock released, and `LockFailed` returned. |
 //! | NFS | Linux emulates `flock` with NFS byte-range locks (NFSv4, or v3 with lockd), so the lock works across machines, but a crashed client's lock lasts until the server's lease expires. The holder's PID is only meaningful on its own machine. |
@@ -144,6 +145,7 @@ mod lock;
 mod loss;
 mod owner;
 mod pidfile;
+mod place;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod probe;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::error::{LockError, UnlockError};
 use crate::guard::PidLockGuard;
 use crate::owner::{self, Process};
+use crate::place::Place;
 use crate::sys::{self, FileId, ReleaseWatch};
 use crate::{closer, pidfile, probe};
 
@@ -54,9 +55,12 @@ pub struct PidLockFile {
 #[derive(Debug)]
 struct Held {
     file: File,
-    /// The process that acquired: its PID and PID namespace. After `fork`, the child has a copy
-    /// of this value whose descriptor shares the parent's lock; only `owner` may rewrite, unlink
-    /// or unlock.
+    /// Where the file is, fixed at acquisition: a relative path keeps naming it after a
+    /// `chdir` (see `place.rs`).
+    place: Place,
+    /// The process that acquired (see `owner.rs`). After `fork`, the child has a copy of this
+    /// value whose descriptor shares the parent's lock; only `owner` may rewrite, unlink or
+    /// unlock.
     owner: Process,
     dev: u64,
     ino: u64,
@@ -140,6 +144,11 @@ impl PidLockFile {
     }
 
     /// The lock file's path, as given to [`new`](Self::new).
+    ///
+    /// While this instance holds the lock, its status calls and its release do not look this
+    /// path up again when it is relative: they go to the file found at acquisition, in the
+    /// directory that was current then (held open on Linux, so that renaming it changes
+    /// nothing; elsewhere the path resolved to an absolute one then).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -197,10 +206,29 @@ impl PidLockFile {
     ///
     /// A waiter is woken by the release itself (a blocking `flock`, or on Linux an inotify close
     /// event when there is a deadline), not by polling. A file left by a dead holder is not
-    /// locked and is taken over at once. The lock is not reentrant: calling this on an instance
-    /// that holds the lock returns `AlreadyLocked` at once instead of deadlocking, and so does a
-    /// wait (any timeout but zero) for a lock that the calling thread holds through another
-    /// instance. Another thread of the same process waits its turn.
+    /// locked and is taken over at once.
+    ///
+    /// A relative `path` means the current directory at this call, for as long as the lock is
+    /// held: a later `chdir`, or on Linux a rename of the directory, does not change which file
+    /// this instance's status calls and release look at (see [`path`](Self::path)).
+    ///
+    /// # Waiting for a lock this process holds
+    ///
+    /// The lock is not reentrant, and a holder in this process is waited for like any other:
+    /// the lock belongs to whoever has the holding `PidLockFile` (or [`PidLockGuard`]), on
+    /// whatever thread it has been moved to, and another thread that asks for it waits until
+    /// that value releases it. Waiting for itself is refused at once in exactly these cases:
+    /// - this instance holds the lock: `AlreadyLocked`, whatever the timeout;
+    /// - the calling thread runs a `#[single_instance]` function that holds the lock (its guard
+    ///   cannot leave the function's frame), or the calling async task is a guarded `async fn`
+    ///   that holds it: `AlreadyLocked`, for any timeout but zero.
+    ///
+    /// Otherwise, as with [`std::sync::Mutex::lock`], a caller that holds the lock itself
+    /// through another value (a guard kept on this thread, or moved into it) is not recognised:
+    /// `Some(d)` fails with [`LockError::LockTimeout`] after `d`, `Some(Duration::ZERO)` with
+    /// `AlreadyLocked` at once, and `None` never returns. A guard cannot say which thread it is
+    /// on, so telling this case apart would refuse the far more common one of a guard that was
+    /// handed to another thread, which will let go.
     ///
     /// Any error other than "someone holds it" is [`LockError::LockFailed`]; in particular a
     /// symlink, directory, FIFO or hard-linked file at `path` is refused and never written.
@@ -223,13 +251,18 @@ impl PidLockFile {
     /// assert!(matches!(err, LockError::LockTimeout { .. }));
     /// assert!(err.to_string().contains("is locked by process"));
     ///
-    /// // The holder's own thread would wait for itself: it is told at once.
-    /// let mut again = PidLockFile::new(&path);
-    /// let err = again.acquire(Some(Duration::from_secs(60))).unwrap_err();
+    /// // Asking the holding instance again is refused at once.
+    /// let err = holder.acquire(Some(Duration::from_secs(60))).unwrap_err();
     /// assert!(matches!(err, LockError::AlreadyLocked { .. }));
     ///
-    /// holder.release()?;
-    /// again.acquire(Some(Duration::ZERO))?;
+    /// // A lock handed to another thread is waited for, and taken when that thread lets go.
+    /// let worker = std::thread::spawn(move || {
+    ///     std::thread::sleep(Duration::from_millis(20));
+    ///     drop(holder);
+    /// });
+    /// let mut again = PidLockFile::new(&path);
+    /// again.acquire(Some(Duration::from_secs(60)))?;
+    /// worker.join().unwrap();
     /// # Ok::<(), pidlock::Error>(())
     /// ```
     pub fn acquire(&mut self, timeout: Option<Duration>) -> Result<(), LockError> {
@@ -253,6 +286,10 @@ impl PidLockFile {
             None => {}
         }
 
+        // A relative path means the current directory now, for the whole acquisition and for
+        // as long as the lock is held.
+        let place = Place::fix(&self.path).map_err(|e| self.failed(e))?;
+        let at = place.path();
         // A deadline too far away to represent is no deadline.
         let started = Instant::now();
         let deadline = timeout.and_then(|t| started.checked_add(t));
@@ -272,7 +309,7 @@ impl PidLockFile {
                 return Err(self.busy(timeout.unwrap_or_default()));
             }
             // Never O_TRUNC: a contender that loses must leave the holder's PID alone.
-            let file = match open_lock_file(&self.path) {
+            let file = match open_lock_file(at) {
                 Ok(file) => file,
                 // Windows, where the last release could not use POSIX deletes: its file lingers,
                 // unopenable, until its last handle closes. A release under way is neither a
@@ -316,7 +353,7 @@ impl PidLockFile {
                     left.spare = Some(if self.keep_file {
                         None
                     } else {
-                        sys::prepare_spare(parent_dir(&self.path), me.pid())
+                        sys::prepare_spare(parent_dir(at), me.pid())
                     });
                 }
                 if !left.expected {
@@ -342,7 +379,7 @@ impl PidLockFile {
             // at. If the name is free, our ready-made successor takes it (`link` fails if the
             // name exists, so this costs nothing to try); otherwise check what it names.
             if let Some((ready, _)) = left.spare.as_ref().and_then(Option::as_ref)
-                && sys::link_spare(ready, &self.path).is_ok()
+                && sys::link_spare(ready, at).is_ok()
                 && let Some((ready, ready_meta)) = left.spare.take().flatten()
             {
                 let ready_id = sys::identity(&ready, &ready_meta).ok();
@@ -353,12 +390,12 @@ impl PidLockFile {
                 // lock shows on the PID file's path (in `/proc`, `lslocks`), not on the
                 // spare's first, empty name. Another waiter may lock it first: then it is
                 // theirs, and we wait for it like any other.
-                let named = open_lock_file(&self.path).map_err(|e| self.failed(e))?;
+                let named = open_lock_file(at).map_err(|e| self.failed(e))?;
                 if try_lock(&named, SHARED_PATIENCE).map_err(|e| self.failed(e))? == Try::Locked {
                     let meta = named.metadata().map_err(|e| self.failed(e))?;
                     let id = sys::identity(&named, &meta).map_err(|e| self.failed(e))?;
                     let ours = ready_id == Some(id);
-                    if names(&self.path, id).map_err(|e| self.failed(e))? {
+                    if names(at, id).map_err(|e| self.failed(e))? {
                         break (named, meta, id, ours);
                     }
                     let_go_of_stale(&named);
@@ -368,7 +405,7 @@ impl PidLockFile {
             }
             let meta = file.metadata().map_err(|e| self.failed(e))?;
             let id = sys::identity(&file, &meta).map_err(|e| self.failed(e))?;
-            if names(&self.path, id).map_err(|e| self.failed(e))? {
+            if names(at, id).map_err(|e| self.failed(e))? {
                 break (file, meta, id, false);
             }
             // Let other waiters on the stale inode go on to the new file, but do not close it
@@ -390,16 +427,18 @@ impl PidLockFile {
                 let _ = if self.keep_file {
                     file.set_len(0)
                 } else {
-                    fs::remove_file(&self.path)
+                    fs::remove_file(at)
                 };
                 return Err(self.failed(e));
             }
         }
         drop(left);
         let (dev, ino) = id;
-        owner::record(me, dev, ino);
+        // Any thread may hold it from here on: this instance, or the guard around it, can move.
+        owner::record_movable(me, dev, ino);
         self.held = Some(Held {
             file,
+            place,
             owner: me,
             dev,
             ino,
@@ -472,7 +511,7 @@ impl PidLockFile {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn is_locked(&self) -> bool {
-        self.holds_path() || probe::lock_is_held(&self.path)
+        self.holds_path() || probe::lock_is_held(self.at())
     }
 
     /// Whether the current process holds the lock, through this instance or any other.
@@ -493,7 +532,7 @@ impl PidLockFile {
     /// ```
     pub fn i_am_locking(&self) -> bool {
         self.holds_path()
-            || sys::path_identity(&self.path)
+            || sys::path_identity(self.at())
                 .is_ok_and(|id| id.is_some_and(|(dev, ino)| owner::holds(dev, ino)))
     }
 
@@ -517,7 +556,16 @@ impl PidLockFile {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn read_pid(&self) -> Option<u32> {
-        probe::holder_pid(&self.path)
+        probe::holder_pid(self.at())
+    }
+
+    /// Where the lock file is for this instance's status calls: where it was found at
+    /// acquisition while this instance holds the lock (a relative path is not looked up again
+    /// after a `chdir`, see `place.rs`), else the path as given.
+    fn at(&self) -> &Path {
+        self.held
+            .as_ref()
+            .map_or(self.path.as_path(), |held| held.place.path())
     }
 
     /// Whether this instance holds the lock in this process (not a copy inherited by fork) on
@@ -525,7 +573,8 @@ impl PidLockFile {
     /// `path` is no longer the one we hold.
     fn holds_path(&self) -> bool {
         self.held.as_ref().is_some_and(|held| {
-            held.owner.is_current() && names(&self.path, (held.dev, held.ino)).unwrap_or(false)
+            held.owner.is_current()
+                && names(held.place.path(), (held.dev, held.ino)).unwrap_or(false)
         })
     }
 
@@ -542,6 +591,15 @@ impl PidLockFile {
     pub(crate) fn held_by_caller(path: &Path, task: Option<&Waker>) -> bool {
         sys::path_identity(path)
             .is_ok_and(|id| id.is_some_and(|(dev, ino)| owner::held_by_caller(dev, ino, task)))
+    }
+
+    /// Records that the calling thread holds this lock until it is released: for a
+    /// `#[single_instance]` function, whose guard never leaves the frame that runs its body, so
+    /// that a nested call on this thread is refused at once instead of waiting for itself.
+    pub(crate) fn pin_to_thread(&self) {
+        if let Some(held) = &self.held {
+            owner::pin_to_thread(held.owner, held.dev, held.ino);
+        }
     }
 
     /// Records that the async task `task` wakes now holds this lock (see `owner.rs`).
@@ -601,7 +659,9 @@ impl Drop for PidLockFile {
 }
 
 impl Held {
+    /// Lets go of the lock. `path` is the path as the user gave it, for the error.
     fn release(self, path: &Path) -> Result<(), UnlockError> {
+        let at = self.place.path();
         // From here on this process does not count itself as the holder.
         owner::forget(self.owner, self.dev, self.ino);
         // Unlink while still holding the lock, so that no one can lock the old inode after we
@@ -617,8 +677,8 @@ impl Held {
                 )
             })
         } else {
-            match names(path, (self.dev, self.ino)) {
-                Ok(true) => sys::remove_locked_file(path, (self.dev, self.ino)),
+            match names(at, (self.dev, self.ino)) {
+                Ok(true) => sys::remove_locked_file(at, (self.dev, self.ino)),
                 Ok(false) => Ok(()),
                 Err(e) => Err(e),
             }

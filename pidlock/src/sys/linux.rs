@@ -274,7 +274,7 @@ pub(crate) fn lock_table(path: &Path, meta: &Metadata) -> Option<bool> {
         return Some(true);
     }
     if !(snapshot
-        && super::pid_namespace() == super::INITIAL_PID_NAMESPACE
+        && crate::owner::pid_namespace() == super::INITIAL_PID_NAMESPACE
         && on_local_file_system(path))
     {
         return None;

@@ -8,6 +8,9 @@
 //! quieter.
 
 mod backoff;
+mod marker;
+
+pub(crate) use marker::{ProcessMark, Sighting};
 
 // `--cfg pidlock_portable` builds the portable versions on Linux too, so that CI can run the
 // whole test suite against them where the tests run.
@@ -27,8 +30,8 @@ mod unix;
 pub(crate) use unix::{INITIAL_PID_NAMESPACE, PID_FILE_MODE};
 #[cfg(unix)]
 pub(crate) use unix::{
-    held_elsewhere, identity, is_delete_pending, link_count, lock_exclusive, open_for_locking,
-    open_for_reading, parent_pid, path_identity, pid_namespace, remove_locked_file,
+    current_pid, held_elsewhere, identity, is_delete_pending, link_count, lock_exclusive,
+    open_for_locking, open_for_reading, path_identity, pid_namespace, remove_locked_file,
     set_pid_file_mode, special_file, try_lock_exclusive, try_lock_shared, unlock, wait_in_kernel,
     write_all_at,
 };
@@ -41,8 +44,8 @@ mod windows;
 pub(crate) use windows::pipe;
 #[cfg(windows)]
 pub(crate) use windows::{
-    held_elsewhere, identity, is_delete_pending, link_count, lock_exclusive, open_for_locking,
-    open_for_reading, parent_pid, path_identity, pid_namespace, remove_locked_file,
+    current_pid, held_elsewhere, identity, is_delete_pending, link_count, lock_exclusive,
+    open_for_locking, open_for_reading, path_identity, pid_namespace, remove_locked_file,
     set_pid_file_mode, special_file, try_lock_exclusive, try_lock_shared, unlock, wait_in_kernel,
     write_all_at,
 };

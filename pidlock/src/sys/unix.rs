@@ -90,10 +90,14 @@ pub(crate) fn held_elsewhere(_file: &std::fs::File) -> Option<bool> {
     None
 }
 
-/// The parent's PID, which tells a forked child from its parent when the PID alone might not
-/// (see `owner.rs`); 0 when the parent is in another PID namespace.
-pub(crate) fn parent_pid() -> u32 {
-    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get().unsigned_abs())
+/// The calling process's PID in its own PID namespace: a raw `getpid`, without going through
+/// libc.
+#[inline]
+pub(crate) fn current_pid() -> u32 {
+    rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs()
 }
 
 /// Opens (creating with mode 0644 if needed) the lock file for locking, without following a

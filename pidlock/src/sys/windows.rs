@@ -557,11 +557,10 @@ pub(crate) fn pid_namespace() -> u64 {
     0
 }
 
-/// No parent PID is needed to tell a process from its parent: Windows has no `fork`, so a PID
-/// is never shared by a parent and its child. 0 makes `owner.rs` ask [`pid_namespace`] each
-/// time, which costs nothing here.
-pub(crate) fn parent_pid() -> u32 {
-    0
+/// The calling process's ID. Windows has no `fork`, so a process ID is never shared by a
+/// process and a copy of it: the ID alone names the process.
+pub(crate) fn current_pid() -> u32 {
+    std::process::id()
 }
 
 /// Windows has no mode bits: the file gets the ACL that its directory passes on.
