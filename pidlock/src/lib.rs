@@ -117,6 +117,7 @@ mod error;
 mod guard;
 mod instance;
 mod lock;
+mod lock_async;
 mod loss;
 mod owner;
 mod pidfile;
