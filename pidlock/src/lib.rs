@@ -21,7 +21,7 @@
 With the default `macros` feature, `#[single_instance]` does the same for a whole function:
 
 ```no_run
-#[pidlock::single_instance(path = "/run/user/1000/myapp.pid", timeout = 5)]
+#[pidlock::single_instance(timeout = 5)]
 fn main() {
     // runs only while this process holds the lock
 }
