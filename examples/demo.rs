@@ -36,7 +36,10 @@ mod app {
 
 /// The lock file the narrator gave this instance on its command line.
 fn instance_path() -> PathBuf {
-    std::env::args_os().nth(2).map(PathBuf::from).unwrap_or_default()
+    std::env::args_os()
+        .nth(2)
+        .map(PathBuf::from)
+        .unwrap_or_default()
 }
 
 fn main() {

@@ -7,6 +7,6 @@
 #[test]
 fn ui() {
     let cases = trybuild::TestCases::new();
-    cases.pass("tests/ui/pass/*.rs");
-    cases.compile_fail("tests/ui/fail/*.rs");
+    cases.pass("ui/pass/*.rs");
+    cases.compile_fail("ui/fail/*.rs");
 }

@@ -145,6 +145,7 @@ fn wait_gives_up_at_its_limit_with_the_conflict_code() {
 
 #[test]
 fn the_lock_ends_with_cmd_though_its_background_children_live_on() {
+    pidlock_test_support::require_program!("flock", "util-linux");
     let scratch = Scratch::new("background");
     let path = scratch.path("job.pid");
     let bg = scratch.path("bg.pid");

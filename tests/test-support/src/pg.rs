@@ -4,8 +4,9 @@
 //! here), and stopped when the test process ends, however it ends: a watchdog process waits
 //! for the test process's end of a pipe to close.
 //!
-//! `PIDLOCK_SKIP_POSTGRES=1` skips the tests that need it; otherwise missing binaries fail the
-//! test with a message that says how to install them.
+//! `PIDLOCK_SKIP_POSTGRES=1` skips the tests that need it, and so do missing server binaries:
+//! each such test says so in one "not run" line (see [`crate::skip!`]), with how to install
+//! them, and `.ci/run` fails a run in which any test did not run.
 
 #![allow(dead_code, clippy::unwrap_used, missing_docs)]
 
@@ -39,22 +40,33 @@ pub struct Cluster {
     _watchdog: Mutex<(Child, ChildStdin)>,
 }
 
-static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
-/// The cluster, started on first use; `None` when `PIDLOCK_SKIP_POSTGRES=1`.
+/// The cluster, started on first use. `None`, after the calling test's one "not run" line,
+/// when `PIDLOCK_SKIP_POSTGRES=1` or no server is installed: the caller returns at once.
 pub fn cluster() -> Option<&'static Cluster> {
-    CLUSTER
-        .get_or_init(|| {
-            if std::env::var("PIDLOCK_SKIP_POSTGRES").as_deref() == Ok("1") {
-                eprintln!("PIDLOCK_SKIP_POSTGRES=1: skipping a PostgreSQL test");
-                return None;
-            }
-            Some(Cluster::start())
-        })
-        .as_ref()
+    let cluster = CLUSTER.get_or_init(|| {
+        if std::env::var("PIDLOCK_SKIP_POSTGRES").as_deref() == Ok("1") {
+            return Err("PIDLOCK_SKIP_POSTGRES=1 skips the PostgreSQL tests".to_owned());
+        }
+        let bin = find_bin().ok_or_else(|| {
+            "needs PostgreSQL's server (initdb, pg_ctl, postgres): apt-get install postgresql, \
+             or set PG_BIN to their directory"
+                .to_owned()
+        })?;
+        Ok(Cluster::start(bin))
+    });
+    match cluster {
+        Ok(cluster) => Some(cluster),
+        Err(why) => {
+            crate::not_run(why);
+            None
+        }
+    }
 }
 
-fn find_bin() -> PathBuf {
+/// The directory of the server's binaries; `None` when none is installed.
+fn find_bin() -> Option<PathBuf> {
     let has_all = |dir: &Path| {
         ["initdb", "pg_ctl", "postgres"]
             .iter()
@@ -67,7 +79,7 @@ fn find_bin() -> PathBuf {
             "PG_BIN={} has no initdb, pg_ctl and postgres",
             dir.display()
         );
-        return dir;
+        return Some(dir);
     }
     let mut debian: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -84,18 +96,9 @@ fn find_bin() -> PathBuf {
             .unwrap_or(0)
     });
     if let Some(dir) = debian.pop() {
-        return dir;
+        return Some(dir);
     }
-    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-        if has_all(&dir) {
-            return dir;
-        }
-    }
-    panic!(
-        "the PostgreSQL tests need a server's initdb, pg_ctl and postgres: install Debian's \
-         `postgresql` package (`apt-get install -y postgresql`), or set PG_BIN to their \
-         directory; PIDLOCK_SKIP_POSTGRES=1 skips these tests"
-    );
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).find(|dir| has_all(dir))
 }
 
 fn is_root() -> bool {
@@ -111,8 +114,7 @@ fn free_port() -> u16 {
 }
 
 impl Cluster {
-    fn start() -> Cluster {
-        let bin = find_bin();
+    fn start(bin: PathBuf) -> Cluster {
         let as_postgres = is_root();
         let dir = std::env::temp_dir().join(format!(
             "pidlock-pg-{}-{}",
