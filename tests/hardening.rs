@@ -26,23 +26,29 @@ fn s(path: &Path) -> &str {
 }
 
 /// A copy of lock-helper that another user can run: the build's own may be in a directory only
-/// we can enter (a clone in a private temporary directory, as `mktemp -d` makes). Removed with
-/// the temporary directory's other leftovers by the system; one per test process.
-fn helper_for_others() -> &'static Path {
-    static COPY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    COPY.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("pidlock-helper-{}", process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        let copy = dir.join("lock-helper");
-        fs::copy(env!("CARGO_BIN_EXE_lock-helper"), &copy).unwrap();
-        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
-        copy
-    })
+/// we can enter (a clone in a private temporary directory, as `mktemp -d` makes). In a scratch
+/// directory of its own, removed (with the 48 MB copy) when the test ends.
+struct HelperCopy {
+    scratch: Scratch,
 }
 
-fn helper_as(uid: u32, args: &[&str], env: &[(&str, &Path)]) -> Proc {
-    let mut command = Command::new(helper_for_others());
+impl HelperCopy {
+    fn new() -> HelperCopy {
+        let scratch = Scratch::new("helper-copy");
+        fs::set_permissions(scratch.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = scratch.path("lock-helper");
+        fs::copy(env!("CARGO_BIN_EXE_lock-helper"), &copy).unwrap();
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+        HelperCopy { scratch }
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.scratch.path("lock-helper")
+    }
+}
+
+fn helper_as(helper: &HelperCopy, uid: u32, args: &[&str], env: &[(&str, &Path)]) -> Proc {
+    let mut command = Command::new(helper.path());
     command
         .args(args)
         .uid(uid)
@@ -225,6 +231,8 @@ fn h05_another_thread_of_the_same_process_still_waits_its_turn() {
 // 6. Another user must not be able to block the program's default lock.
 #[test]
 fn h06_the_default_lock_lives_in_a_private_directory_another_user_cannot_take() {
+    pidlock_test_support::require_root!("runs a helper as another user");
+    let helper = HelperCopy::new();
     let scratch = Scratch::new("h06");
     let tmp = scratch.dir();
     fs::set_permissions(tmp, fs::Permissions::from_mode(0o1777)).unwrap();
@@ -232,7 +240,7 @@ fn h06_the_default_lock_lives_in_a_private_directory_another_user_cannot_take() 
     // What used to be the default path, taken first by another user (root, here).
     fs::write(tmp.join(format!("{program}-{NOBODY}.pid")), "1\n").unwrap();
 
-    let mut first = helper_as(NOBODY, &["default", program], &[("TMPDIR", tmp)]);
+    let mut first = helper_as(&helper, NOBODY, &["default", program], &[("TMPDIR", tmp)]);
     let private = tmp.join(format!("pidlock-{NOBODY}"));
     assert_eq!(
         first.next_report(),
@@ -241,7 +249,7 @@ fn h06_the_default_lock_lives_in_a_private_directory_another_user_cannot_take() 
     let meta = fs::symlink_metadata(&private).unwrap();
     assert!(meta.is_dir());
     assert_eq!((meta.uid(), meta.mode() & 0o7777), (NOBODY, 0o700));
-    let mut second = helper_as(NOBODY, &["default", program], &[("TMPDIR", tmp)]);
+    let mut second = helper_as(&helper, NOBODY, &["default", program], &[("TMPDIR", tmp)]);
     let report = second.next_report();
     assert!(report.starts_with("already-locked "), "{report}");
     assert_eq!(second.wait().code(), Some(1));
@@ -251,12 +259,14 @@ fn h06_the_default_lock_lives_in_a_private_directory_another_user_cannot_take() 
 
 #[test]
 fn h06_a_private_directory_made_by_someone_else_or_left_open_is_refused() {
+    pidlock_test_support::require_root!("runs a helper as another user");
+    let helper = HelperCopy::new();
     let scratch = Scratch::new("h06-refuse");
     let tmp = scratch.dir();
     fs::set_permissions(tmp, fs::Permissions::from_mode(0o1777)).unwrap();
     let private = tmp.join(format!("pidlock-{NOBODY}"));
     let attempt = || {
-        let mut proc = helper_as(NOBODY, &["default", "h06-app"], &[("TMPDIR", tmp)]);
+        let mut proc = helper_as(&helper, NOBODY, &["default", "h06-app"], &[("TMPDIR", tmp)]);
         let report = proc.next_report();
         assert_eq!(proc.wait().code(), Some(2), "{report}");
         report
@@ -299,6 +309,7 @@ fn h06_a_private_directory_made_by_someone_else_or_left_open_is_refused() {
 // 11. Ownership is the PID together with the PID namespace.
 #[test]
 fn h11_a_child_forked_into_a_new_pid_namespace_with_the_same_pid_leaves_the_lock_alone() {
+    pidlock_test_support::require_root!("makes a new PID namespace");
     let scratch = Scratch::new("h11");
     let path = scratch.path("app.pid");
     // The holder is PID 1 of a namespace, like a container's init, and forks a child into a
@@ -323,6 +334,7 @@ fn h11_a_child_forked_into_a_new_pid_namespace_with_the_same_pid_leaves_the_lock
 // 12. i_am_locking() answers from what this process holds, not from the PID in the file.
 #[test]
 fn h12_two_pid_1s_in_separate_namespaces_are_not_both_the_holder() {
+    pidlock_test_support::require_root!("makes a new PID namespace");
     let scratch = Scratch::new("h12");
     let path = scratch.path("app.pid");
     let mut holder = Proc::helper(&["as-pid1", "hold", s(&path), "none"]);
@@ -629,11 +641,13 @@ fn h17_the_pid_file_is_0644_under_a_narrow_umask_however_it_was_made() {
 
 #[test]
 fn h17_a_reader_that_cannot_open_the_file_does_not_call_a_held_lock_free() {
+    pidlock_test_support::require_root!("runs a helper as another user");
+    let helper = HelperCopy::new();
     let scratch = Scratch::new("h17-reader");
     let path = scratch.path("app.pid");
     let mut holder = Proc::holder(&path);
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-    let mut reader = helper_as(NOBODY, &["status", s(&path)], &[]);
+    let mut reader = helper_as(&helper, NOBODY, &["status", s(&path)], &[]);
     let report = reader.next_report();
     assert!(report.starts_with("status true false"), "{report}");
     reader.wait();
@@ -729,6 +743,7 @@ fn review_a_child_forked_while_threads_use_pidlock_never_hangs() {
 /// read.
 #[test]
 fn review_a_long_lock_table_never_makes_a_held_lock_look_free() {
+    pidlock_test_support::require_program!("flock", "util-linux");
     let scratch = Scratch::new("rv-table");
     let path = scratch.path("app.pid");
     let busy = scratch.path("busy");
@@ -793,6 +808,8 @@ fn review_a_holder_whose_file_was_replaced_is_not_the_one_locking_the_path() {
 /// used at all.
 #[test]
 fn review_a_runtime_dir_or_temp_dir_that_is_not_private_is_not_used() {
+    pidlock_test_support::require_root!("runs a helper as another user");
+    let helper = HelperCopy::new();
     let scratch = Scratch::new("rv-xdg");
     let tmp = scratch.dir();
     fs::set_permissions(tmp, fs::Permissions::from_mode(0o1777)).unwrap();
@@ -802,6 +819,7 @@ fn review_a_runtime_dir_or_temp_dir_that_is_not_private_is_not_used() {
     fs::set_permissions(&foreign, fs::Permissions::from_mode(0o700)).unwrap();
     for xdg in [foreign.as_path(), tmp] {
         let mut proc = helper_as(
+            &helper,
             NOBODY,
             &["default", "rv-app"],
             &[("XDG_RUNTIME_DIR", xdg), ("TMPDIR", tmp)],
@@ -838,6 +856,7 @@ fn review_a_runtime_dir_or_temp_dir_that_is_not_private_is_not_used() {
 /// timeout for long nor a wait without one for ever.
 #[test]
 fn h18_a_foreign_shared_lock_is_not_a_holder_and_is_waited_out_or_refused_quickly() {
+    pidlock_test_support::require_program!("flock", "util-linux");
     let scratch = Scratch::new("rv-shared");
     let path = scratch.path("app.pid");
     fs::write(&path, "999999\n").unwrap();

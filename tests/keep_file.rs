@@ -27,6 +27,7 @@ fn flock_n(path: &std::path::Path) -> i32 {
 
 #[test]
 fn flock_is_refused_while_held_and_release_empties_the_same_inode() {
+    pidlock_test_support::require_program!("flock", "util-linux");
     let scratch = Scratch::new("keep-file-refused");
     let path = scratch.path("job.pid");
     let mut lock = PidLockFile::new(&path).keep_file(true);
@@ -61,6 +62,7 @@ fn the_default_still_unlinks() {
 /// alongside the next holder within a few rounds.
 #[test]
 fn holders_and_flock_scripts_never_overlap() {
+    pidlock_test_support::require_program!("flock", "util-linux");
     const ROUNDS: usize = 40;
     let scratch = Scratch::new("keep-file-overlap");
     let path = scratch.path("job.pid");

@@ -415,10 +415,7 @@ fn p10_a_timeout_ignores_wall_clock_jumps() {
     // A shim that moves the wall clock ten minutes ahead at every read (the monotonic clock is
     // left alone), built with the C compiler that links Rust programs on this platform.
     let shim = scratch.path("wall_clock_jumps.so");
-    let source = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/wall_clock_jumps.c"
-    );
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/support/wall_clock_jumps.c");
     let built = Command::new("cc")
         .args(["-shared", "-fPIC", "-O2", "-o"])
         .arg(&shim)

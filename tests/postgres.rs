@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-mod pg_support;
+use pidlock_test_support::pg as pg_support;
 
 use std::net::TcpListener;
 use std::process::Command;

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-mod pg_support;
+use pidlock_test_support::pg as pg_support;
 
 use std::process::Command;
 use std::sync::Mutex;
@@ -196,6 +196,8 @@ impl Drop for Netns {
 
 #[test]
 fn a_partitioned_holder_gives_up_within_lost_after_and_before_the_server_frees_the_lock() {
+    pidlock_test_support::require_root!("makes a network namespace with ip(8)");
+    pidlock_test_support::require_program!("ip", "iproute2");
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(pg) = pg_support::cluster() else {
         return;

@@ -14,6 +14,7 @@ use common::*;
 
 #[test]
 fn flock_is_refused_while_held_and_the_file_stays_put_emptied() {
+    pidlock_test_support::require_program!("flock", "util-linux");
     let scratch = Scratch::new("keep-refused");
     let path = scratch.path("job.pid");
     let held = hold(&path, &["--keep-file"]);
@@ -41,6 +42,7 @@ fn flock_is_refused_while_held_and_the_file_stays_put_emptied() {
 /// finds it there ran alongside another, and exits 99.
 #[test]
 fn pidlock_and_flock_holders_never_overlap() {
+    pidlock_test_support::require_program!("flock", "util-linux");
     const ROUNDS: usize = 30;
     let scratch = Scratch::new("keep-overlap");
     let path = scratch.path("job.pid");

@@ -101,6 +101,7 @@ fn nothing_held_is_1_and_a_stale_pid_reused_by_a_bystander_is_never_signalled() 
 
 #[test]
 fn a_held_lock_whose_file_names_an_unrelated_process_is_not_signalled() {
+    pidlock_test_support::require_program!("flock", "util-linux");
     let scratch = Scratch::new("kill-unconfirmed");
     let path = scratch.path("job.pid");
     let mut bystander = bystander();

@@ -146,6 +146,7 @@ fn wait_gives_up_at_its_limit_with_the_conflict_code() {
 /// `--no-inherit` is `flock -o`: what the job leaves running holds nothing, by request.
 #[test]
 fn with_no_inherit_the_lock_ends_with_cmd_though_its_background_children_live_on() {
+    pidlock_test_support::require_program!("flock", "util-linux");
     let scratch = Scratch::new("background");
     let path = scratch.path("job.pid");
     let bg = scratch.path("bg.pid");
@@ -320,11 +321,22 @@ fn an_unreadable_directory_is_an_error_not_a_free_lock() {
     let scratch = Scratch::new("unreadable-dir");
     let closed = scratch.path("closed");
     fs::create_dir(&closed).expect("mkdir");
-    fs::set_permissions(&closed, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let root = rustix::process::geteuid().is_root();
+    // Closed to the command: to nobody (0700, ours) when we are root, who may enter any
+    // directory; to ourselves (0000) otherwise.
+    let mode = if root { 0o700 } else { 0o000 };
+    fs::set_permissions(&closed, fs::Permissions::from_mode(mode)).expect("chmod");
+    // Opened again however the test ends, so that the scratch directory can be removed.
+    struct Reopen<'a>(&'a std::path::Path);
+    impl Drop for Reopen<'_> {
+        fn drop(&mut self) {
+            let _ = fs::set_permissions(self.0, fs::Permissions::from_mode(0o700));
+        }
+    }
+    let _reopen = Reopen(&closed);
     fs::set_permissions(&scratch.dir, fs::Permissions::from_mode(0o755)).expect("chmod");
     let path = closed.join("job.pid");
-    // Root may enter any directory: run as nobody then.
-    let mut command = if rustix::process::geteuid().is_root() {
+    let mut command = if root {
         let mut command = assert_cmd::Command::new("setpriv");
         command.args(["--reuid=65534", "--regid=65534", "--clear-groups", PIDLOCK]);
         command

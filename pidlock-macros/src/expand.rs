@@ -162,7 +162,7 @@ fn check(function: &Function, args: Option<&Args>) -> syn::Result<()> {
 fn generate(args: &Args, function: &Function) -> TokenStream {
     let krate = match &args.krate {
         Some(path) => path.to_token_stream(),
-        None => quote!(::pidlock),
+        None => crate::runtime::path(),
     };
     // Mixed-site names: the body can neither see nor clash with them. The import is named
     // once, so that a wrong `crate = "..."` is reported once, on the string; its name also

@@ -5,6 +5,7 @@
 mod args;
 mod expand;
 mod function;
+mod runtime;
 
 use proc_macro::TokenStream;
 

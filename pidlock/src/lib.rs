@@ -21,7 +21,7 @@
 With the default `macros` feature, `#[single_instance]` does the same for a whole function:
 
 ```no_run
-#[pidlock::single_instance(path = "/run/user/1000/myapp.pid", timeout = 5)]
+#[pidlock::single_instance(timeout = 5)]
 fn main() {
     // runs only while this process holds the lock
 }
@@ -91,15 +91,25 @@ fn main() {
 //!
 //! # Across hosts
 //!
-//! With the `postgres` feature, [`PgLock`] (and `#[single_instance(postgres = ..., name =
-//! ...)]`) takes the same kind of lock for a whole fleet, on a PostgreSQL session advisory
-//! lock: the server drops it when the session ends, as the kernel drops a `flock` when the
-//! process dies. A session can end while its holder runs, so a held `PgLock` also reports the
-//! loss ([`PgLock::is_lost`], [`LossWatch`], [`PgLock::on_lost`]) and gives a
-//! [`PgLock::fencing_token`]; the macro fails closed on a loss. See [`PgLock`] for the details.
+#![cfg_attr(
+    feature = "postgres",
+    doc = r#"
+With the `postgres` feature, [`PgLock`] (and `#[single_instance(postgres = ..., name =
+...)]`) takes the same kind of lock for a whole fleet, on a PostgreSQL session advisory
+lock: the server drops it when the session ends, as the kernel drops a `flock` when the
+process dies. A session can end while its holder runs, so a held `PgLock` also reports the
+loss ([`PgLock::is_lost`], [`LossWatch`], [`PgLock::on_lost`]) and gives a
+[`PgLock::fencing_token`]; the macro fails closed on a loss. See [`PgLock`] for the details.
+"#
+)]
 #![cfg_attr(
     not(feature = "postgres"),
-    doc = "\n(`PgLock` is not built: enable the `postgres` feature.)"
+    doc = r#"
+With the `postgres` feature, `PgLock` (and `#[single_instance(postgres = ..., name = ...)]`)
+takes the same kind of lock for a whole fleet, on a PostgreSQL session advisory lock: the
+server drops it when the session ends, as the kernel drops a `flock` when the process dies.
+(`PgLock` is not built: enable the `postgres` feature.)
+"#
 )]
 //!
 //! # Windows
@@ -121,6 +131,8 @@ fn main() {
 //! | handles | never inherited by child processes. There is no `fork`, so no PID namespace: a process is its PID. |
 //! | default path | `<temp dir>\<program>.pid`; the temp dir is per user. |
 //! | Wine | Wine 8 never completes an overlapped `LockFileEx` that has to wait. pidlock recognises Wine (ntdll's `wine_get_version`) and there opens its handles synchronously and waits with a deadline by backing off from 1 to 25 ms, as it does on macOS. Unrecognised, such a wait would end only at its deadline, but a lock request the kernel never queued is never taken for a grant. |
+// On docs.rs (`--cfg docsrs`, see Cargo.toml), items that need a feature say which.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // Only `sys/windows.rs` may use `unsafe`: the Win32 calls std does not wrap.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -142,6 +154,7 @@ mod forward;
 mod guard;
 mod instance;
 mod lock;
+mod lock_async;
 mod loss;
 mod owner;
 mod pidfile;
@@ -159,9 +172,11 @@ pub use crate::guard::PidLockGuard;
 pub use crate::lock::PidLockFile;
 pub use crate::loss::{LossWatch, Lost};
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use crate::postgres::{DEFAULT_LOST_AFTER, Holder, PgLock, PgLockGuard};
 
 #[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 #[doc = include_str!("single_instance.md")]
 pub use pidlock_macros::single_instance;
 
@@ -186,5 +201,5 @@ pub mod __private {
 /// Compiles the README's code blocks as doctests, so they cannot rot. (The README shows the
 /// fleet lock too, so this needs the `postgres` feature, which `cargo test --workspace` has.)
 #[cfg(all(doctest, feature = "postgres"))]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -143,6 +143,39 @@ impl PidLockFile {
         Ok(PidLockGuard::new(lock))
     }
 
+    /// One try, without waiting: the lock's guard if it was free, `None` if another holder has it
+    /// (another process, or another instance in this one). The shorthand for
+    /// [`acquire`](Self::acquire)`(Some(Duration::ZERO))` that tells "held" apart from an error,
+    /// as `fslock`'s `try_lock` does.
+    ///
+    /// It returns the guard rather than a `bool`: a `bool` that a caller forgets to look at (or
+    /// `?`s away) lets two copies run, while here the only way to run under the lock is to hold
+    /// the `Some`. Any other failure (a missing directory, a symlink at `path`, no permission) is
+    /// an `Err`, never a `None`.
+    ///
+    /// ```
+    /// use pidlock::PidLockFile;
+    ///
+    /// let path = std::env::temp_dir().join(format!("pidlock-doc-try-{}.pid", std::process::id()));
+    /// let Some(guard) = PidLockFile::new(&path).try_acquire()? else {
+    ///     eprintln!("another copy is running");
+    ///     return Ok(());
+    /// };
+    /// // Held: a second try, from anywhere, gets `None`.
+    /// assert!(PidLockFile::new(&path).try_acquire()?.is_none());
+    /// drop(guard);
+    /// assert!(PidLockFile::new(&path).try_acquire()?.is_some());
+    /// # Ok::<(), pidlock::LockError>(())
+    /// ```
+    #[must_use = "the lock is released as soon as the guard is dropped"]
+    pub fn try_acquire(mut self) -> Result<Option<PidLockGuard>, LockError> {
+        match self.acquire(Some(Duration::ZERO)) {
+            Ok(()) => Ok(Some(PidLockGuard::new(self))),
+            Err(LockError::AlreadyLocked { .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
     /// The lock file's path, as given to [`new`](Self::new).
     ///
     /// While this instance holds the lock, its status calls and its release do not look this

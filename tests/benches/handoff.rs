@@ -8,7 +8,7 @@
 //!   (open O_CREAT, flock, write, unlink, close).
 //! - CPU time used by a waiter blocked for 5 s, with and without a timeout.
 //!
-//! `cargo bench --bench handoff` for the full run, `-- --quick` for a short one.
+//! `cargo bench -p pidlock-tests --bench handoff` for the full run, `-- --quick` for a short one.
 
 #[cfg(unix)]
 use std::fs::{self, File};

@@ -2,7 +2,7 @@
 //! the second process's start to the holder's handler being called, and what listening costs
 //! the holder while nobody connects.
 //!
-//! `cargo bench --bench forward` (`-- --quick` for fewer launches and a shorter idle window).
+//! `cargo bench -p pidlock-tests --bench forward` (`-- --quick` for fewer launches and a shorter idle window).
 //!
 //! Latency: a holder (`si-forward`) stamps CLOCK_MONOTONIC in its handler; each launch of a
 //! second copy is stamped just before `spawn`. The baseline, measured in the same run, is a
@@ -230,5 +230,5 @@ fn main() {
 /// The idle cost is read from `/proc`, so it runs on Linux only.
 #[cfg(not(target_os = "linux"))]
 fn main() {
-    println!("benches/forward.rs measures on Linux only");
+    println!("tests/benches/forward.rs measures on Linux only");
 }

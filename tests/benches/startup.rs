@@ -1,7 +1,7 @@
 //! Start-up cost of `#[single_instance]`: a minimal binary with the attribute against the same
 //! binary without it, run as whole processes, alternating, median over many runs in one session.
 //!
-//! `cargo bench --bench startup` (`-- --quick` for fewer runs).
+//! `cargo bench -p pidlock-tests --bench startup` (`-- --quick` for fewer runs).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

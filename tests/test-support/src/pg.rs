@@ -4,8 +4,9 @@
 //! here), and stopped when the test process ends, however it ends: a watchdog process waits
 //! for the test process's end of a pipe to close.
 //!
-//! `PIDLOCK_SKIP_POSTGRES=1` skips the tests that need it; otherwise missing binaries fail the
-//! test with a message that says how to install them.
+//! `PIDLOCK_SKIP_POSTGRES=1` skips the tests that need it, and so do missing server binaries:
+//! each such test says so in one "not run" line (see [`crate::skip!`]), with how to install
+//! them, and `.ci/run` fails a run in which any test did not run.
 
 #![allow(dead_code, clippy::unwrap_used, missing_docs)]
 
@@ -48,39 +49,54 @@ pub struct Cluster {
     _watchdog: Mutex<(Child, ChildStdin)>,
 }
 
-static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
-/// The cluster, started on first use; `None` when `PIDLOCK_SKIP_POSTGRES=1`.
+/// The cluster, started on first use. `None`, after the calling test's one "not run" line,
+/// when `PIDLOCK_SKIP_POSTGRES=1` or no server is installed: the caller returns at once.
 pub fn cluster() -> Option<&'static Cluster> {
-    CLUSTER
-        .get_or_init(|| {
-            if std::env::var("PIDLOCK_SKIP_POSTGRES").as_deref() == Ok("1") {
-                eprintln!("PIDLOCK_SKIP_POSTGRES=1: skipping a PostgreSQL test");
-                return None;
-            }
-            Some(Cluster::start())
-        })
-        .as_ref()
+    let cluster = CLUSTER.get_or_init(|| {
+        if std::env::var("PIDLOCK_SKIP_POSTGRES").as_deref() == Ok("1") {
+            return Err("PIDLOCK_SKIP_POSTGRES=1 skips the PostgreSQL tests".to_owned());
+        }
+        let bin = find_bin().ok_or_else(|| {
+            "needs PostgreSQL's server (initdb, pg_ctl, postgres): apt-get install postgresql, \
+             or set PG_BIN to their directory"
+                .to_owned()
+        })?;
+        Ok(Cluster::start(bin))
+    });
+    match cluster {
+        Ok(cluster) => Some(cluster),
+        Err(why) => {
+            crate::not_run(why);
+            None
+        }
+    }
 }
 
 /// A cluster of the test's own, for tests that crash or restart it, or need a second server:
 /// listening on `listen` (an address, or `*`) at `port` (`None`: a free one), with `conf`
 /// appended to `postgresql.conf` (it overrides the shared cluster's settings, among them
-/// `fsync = off` and `synchronous_commit = off`). `None` when `PIDLOCK_SKIP_POSTGRES=1`.
+/// `fsync = off` and `synchronous_commit = off`). `None`, after the calling test's one "not run"
+/// line, when `PIDLOCK_SKIP_POSTGRES=1` or no server is installed.
 /// Stopped and removed when it is dropped, or when the test process ends.
 pub fn own_cluster(listen: &str, port: Option<u16>, conf: &str) -> Option<Cluster> {
     if std::env::var("PIDLOCK_SKIP_POSTGRES").as_deref() == Ok("1") {
-        eprintln!("PIDLOCK_SKIP_POSTGRES=1: skipping a PostgreSQL test");
+        crate::not_run("PIDLOCK_SKIP_POSTGRES=1 skips the PostgreSQL tests");
         return None;
     }
-    Some(Cluster::start_with(
-        listen,
-        port.unwrap_or_else(free_port),
-        conf,
-    ))
+    let Some(bin) = find_bin() else {
+        crate::not_run(
+            "needs PostgreSQL's server (initdb, pg_ctl, postgres): apt-get install postgresql, \
+             or set PG_BIN to their directory",
+        );
+        return None;
+    };
+    Some(Cluster::start_with(bin, listen, port.unwrap_or_else(free_port), conf))
 }
 
-fn find_bin() -> PathBuf {
+/// The directory of the server's binaries; `None` when none is installed.
+fn find_bin() -> Option<PathBuf> {
     let has_all = |dir: &Path| {
         ["initdb", "pg_ctl", "postgres"]
             .iter()
@@ -93,7 +109,7 @@ fn find_bin() -> PathBuf {
             "PG_BIN={} has no initdb, pg_ctl and postgres",
             dir.display()
         );
-        return dir;
+        return Some(dir);
     }
     let mut debian: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -110,18 +126,9 @@ fn find_bin() -> PathBuf {
             .unwrap_or(0)
     });
     if let Some(dir) = debian.pop() {
-        return dir;
+        return Some(dir);
     }
-    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-        if has_all(&dir) {
-            return dir;
-        }
-    }
-    panic!(
-        "the PostgreSQL tests need a server's initdb, pg_ctl and postgres: install Debian's \
-         `postgresql` package (`apt-get install -y postgresql`), or set PG_BIN to their \
-         directory; PIDLOCK_SKIP_POSTGRES=1 skips these tests"
-    );
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).find(|dir| has_all(dir))
 }
 
 fn is_root() -> bool {
@@ -137,12 +144,11 @@ fn free_port() -> u16 {
 }
 
 impl Cluster {
-    fn start() -> Cluster {
-        Cluster::start_with("*", free_port(), "")
+    fn start(bin: PathBuf) -> Cluster {
+        Cluster::start_with(bin, "*", free_port(), "")
     }
 
-    fn start_with(listen: &str, port: u16, extra_conf: &str) -> Cluster {
-        let bin = find_bin();
+    fn start_with(bin: PathBuf, listen: &str, port: u16, extra_conf: &str) -> Cluster {
         let as_postgres = is_root();
         // One directory per cluster, however many one test process starts.
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

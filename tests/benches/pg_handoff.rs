@@ -13,8 +13,8 @@
 //! - The CPU that a held lock's watch (the connection's driver and its pings) costs per
 //!   minute, against a process that keeps a bare connection open. Target: under 50 ms.
 //!
-//! It needs a server: `scripts/with-postgres.sh cargo bench --bench pg_handoff [-- --quick]`,
-//! or `DATABASE_URL=... cargo bench --bench pg_handoff`.
+//! It needs a server: `scripts/with-postgres.sh cargo bench -p pidlock-tests --bench pg_handoff [-- --quick]`,
+//! or `DATABASE_URL=... cargo bench -p pidlock-tests --bench pg_handoff`.
 
 fn main() {
     #[cfg(unix)]

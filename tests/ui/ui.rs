@@ -1,5 +1,5 @@
 //! Compile-time behaviour of `#[single_instance]` (and the runtime crate's `#[must_use]`):
-//! `tests/ui/pass` must compile and run, `tests/ui/fail` must fail with the `.stderr` shown.
+//! `pass/` must compile and run, `fail/` must fail with the `.stderr` shown.
 //! After a toolchain change, regenerate the snapshots with `TRYBUILD=overwrite` and review them.
 // trybuild runs on the host that builds, never under Wine.
 #![cfg(unix)]
@@ -7,6 +7,6 @@
 #[test]
 fn ui() {
     let cases = trybuild::TestCases::new();
-    cases.pass("tests/ui/pass/*.rs");
-    cases.compile_fail("tests/ui/fail/*.rs");
+    cases.pass("pass/*.rs");
+    cases.compile_fail("fail/*.rs");
 }
