@@ -39,6 +39,7 @@ impl PidLockFile {
             quiet: true,
             program: None,
             fleet: None,
+            forward: None,
         };
         match acquire_async(&options).await {
             Ok(Guard::File(guard)) => Ok(guard),

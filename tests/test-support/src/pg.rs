@@ -92,7 +92,12 @@ pub fn own_cluster(listen: &str, port: Option<u16>, conf: &str) -> Option<Cluste
         );
         return None;
     };
-    Some(Cluster::start_with(bin, listen, port.unwrap_or_else(free_port), conf))
+    Some(Cluster::start_with(
+        bin,
+        listen,
+        port.unwrap_or_else(free_port),
+        conf,
+    ))
 }
 
 /// The directory of the server's binaries; `None` when none is installed.
