@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use crate::cli::KillArgs;
 use crate::holder::format_duration;
-use crate::lock::{self, Status, Target};
+use crate::backend;
+use crate::lock::{Status, Target};
 use crate::report;
 use crate::signal::signal_name;
 
@@ -21,7 +22,7 @@ const FAILED: u8 = 4;
 
 /// Runs `pidlock kill` and returns its exit status.
 pub fn kill(args: &KillArgs) -> u8 {
-    let lock = match lock::open(&args.lock, false, &[]) {
+    let lock = match backend::open(&args.lock, false, &[]) {
         Ok(lock) => lock,
         Err(failure) => {
             report(&failure);

@@ -1,6 +1,8 @@
 //! The lock a subcommand works on, whatever it is made of. Subcommands speak to [`Lock`]; each
-//! backend is a sibling implementation of it (the PID file in `file_lock.rs`, the PostgreSQL
-//! fleet lock in `pg_lock.rs`), so that no subcommand asks which backend it has.
+//! backend is an implementation of it below this module (the PID file in `file_lock.rs`, the
+//! PostgreSQL fleet lock in `pg_lock.rs`) that imports this module and nothing of the other
+//! backend, so that no subcommand asks which backend it has. `backend.rs` picks one from the
+//! arguments.
 
 use std::ffi::OsString;
 use std::fmt::Debug;
@@ -14,7 +16,6 @@ use rustix::process::{Pid, Signal};
 
 use crate::cli::LockArgs;
 use crate::failure::Failure;
-use crate::file_lock::FileLock;
 use crate::holder::{self, ProcessInfo};
 
 /// A lock as the subcommands use it.
@@ -105,43 +106,6 @@ pub fn any_exited_within(pidfds: &[&OwnedFd], limit: Option<Duration>) -> io::Re
             Err(e) => return Err(e.into()),
         }
     }
-}
-
-/// Opens the lock the arguments name. Nothing is locked or created yet. `command` is
-/// `pidlock run`'s CMD, whose program name a fleet lock is named after when `--name` is left
-/// out.
-pub fn open(
-    args: &LockArgs,
-    keep_file: bool,
-    command: &[OsString],
-) -> Result<Box<dyn Lock>, Failure> {
-    if let Some(conninfo) = &args.postgres {
-        let name = fleet_name(args, command).ok_or_else(|| {
-            Failure::Usage(
-                "say which fleet lock: --name NAME (only `pidlock run` names it after CMD)"
-                    .to_owned(),
-            )
-        })?;
-        return open_fleet(conninfo, name);
-    }
-    match &args.file {
-        Some(path) => Ok(Box::new(FileLock::new(path, keep_file))),
-        None => Err(Failure::Usage("say which lock: --file PATH".to_owned())),
-    }
-}
-
-#[cfg(feature = "postgres")]
-fn open_fleet(conninfo: &str, name: String) -> Result<Box<dyn Lock>, Failure> {
-    Ok(Box::new(crate::pg_lock::FleetLock::new(conninfo, name)))
-}
-
-#[cfg(not(feature = "postgres"))]
-fn open_fleet(_conninfo: &str, _name: String) -> Result<Box<dyn Lock>, Failure> {
-    Err(Failure::Usage(
-        "this pidlock was built without PostgreSQL support, so --postgres cannot be used; \
-         lock a file with --file PATH"
-            .to_owned(),
-    ))
 }
 
 /// The name of the fleet lock the arguments name: `--name`, or else CMD's program name

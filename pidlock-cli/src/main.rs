@@ -38,6 +38,8 @@ macro_rules! println {
 // The command is built on Unix process control (signals, process groups, `/proc`, pidfds): on
 // other systems it is a stub that says so, so that the workspace still builds there.
 #[cfg(unix)]
+mod backend;
+#[cfg(unix)]
 mod child;
 #[cfg(unix)]
 mod cli;

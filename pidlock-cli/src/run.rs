@@ -52,9 +52,9 @@ use rustix::process::Signal;
 use crate::cli::RunArgs;
 use crate::failure::Failure;
 use crate::holder::{format_duration, pin};
-use crate::lock::{self, Confirmed, Lock, Status};
+use crate::lock::{Confirmed, Lock, Status};
 use crate::progress::Progress;
-use crate::{child, report};
+use crate::{backend, child, report};
 
 /// The exit status when a fleet lock was lost while CMD ran: `EX_TEMPFAIL` of sysexits.h, "try
 /// again later", which is what a scheduler should do. CMD's own status is not passed on then,
@@ -79,7 +79,7 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
     if args.command.is_empty() {
         return Err(Failure::NoCommand);
     }
-    let mut lock = lock::open(&args.lock, args.keep_file, &args.command)?;
+    let mut lock = backend::open(&args.lock, args.keep_file, &args.command)?;
     let mut taken = lock.acquire(Some(Duration::ZERO));
     if let (Err(LockError::AlreadyLocked { .. }), Some(wait)) = (&taken, args.wait) {
         (lock, taken) = wait_for_turn(lock, args, wait.0)?;
@@ -229,7 +229,7 @@ fn wait_for_turn(
     args: &RunArgs,
     limit: Option<Duration>,
 ) -> Result<Turn, Failure> {
-    let watcher = lock::open(&args.lock, args.keep_file, &args.command)?;
+    let watcher = backend::open(&args.lock, args.keep_file, &args.command)?;
     let name = watcher.name();
     let mut progress = Progress::new(args.quiet, limit);
     let (done, finished) = mpsc::channel();

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use crate::cli::StatusArgs;
 use crate::failure::Failure;
 use crate::holder::{self, format_duration, format_time};
-use crate::lock::{self, Holder, Lock, Status};
+use crate::backend;
+use crate::lock::{Holder, Lock, Status};
 use crate::report;
 
 /// LSB: the program is running (here: the lock is held).
@@ -22,7 +23,7 @@ const UNKNOWN: u8 = 4;
 
 /// Runs `pidlock status` and returns its exit status.
 pub fn status(args: &StatusArgs) -> u8 {
-    let lock = match lock::open(&args.lock, false, &[]) {
+    let lock = match backend::open(&args.lock, false, &[]) {
         Ok(lock) => lock,
         Err(failure) => {
             report(&failure);

@@ -2,7 +2,7 @@
 //! waiting for the running job to finish).
 
 use crate::cli::WaitArgs;
-use crate::lock;
+use crate::backend;
 use crate::report;
 
 /// Nobody holds the lock.
@@ -14,7 +14,7 @@ const FAILED: u8 = 4;
 
 /// Runs `pidlock wait` and returns its exit status.
 pub fn wait(args: &WaitArgs) -> u8 {
-    let lock = match lock::open(&args.lock, false, &[]) {
+    let lock = match backend::open(&args.lock, false, &[]) {
         Ok(lock) => lock,
         Err(failure) => {
             report(&failure);

@@ -90,12 +90,20 @@ impl PidLockFile {
     /// # Ok::<(), pidlock::Error>(())
     /// ```
     pub fn for_program(program: &str) -> Result<PidLockFile, LockError> {
-        let path = default_path(program);
+        // The directory is looked at once (an `lstat` of `XDG_RUNTIME_DIR`): this runs at the
+        // start of every guarded program.
         #[cfg(unix)]
-        if runtime_dir().is_none() {
-            let dir = private_temp_dir();
-            ensure_private_dir(&dir).map_err(|source| LockError::failed(&path, source))?;
-        }
+        let path = match runtime_dir() {
+            Some(dir) => dir.join(format!("{program}.pid")),
+            None => {
+                let dir = private_temp_dir();
+                let path = dir.join(format!("{program}.pid"));
+                ensure_private_dir(&dir).map_err(|source| LockError::failed(&path, source))?;
+                path
+            }
+        };
+        #[cfg(windows)]
+        let path = default_path(program);
         Ok(PidLockFile::new(path))
     }
 }

@@ -1,14 +1,46 @@
-//! Side-by-side ratios of pidlock against the kernel floor, measured in one run.
+//! Side-by-side ratios of pidlock against the kernel floor and its peers, measured in one run.
 //!
 //! - Handoff: from the holder's release to the waiter's return, for `acquire(Some(10 s))` and
 //!   `acquire(None)`, against a plain blocking `flock(2)` waiter on a file that is never
 //!   unlinked. Holder and waiter are threads with descriptors of their own, which the kernel
-//!   treats exactly as two processes.
-//! - Uncontended acquire + release cycles per second, against the bare calls
-//!   (open O_CREAT, flock, write, unlink, close).
-//! - CPU time used by a waiter blocked for 5 s, with and without a timeout.
+//!   treats exactly as two processes. Targets (issue 15): median <= 2.0x, p99 < 50 µs.
+//! - Uncontended acquire + release cycles, against the bare calls (open O_CREAT, flock, write,
+//!   unlink, close: target <= 1.3x), against `fslock`'s `try_lock_with_pid` + `unlock` (target
+//!   <= 1.5x), and `keep_file(true)` against `fslock` (the same file kept: target <= 1.0x).
+//! - CPU time used by a waiter blocked for 5 s, with and without a timeout, beside a bare
+//!   blocking `flock` waiter (target <= 3 ms).
 //!
-//! `cargo bench -p pidlock-tests --bench handoff` for the full run, `-- --quick` for a short one.
+//! `cargo bench -p pidlock-tests --bench handoff` for the full run, `-- --quick` for a short one;
+//! `PIDLOCK_BENCH_DIR=/dev/shm` to run on tmpfs.
+//!
+//! # Where the time goes (profiled for issue 15, `strace -f`, `perf stat`, this bench)
+//!
+//! On the 2-core development VM a plain syscall on a file costs 1 to 2 µs (the bare cycle's
+//! five calls take 8.7 µs), so every figure below is counted in syscalls.
+//!
+//! - **The cycle** (`acquire(Some(0))` + `release`, 12 syscalls where the bare cycle has 5):
+//!   open, flock, `statx` of the descriptor and of the path (flopen's "is the name still the
+//!   file I locked"), pwrite of the PID; release: `getpid` + `F_OFD_GETLK` on the process mark
+//!   (`owner.rs`: is this copy the holder's, or a forked child's), `statx` of the path (unlink
+//!   only the file we locked), unlink, `flock(LOCK_UN)` (children forked since share the lock),
+//!   `futimens` (wakes timed waiters that such a child's copy would keep from a close event),
+//!   close. Each extra call is one guarantee; the ratio to the bare calls is 1.3x to 1.4x.
+//! - **`fslock`** makes an `fsync` of the PID file at every lock: on a disk that alone costs
+//!   more than a whole pidlock cycle (pidlock is 30 to 50 times faster there); on tmpfs, where
+//!   `fsync` is free, the comparison is of syscalls only.
+//! - **The handoff** (`acquire(None)`, about 50 µs against the floor's 12 µs): the window opens
+//!   before the holder's release, which makes 4 calls before its unlock (mark check, `statx`,
+//!   unlink: the file must go while it is still locked). The waiter, woken by its blocking
+//!   `flock` on the unlinked inode, links its ready-made successor (`linkat`, one call where a
+//!   new file would take open, write, fchmod), unlocks the stale inode and announces it
+//!   (`futimens`), opens the successor by its name and locks it (so the lock shows on the PID
+//!   file's path in `/proc/locks` and `lslocks`, hardening test 16), and checks the name still
+//!   names it (`fstat` + `statx`): 7 calls, and what it leaves behind is closed off the path
+//!   (`closer.rs`). A timed waiter adds the inotify wake-up (`poll`, `read`) to that.
+//! - **A blocked waiter's CPU**: `acquire(None)` sleeps in the kernel (its CPU is the spare
+//!   file and the closer's start); a timed waiter wakes every 100 ms for the safety re-check
+//!   (`sys/linux.rs`: a program that unlocks without closing sends no event), about 55 µs a
+//!   wake, 2.5 to 3 ms for 5 s.
 
 #[cfg(unix)]
 use std::fs::{self, File};
@@ -56,13 +88,17 @@ fn main() {
             blocked_for: Duration::from_secs(5),
         }
     };
-    let dir = std::env::temp_dir().join(format!("pidlock-bench-{}", std::process::id()));
+    // `PIDLOCK_BENCH_DIR=/dev/shm` measures on tmpfs, where an `fsync` (fslock makes one per
+    // lock) costs nothing; the default is the temp dir, a disk on most machines.
+    let base = std::env::var_os("PIDLOCK_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let dir = base.join(format!("pidlock-bench-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("create bench dir");
 
     println!(
-        "pidlock benchmark ({} run)",
-        if quick { "quick" } else { "full" }
+        "pidlock benchmark ({} run, in {})",
+        if quick { "quick" } else { "full" },
+        dir.display()
     );
     println!();
     handoff(&dir, &config);
@@ -200,7 +236,7 @@ fn handoff(dir: &Path, config: &Config) {
             p99.as_secs_f64() / floor_p99.as_secs_f64(),
         );
     }
-    println!("  targets: median <= 5x the floor, p99 < 1000 µs");
+    println!("  targets: median <= 2.0x the floor, p99 < 50 µs");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,6 +267,23 @@ fn pidlock_cycle(path: &Path, timeout: Option<Duration>) {
 }
 
 #[cfg(unix)]
+fn pidlock_keep_cycle(path: &Path) {
+    let mut lock = PidLockFile::new(path).keep_file(true);
+    lock.acquire(Some(Duration::ZERO)).expect("acquire");
+    lock.release().expect("release");
+}
+
+#[cfg(unix)]
+/// `fslock`'s PID file lock, the peer this crate is most often compared with: open (create),
+/// `try_lock_with_pid` (flock, truncate, write), unlock (truncate, flock), close. It never
+/// unlinks the file, so its fair counterpart is a `keep_file(true)` cycle.
+fn fslock_cycle(path: &Path) {
+    let mut file = fslock::LockFile::open(path).expect("fslock open");
+    assert!(file.try_lock_with_pid().expect("fslock lock"));
+    file.unlock().expect("fslock unlock");
+}
+
+#[cfg(unix)]
 fn batch_time(cycles: usize, mut f: impl FnMut()) -> Duration {
     let start = Instant::now();
     for _ in 0..cycles {
@@ -248,49 +301,60 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[cfg(unix)]
 fn cycles(dir: &Path, config: &Config) {
     let path: PathBuf = dir.join("cycle.pid");
+    let fs_path: PathBuf = dir.join("cycle-fslock.pid");
+    let keep_path: PathBuf = dir.join("cycle-keep.pid");
     let pid_line = format!("{}\n", std::process::id());
     let n = config.cycles_per_batch;
-    let (mut bare, mut zero, mut none) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut zero_ratio, mut none_ratio) = (Vec::new(), Vec::new());
+    // Each row: its name, its cycles per second per batch, and its time ratio per batch against
+    // its own baseline in the same batch.
+    let names = [
+        "bare open+flock+write+unlink+close",
+        "pidlock acquire(Some(0)) + release",
+        "pidlock acquire(None) + release",
+        "fslock try_lock_with_pid + unlock",
+        "pidlock keep_file(true) cycle",
+    ];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let (mut zero_ratio, mut none_ratio, mut fs_ratio, mut keep_ratio) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..config.cycle_batches {
         // Back-to-back batches, compared pairwise: the machine's load drifts, and a ratio of
         // neighbours cancels most of it.
         let b = batch_time(n, || bare_cycle(&path, pid_line.as_bytes()));
         let z = batch_time(n, || pidlock_cycle(&path, Some(Duration::ZERO)));
         let w = batch_time(n, || pidlock_cycle(&path, None));
+        let f = batch_time(n, || fslock_cycle(&fs_path));
+        let k = batch_time(n, || pidlock_keep_cycle(&keep_path));
         zero_ratio.push(z.as_secs_f64() / b.as_secs_f64());
         none_ratio.push(w.as_secs_f64() / b.as_secs_f64());
-        for (v, t) in [(&mut bare, b), (&mut zero, z), (&mut none, w)] {
+        fs_ratio.push(z.as_secs_f64() / f.as_secs_f64());
+        keep_ratio.push(k.as_secs_f64() / f.as_secs_f64());
+        for (v, t) in rates.iter_mut().zip([b, z, w, f, k]) {
             v.push(n as f64 / t.as_secs_f64());
         }
     }
+    let _ = fs::remove_file(&fs_path);
+    let _ = fs::remove_file(&keep_path);
     println!(
-        "uncontended acquire + release ({} batches of {n}, medians)",
+        "uncontended acquire + release ({} batches of {n}, medians of per-batch ratios)",
         config.cycle_batches
     );
+    println!("  {:<40} {:>12} {:>14}", "cycle", "cycles/s", "time ratio");
+    let ratios = [
+        "1.00x (bare)".to_owned(),
+        format!("{:.2}x bare", median(zero_ratio)),
+        format!("{:.2}x bare", median(none_ratio)),
+        "1.00x (fslock)".to_owned(),
+        format!("{:.2}x fslock", median(keep_ratio)),
+    ];
+    for ((name, rate), ratio) in names.iter().zip(rates).zip(ratios) {
+        println!("  {name:<40} {:>12.0} {ratio:>14}", median(rate));
+    }
     println!(
-        "  {:<40} {:>12} {:>22}",
-        "cycle", "cycles/s", "time ratio to bare"
+        "  pidlock acquire(Some(0)) + release against fslock: {:.2}x",
+        median(fs_ratio)
     );
-    println!(
-        "  {:<40} {:>12.0} {:>21.2}x",
-        "bare open+flock+write+unlink+close",
-        median(bare),
-        1.0
-    );
-    println!(
-        "  {:<40} {:>12.0} {:>21.2}x",
-        "pidlock acquire(Some(0)) + release",
-        median(zero),
-        median(zero_ratio)
-    );
-    println!(
-        "  {:<40} {:>12.0} {:>21.2}x",
-        "pidlock acquire(None) + release",
-        median(none),
-        median(none_ratio)
-    );
-    println!("  target: within 1.5x of the bare calls");
+    println!("  targets: <= 1.3x the bare calls; <= 1.5x fslock; keep_file(true) <= 1.0x fslock");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -348,7 +412,40 @@ fn blocked_cpu(dir: &Path, config: &Config) {
         "  acquire(None), admitted after {secs:?}: {:>8.3} ms CPU",
         untimed.as_secs_f64() * 1e3
     );
-    println!("  target: under 20 ms for a 5 s wait");
+
+    // The floor: a bare blocking flock on a file that is never unlinked, same wait.
+    let floor_path = dir.join("blocked-floor.pid");
+    let floor_holder = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&floor_path)
+        .expect("open");
+    floor_holder.lock().expect("lock");
+    let (tx, rx) = mpsc::channel();
+    let waiter_path = floor_path.clone();
+    let floor = thread::spawn(move || {
+        let before = thread_cpu();
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .open(&waiter_path)
+            .expect("open");
+        tx.send(()).expect("send");
+        file.lock().expect("lock");
+        thread_cpu() - before
+    });
+    rx.recv().expect("ready");
+    thread::sleep(secs);
+    floor_holder.unlock().expect("unlock");
+    let floor = floor.join().expect("join");
+    let _ = fs::remove_file(&floor_path);
+    println!(
+        "  blocking flock (floor), after {secs:?}:  {:>8.3} ms CPU",
+        floor.as_secs_f64() * 1e3
+    );
+    println!("  target: <= 3 ms for a 5 s wait");
 }
 
 /// `flock(2)` is the floor this measures, so it runs on Unix only.

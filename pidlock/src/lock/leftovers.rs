@@ -1,0 +1,36 @@
+//! What a waiter lets go of once it holds the lock, or gives up, closed off its caller's path.
+
+use std::fs::{File, Metadata};
+
+use crate::closer;
+use crate::owner::Process;
+use crate::sys::ReleaseWatch;
+
+/// What a waiter gathers on its way to the lock and lets go of once it holds the lock, or gives
+/// up: the watch it slept on, its spare successor file if unused, and the stale inodes it locked
+/// on the way (and its spare's unnamed descriptor, once the spare has a name). They are closed at once, so that the lock is seen on the PID file alone, but not
+/// by the caller: final closes are slow (see `closer.rs`).
+pub(super) struct Leftovers {
+    pub(super) me: Process,
+    /// Whether the closer thread was told to expect these (see `closer.rs`).
+    pub(super) expected: bool,
+    pub(super) watch: Option<ReleaseWatch>,
+    pub(super) spare: Option<Option<(File, Metadata)>>,
+    pub(super) stale: Vec<File>,
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let watch = self.watch.take();
+        let unused = self.spare.take().flatten().map(|(unused, _)| unused);
+        let stale = std::mem::take(&mut self.stale);
+        let nothing = watch.is_none() && unused.is_none() && stale.is_empty();
+        let items = (watch, unused, stale);
+        if self.expected {
+            closer::hand_over(self.me, items);
+        } else if !nothing {
+            // A file replaced under us between the lock and the check; no wait came first.
+            closer::close_later(self.me, items);
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! How an acquirer waits: a blocking `flock` without a deadline, the release watch with one,
+//! and the non-blocking try that rides out readers' shared-lock probes.
+
+use std::fs::{File, TryLockError};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use std::path::Path;
+
+use super::PidLockFile;
+use super::file::parent_dir;
+use super::leftovers::Leftovers;
+use crate::closer;
+use crate::owner::Process;
+use crate::sys::{self, ReleaseWatch};
+
+impl PidLockFile {
+    /// Waits for the holder of `file` to let go (until `deadline`, or without a limit) and locks
+    /// it: `Ok(false)` at the deadline or once `cancelled`. While it waits, it gets ready for
+    /// the handoff: a successor file for `at`, and the thread that will close what the waiter
+    /// leaves behind (`left`, see `closer.rs`).
+    pub(super) fn wait_for_release(
+        &self,
+        file: &File,
+        at: &Path,
+        deadline: Option<Instant>,
+        cancelled: Option<&AtomicBool>,
+        left: &mut Leftovers,
+    ) -> io::Result<bool> {
+        // Get ready for the handoff while there is time: a successor file, and the
+        // thread that will close what we leave behind (see `closer.rs`).
+        // A kept file is never unlinked, so there is no name for a successor to take.
+        if left.spare.is_none() {
+            left.spare = Some(if self.keep_file {
+                None
+            } else {
+                sys::prepare_spare(parent_dir(at), left.me.pid())
+            });
+        }
+        if !left.expected {
+            closer::expect(left.me);
+            left.expected = true;
+        }
+        match (deadline, cancelled) {
+            (None, None) => lock_blocking(file),
+            // A blocking flock cannot be interrupted: a cancellable wait watches.
+            (None, Some(cancelled)) => {
+                lock_before(file, None, &mut left.watch, left.me, Some(cancelled))
+            }
+            (Some(deadline), _) => {
+                lock_before(file, Some(deadline), &mut left.watch, left.me, cancelled)
+            }
+        }
+    }
+}
+
+/// Waits as long as it takes for the lock.
+fn lock_blocking(file: &File) -> io::Result<bool> {
+    loop {
+        match sys::lock_exclusive(file) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Tries for the lock until `deadline` (`None`: without a limit) or until `cancelled`,
+/// sleeping between tries until the file is closed by someone (the holder's release), not for
+/// fixed intervals. The caller has tried once already.
+fn lock_before(
+    file: &File,
+    deadline: Option<Instant>,
+    watch: &mut Option<ReleaseWatch>,
+    me: Process,
+    cancelled: Option<&AtomicBool>,
+) -> io::Result<bool> {
+    /// How far ahead a wait without a deadline looks; the safety re-check comes first anyway.
+    const FAR: Duration = Duration::from_secs(3600);
+    // Where the kernel queues waiters itself (Windows), it wakes us with the lock.
+    if let Some(locked) = sys::wait_in_kernel(file, deadline, cancelled) {
+        return locked;
+    }
+    let watch = watch.get_or_insert_with(|| ReleaseWatch::new(me));
+    // Arm, then try again: a release between the caller's try and the watch would otherwise go
+    // unnoticed until the safety re-check.
+    watch.arm(file);
+    loop {
+        if cancelled.is_some_and(|c| c.load(Ordering::Acquire)) {
+            return Ok(false);
+        }
+        // Shared locks that stay are waited out like a holder, within the deadline.
+        let patience = deadline.map_or(SHARED_PATIENCE, |d| {
+            d.saturating_duration_since(Instant::now())
+                .min(SHARED_PATIENCE)
+        });
+        if try_lock(file, patience)? == Try::Locked {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Ok(false);
+        }
+        watch.wait(deadline.unwrap_or(now + FAR));
+    }
+}
+
+/// How long [`try_lock`] rides out shared locks at least, even for a zero timeout. A reader's
+/// probe holds its shared lock for microseconds, so readers probing back to back leave a gap
+/// well within this; shared locks that stay in the way this long belong to some other program
+/// (`flock -s`).
+pub(super) const SHARED_PATIENCE: Duration = Duration::from_millis(200);
+
+/// What one attempt at the exclusive lock found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Try {
+    /// We hold it now.
+    Locked,
+    /// Someone holds it exclusively: a holder.
+    Held,
+    /// Only shared locks were in the way, for all of the patience given.
+    SharedOnly,
+}
+
+/// One non-blocking attempt at the exclusive lock, riding out readers' probes for up to
+/// `patience`.
+///
+/// A holder's lock is exclusive; a reader's probe (see `probe.rs`) is a shared lock held for an
+/// instant. If a shared lock of our own goes through, nobody holds the exclusive one and only
+/// shared locks are in the way, so we try again: a lock that nobody holds is never reported as
+/// held, however busy its readers are. Between tries we yield, then sleep a little longer each
+/// time, so that readers probing back to back leave a gap.
+pub(super) fn try_lock(file: &File, patience: Duration) -> io::Result<Try> {
+    let mut pause = Duration::ZERO;
+    let mut shared_since = None;
+    loop {
+        match sys::try_lock_exclusive(file) {
+            Ok(()) => return Ok(Try::Locked),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+        match sys::try_lock_shared(file) {
+            Ok(()) => sys::unlock(file)?,
+            Err(TryLockError::WouldBlock) => return Ok(Try::Held),
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+        if shared_since.get_or_insert_with(Instant::now).elapsed() > patience {
+            return Ok(Try::SharedOnly);
+        }
+        if pause.is_zero() {
+            thread::yield_now();
+        } else {
+            thread::sleep(pause);
+        }
+        pause = (pause * 2).clamp(Duration::from_micros(20), Duration::from_millis(2));
+    }
+}
+
+/// The error for a lock that nobody holds but shared locks kept from us for the whole timeout
+/// (or [`SHARED_PATIENCE`]): not a holder, so not `AlreadyLocked` or `LockTimeout`.
+pub(super) fn shared_only() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ResourceBusy,
+        "nobody holds the lock, but shared locks kept it from being taken: another program \
+         holds the file with `flock -s`",
+    )
+}

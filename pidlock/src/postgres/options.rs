@@ -1,0 +1,182 @@
+//! Making a `PgLock`: the constructors, the options (`lost_after`, `on_lost`), what it names
+//! (key, name, server), and the connection string parsed once.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::conninfo::{self, UNPARSED_SERVER};
+use super::token::Token;
+use super::{
+    DEFAULT_LOST_AFTER, MAX_LOST_AFTER, MIN_LOST_AFTER, PgLock, PgLockGuard, Prepared, key, tls,
+};
+use crate::error::LockError;
+use crate::loss::{Lost, OnLost};
+
+impl fmt::Debug for PgLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the connection string: it may hold a password.
+        f.debug_struct("PgLock")
+            .field("name", &self.name)
+            .field("key", &self.key)
+            .field("server", &self.server())
+            .field("held", &self.held.is_some())
+            .field("fencing_token", &self.token.made())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgLock {
+    /// A fleet lock named `name` on the server `conninfo` names. Does no I/O: the connection
+    /// string is parsed and the server reached by [`acquire`](Self::acquire).
+    ///
+    /// ```
+    /// let lock = pidlock::PgLock::new("host=db.internal user=app", "my first Postgres advisory lock!");
+    /// assert_eq!(lock.key(), -5560419505042474287); // as sqlx's PgAdvisoryLock::new
+    /// assert_eq!(lock.name(), "my first Postgres advisory lock!");
+    /// ```
+    pub fn new(conninfo: impl Into<String>, name: impl Into<String>) -> PgLock {
+        let name = name.into();
+        let key = key::key_for(&name);
+        PgLock::build(conninfo.into(), name, key)
+    }
+
+    /// A fleet lock on the raw advisory lock key `key` (the single-`bigint` key space), for
+    /// sharing a lock with code that calls `pg_advisory_lock(key)` itself.
+    ///
+    /// ```
+    /// let lock = pidlock::PgLock::with_key("host=db.internal", 42);
+    /// assert_eq!(lock.key(), 42);
+    /// assert_eq!(lock.name(), "advisory lock 42");
+    /// ```
+    pub fn with_key(conninfo: impl Into<String>, key: i64) -> PgLock {
+        PgLock::build(conninfo.into(), format!("advisory lock {key}"), key)
+    }
+
+    pub(super) fn build(conninfo: String, name: String, key: i64) -> PgLock {
+        PgLock {
+            conninfo,
+            name,
+            key,
+            lost_after: DEFAULT_LOST_AFTER,
+            callbacks: Vec::new(),
+            prepared: None,
+            held: None,
+            token: Arc::new(Token::default()),
+        }
+    }
+
+    /// Takes the lock on `name` and returns a guard that releases it when dropped.
+    /// `timeout` means the same as for [`acquire`](Self::acquire).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// let guard = pidlock::PgLock::lock("postgres://db.internal/app", "nightly-report", Some(Duration::from_secs(5)))?;
+    /// println!("fencing token {}", guard.fencing_token());
+    /// # Ok::<(), pidlock::LockError>(())
+    /// ```
+    #[must_use = "the lock is released as soon as the guard is dropped"]
+    pub fn lock(
+        conninfo: impl Into<String>,
+        name: impl Into<String>,
+        timeout: Option<Duration>,
+    ) -> Result<PgLockGuard, LockError> {
+        let mut lock = PgLock::new(conninfo, name);
+        lock.acquire(timeout)?;
+        Ok(PgLockGuard::new(lock))
+    }
+
+    /// How long a holder cut off from the server without a word (a partition) keeps believing
+    /// it holds the lock: at most this long after the server last answered it, it reports the
+    /// loss. The server frees such a holder's lock no sooner than twice this long after it last
+    /// heard from it (and no later than about 2.25 times), so the holder always steps down
+    /// first. Default 10 s; at least 1 s and at most 32767 s (about 9 hours, the kernel's
+    /// limit for the keepalive settings). Applies from the next [`acquire`](Self::acquire).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let lock = pidlock::PgLock::new("host=db.internal", "job").lost_after(Duration::from_secs(4));
+    /// assert_eq!(lock.lost_after_duration(), Duration::from_secs(4));
+    /// ```
+    #[must_use]
+    pub fn lost_after(mut self, lost_after: Duration) -> PgLock {
+        self.lost_after = lost_after.clamp(MIN_LOST_AFTER, MAX_LOST_AFTER);
+        self
+    }
+
+    /// The [`lost_after`](Self::lost_after) in force.
+    pub fn lost_after_duration(&self) -> Duration {
+        self.lost_after
+    }
+
+    /// Calls `callback` (on a thread of its own) when a lock this instance holds is lost, for
+    /// every acquisition from the next one on. It may block, or exit the process.
+    ///
+    /// ```
+    /// let mut lock = pidlock::PgLock::new("host=db.internal", "job");
+    /// lock.on_lost(|lost| {
+    ///     eprintln!("error: {lost}; exiting");
+    ///     std::process::exit(75);
+    /// });
+    /// ```
+    pub fn on_lost(&mut self, callback: impl Fn(&Lost) + Send + Sync + 'static) {
+        self.callbacks.push(Arc::new(callback));
+    }
+
+    pub(crate) fn on_lost_shared(&mut self, callback: OnLost) {
+        self.callbacks.push(callback);
+    }
+
+    /// The advisory lock key.
+    pub fn key(&self) -> i64 {
+        self.key
+    }
+
+    /// The lock's name (for [`with_key`](Self::with_key), `advisory lock <key>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where the lock lives, for messages: `PostgreSQL at db.internal:5432`. Never the user
+    /// name or the password.
+    pub fn server(&self) -> String {
+        match &self.prepared {
+            Some(prepared) => prepared.info.server.clone(),
+            None => conninfo::parse(&self.conninfo, &env_var)
+                .map_or_else(|_| UNPARSED_SERVER.to_owned(), |info| info.server),
+        }
+    }
+
+    /// The parsed connection string and its TLS connector, parsed once by `acquire`.
+    pub(super) fn prepared(&self) -> Result<Prepared, LockError> {
+        if let Some(prepared) = &self.prepared {
+            return Ok(prepared.clone());
+        }
+        let info =
+            conninfo::parse(&self.conninfo, &env_var).map_err(|reason| LockError::LockFailed {
+                path: self.path(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("bad connection string: {reason}"),
+                ),
+                server: Some(UNPARSED_SERVER.to_owned()),
+            })?;
+        let tls = tls::connector(
+            info.ssl_mode,
+            info.root_cert.as_ref(),
+            info.client_cert.as_ref(),
+        )
+        .map_err(|reason| LockError::LockFailed {
+            path: self.path(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, reason),
+            server: Some(info.server.clone()),
+        })?;
+        Ok(Prepared { info, tls })
+    }
+}
+
+pub(super) fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
