@@ -685,6 +685,71 @@ fn h18_busy_readers_never_make_a_free_lock_look_held() {
     }
 }
 
+/// Threads that keep every core busy until dropped (the load of issue 15: a load average of 7
+/// on two cores, with the 8 probers), stopped and joined however the test ends.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn new(threads: usize) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..threads)
+            .map(|_| {
+                let stop = std::sync::Arc::clone(&stop);
+                thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+// 18, under load (issue 15): with 8 tight probers and every core busy, the waiter runs only now
+// and then, and the shared-lock patience must not run out on the clock while probes pass: a
+// free lock is taken by a zero (or short) timeout every time.
+#[test]
+fn h18_busy_readers_under_load_never_make_a_free_lock_look_held() {
+    let scratch = Scratch::new("h18-load");
+    let path = scratch.path("app.pid");
+    fs::write(&path, "999999\n").unwrap();
+    let _readers: Vec<Proc> = (0..8)
+        .map(|_| {
+            let mut reader = Proc::helper(&["probe-loop", s(&path)]);
+            assert_eq!(reader.next_report(), "probing");
+            reader
+        })
+        .collect();
+    let cores = thread::available_parallelism().map_or(2, |n| n.get());
+    let _load = Load::new(3 * cores);
+    for round in 0..200 {
+        let timeout = if round % 2 == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(20)
+        };
+        let mut lock = PidLockFile::new(&path);
+        if let Err(e) = lock.acquire(Some(timeout)) {
+            panic!("round {round}: a free lock was reported held under load: {e}");
+        }
+        drop(lock);
+        fs::write(&path, "999999\n").unwrap();
+    }
+}
+
 #[cfg(not(pidlock_portable))]
 #[test]
 fn h18_is_locked_on_a_free_file_does_not_touch_it() {

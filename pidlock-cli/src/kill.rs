@@ -4,9 +4,9 @@
 
 use std::time::Instant;
 
+use crate::backend;
 use crate::cli::KillArgs;
 use crate::holder::format_duration;
-use crate::backend;
 use crate::lock::{Status, Target};
 use crate::report;
 use crate::signal::signal_name;

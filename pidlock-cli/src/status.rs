@@ -5,10 +5,10 @@ use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
+use crate::backend;
 use crate::cli::StatusArgs;
 use crate::failure::Failure;
 use crate::holder::{self, format_duration, format_time};
-use crate::backend;
 use crate::lock::{Holder, Lock, Status};
 use crate::report;
 

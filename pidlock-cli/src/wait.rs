@@ -1,8 +1,8 @@
 //! `pidlock wait`: block until nobody holds the lock, without taking it (a deploy script
 //! waiting for the running job to finish).
 
-use crate::cli::WaitArgs;
 use crate::backend;
+use crate::cli::WaitArgs;
 use crate::report;
 
 /// Nobody holds the lock.

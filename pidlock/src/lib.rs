@@ -36,7 +36,7 @@ fn main() {
 //! | **locked** | a live process holds an exclusive `flock` on the file at `path`. The file alone means nothing: [`PidLockFile::is_locked`] is false for a file left by a dead holder. |
 //! | `acquire(None)` | waits as long as it takes, in a blocking `flock`: woken by the kernel at the release. |
 //! | `acquire(Some(Duration::ZERO))` | one try; [`LockError::AlreadyLocked`] with the holder's PID if it is held. |
-//! | `acquire(Some(d))` | waits up to `d` on the monotonic clock, then [`LockError::LockTimeout`]. On Linux the waiter sleeps until the file is closed (inotify), with a re-check every 100 ms; elsewhere it backs off from 1 to 25 ms. A process uses one inotify instance however many of its threads wait, and only while they wait. |
+//! | `acquire(Some(d))` | waits up to `d` on the monotonic clock, then [`LockError::LockTimeout`]. On Linux the waiter sleeps until the file is closed (inotify), with a safety re-check after 100 ms that grows to 1 s while nothing happens; elsewhere it backs off from 1 to 25 ms. A process uses one inotify instance however many of its threads wait, and only while they wait. |
 //! | a wait that cannot end | `acquire` with a timeout other than zero, on a lock that the calling thread already holds through another instance, fails at once with [`LockError::AlreadyLocked`] naming this process, instead of waiting for itself. Another thread of the same process waits its turn. "Holds" goes by the thread that took the lock: a `PidLockFile` moved to another thread still counts as the first thread's until it is released. For `#[single_instance]` on an `async fn`, it goes by the task, so that tasks of one thread take turns but a task never waits for itself; a task also fails at once on a lock that a plain function on its thread holds (`#[single_instance] fn main` running the runtime). Not recognised: a task that has moved to another worker thread since it took the lock, for a plain function it then calls. Two guarded calls joined within one task (`join!`, `select!`) count as one caller: spawn them as tasks to have them take turns. |
 //! | holder crashes, `SIGKILL`, OOM kill | the kernel drops the lock with the process. The next `acquire` takes the stale file over at once, whatever PID it names. |
 //! | holder killed while a child it forked (without `exec`) during or after `acquire` still runs | the child shares the holder's open file, and so its lock: the lock lasts until the child exits too. A child forked while another thread was still waiting in `acquire` also has copies of that thread's descriptors (the file it waits on, its spare successor file, the inotify instance), one of which may become the lock. To avoid it, take the lock after forking, or before forking but not while another thread waits for it; a child that does not need the lock drops its copy of the `PidLockFile` (which closes only the child's descriptor) first thing. Children started with `exec` (`std::process::Command`) never inherit anything. |
@@ -63,8 +63,9 @@ fn main() {
 //! already holds its PID (Linux, `O_TMPFILE`), so a handoff never shows an empty file. The
 //! descriptors a waiter no longer needs once it holds the lock (the stale inode, an unused
 //! spare, the inotify instance) are closed on a short-lived background thread, because their
-//! final closes are slow: within 100 ms of the handoff, by a thread that looks ten times a
-//! second while this process waits for a lock, and exits after two idle seconds.
+//! final closes are slow: within a second of the handoff, by a thread that looks at its queue
+//! while this process waits for a lock (every 100 ms at first, less often as the wait goes on),
+//! and exits after two idle seconds.
 //!
 //! # Second instances
 //!

@@ -31,7 +31,7 @@ use crate::sys;
 
 use file::{check_writable_pid_file, let_go_of_stale, names, open_lock_file};
 use leftovers::Leftovers;
-use wait::{SHARED_PATIENCE, Try, shared_only, try_lock};
+use wait::{SHARED_PATIENCE, SHARED_TRIES, Try, shared_only, try_lock};
 
 /// A lock that is also a classic Unix PID file containing `"<pid>\n"`.
 ///
@@ -144,10 +144,13 @@ impl PidLockFile {
                 }
                 Err(e) => return Err(self.failed(e)),
             };
-            // A zero timeout rides out shared locks for `SHARED_PATIENCE`; a longer one for as
-            // long as it waits anyway.
+            // A short timeout rides out shared locks for `SHARED_PATIENCE` and `SHARED_TRIES`
+            // tries, however slowly a loaded machine lets them come; a longer one for as long
+            // as it waits anyway.
             let patience = SHARED_PATIENCE.max(timeout.unwrap_or_default());
-            let first = match try_lock(&file, patience).map_err(|e| self.failed(e))? {
+            let short = timeout.is_some_and(|t| t <= SHARED_PATIENCE);
+            let min_tries = if short { SHARED_TRIES } else { 0 };
+            let first = match try_lock(&file, patience, min_tries).map_err(|e| self.failed(e))? {
                 Try::SharedOnly if deadline.is_some() => return Err(self.failed(shared_only())),
                 // Without a deadline, the blocking wait below outlasts shared locks too.
                 Try::SharedOnly => Try::Held,
@@ -184,7 +187,8 @@ impl PidLockFile {
                 // spare's first, empty name. Another waiter may lock it first: then it is
                 // theirs, and we wait for it like any other.
                 let named = open_lock_file(at).map_err(|e| self.failed(e))?;
-                if try_lock(&named, SHARED_PATIENCE).map_err(|e| self.failed(e))? == Try::Locked {
+                if try_lock(&named, SHARED_PATIENCE, 0).map_err(|e| self.failed(e))? == Try::Locked
+                {
                     let meta = named.metadata().map_err(|e| self.failed(e))?;
                     let id = sys::identity(&named, &meta).map_err(|e| self.failed(e))?;
                     let ours = ready_id == Some(id);

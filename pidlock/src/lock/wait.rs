@@ -96,22 +96,41 @@ fn lock_before(
             d.saturating_duration_since(Instant::now())
                 .min(SHARED_PATIENCE)
         });
-        if try_lock(file, patience)? == Try::Locked {
+        if try_lock(file, patience, 0)? == Try::Locked {
             return Ok(true);
         }
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
             return Ok(false);
         }
-        watch.wait(deadline.unwrap_or(now + FAR));
+        // A caller that may go away is looked at every `CANCEL_CHECK`: it sets a flag, which
+        // makes no event the kernel could wake us with.
+        let wake = deadline.unwrap_or(now + FAR);
+        let wake = match cancelled {
+            Some(_) => wake.min(now + CANCEL_CHECK),
+            None => wake,
+        };
+        watch.wait(wake);
     }
 }
+
+/// How often a cancellable wait (an `async fn`'s helper thread) looks at its flag.
+const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
 /// How long [`try_lock`] rides out shared locks at least, even for a zero timeout. A reader's
 /// probe holds its shared lock for microseconds, so readers probing back to back leave a gap
 /// well within this; shared locks that stay in the way this long belong to some other program
 /// (`flock -s`).
 pub(super) const SHARED_PATIENCE: Duration = Duration::from_millis(200);
+
+/// How many tries in a row must find only shared locks in the way before [`try_lock`] gives up
+/// on a patience that may stretch (a zero timeout's), besides [`SHARED_PATIENCE`] of wall time.
+/// A probe's shared lock comes and goes, and one try in a gap is enough; another program's
+/// `flock -s` stays, and is in the way at every try. Counting tries makes the patience a
+/// property of what is in the way, not of the clock: on a machine so loaded that the waiter
+/// runs a few times in 200 ms (8 tight probers and a load average of 7 did that to the wall
+/// clock alone), it still gets its hundred looks. Unloaded, the tries take about 200 ms anyway.
+pub(super) const SHARED_TRIES: u32 = 100;
 
 /// What one attempt at the exclusive lock found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,10 +150,13 @@ pub(super) enum Try {
 /// instant. If a shared lock of our own goes through, nobody holds the exclusive one and only
 /// shared locks are in the way, so we try again: a lock that nobody holds is never reported as
 /// held, however busy its readers are. Between tries we yield, then sleep a little longer each
-/// time, so that readers probing back to back leave a gap.
-pub(super) fn try_lock(file: &File, patience: Duration) -> io::Result<Try> {
+/// time, so that readers probing back to back leave a gap. It gives up once `patience` has
+/// passed and at least `min_tries` tries in a row found only shared locks (0 where a deadline
+/// bounds the wait: then the clock decides).
+pub(super) fn try_lock(file: &File, patience: Duration, min_tries: u32) -> io::Result<Try> {
     let mut pause = Duration::ZERO;
     let mut shared_since = None;
+    let mut tries: u32 = 0;
     loop {
         match sys::try_lock_exclusive(file) {
             Ok(()) => return Ok(Try::Locked),
@@ -146,7 +168,9 @@ pub(super) fn try_lock(file: &File, patience: Duration) -> io::Result<Try> {
             Err(TryLockError::WouldBlock) => return Ok(Try::Held),
             Err(TryLockError::Error(e)) => return Err(e),
         }
-        if shared_since.get_or_insert_with(Instant::now).elapsed() > patience {
+        tries = tries.saturating_add(1);
+        if shared_since.get_or_insert_with(Instant::now).elapsed() > patience && tries >= min_tries
+        {
             return Ok(Try::SharedOnly);
         }
         if pause.is_zero() {
