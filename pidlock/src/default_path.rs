@@ -112,15 +112,25 @@ impl PidLockFile {
 /// this user owns and that no one else can enter.
 #[cfg(unix)]
 fn ensure_private_dir(dir: &Path) -> io::Result<()> {
-    match DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {
-            // The umask may have taken bits we need; the directory is ours, so put them back.
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    // Look first: at every start but the first the directory is there, and one `lstat` is all
+    // it costs (a `mkdir` that fails with EEXIST and then the `lstat` were two).
+    let meta = match fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => {
+                    // The umask may have taken bits we need; the directory is ours, so put
+                    // them back.
+                    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+                }
+                // Someone made it between the look and the mkdir: judged below like any other.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            fs::symlink_metadata(dir)?
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
-    }
-    let meta = fs::symlink_metadata(dir)?;
+    };
     match refusal(&meta) {
         None => Ok(()),
         Some(why) => Err(io::Error::new(

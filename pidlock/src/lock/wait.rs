@@ -124,12 +124,17 @@ const CANCEL_CHECK: Duration = Duration::from_millis(100);
 pub(super) const SHARED_PATIENCE: Duration = Duration::from_millis(200);
 
 /// How many tries in a row must find only shared locks in the way before [`try_lock`] gives up
-/// on a patience that may stretch (a zero timeout's), besides [`SHARED_PATIENCE`] of wall time.
-/// A probe's shared lock comes and goes, and one try in a gap is enough; another program's
-/// `flock -s` stays, and is in the way at every try. Counting tries makes the patience a
-/// property of what is in the way, not of the clock: on a machine so loaded that the waiter
-/// runs a few times in 200 ms (8 tight probers and a load average of 7 did that to the wall
-/// clock alone), it still gets its hundred looks. Unloaded, the tries take about 200 ms anyway.
+/// on a short timeout's patience, besides [`SHARED_PATIENCE`] of wall time. A probe's shared
+/// lock comes and goes, and one try in a gap is enough; another program's `flock -s` stays, and
+/// is in the way at every try. Counting tries stretches the patience with the scheduler: on a
+/// loaded machine the waiter runs a few times in 200 ms, and still gets its hundred looks.
+/// Unloaded, the tries take about 200 ms anyway.
+///
+/// It is not enough on its own (measured for issue 15, portable build, a machine at load 7):
+/// a reader is mostly preempted on its way back from the `flock` that took its shared lock,
+/// and holds the lock for all the time it waits to run again, so with 8 readers in tight loops
+/// some reader's lock is in the way at every try. Where the lock table answers (Linux outside
+/// containers) or `F_GETLK` does (macOS, FreeBSD), readers take no lock and this never happens.
 pub(super) const SHARED_TRIES: u32 = 100;
 
 /// What one attempt at the exclusive lock found.
