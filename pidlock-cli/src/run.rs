@@ -103,18 +103,19 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
             return Err(Failure::Refused(why));
         }
     };
+    let shared = !args.no_inherit && lock.inheritable().is_some();
     let tie = match lock.inheritable() {
-        Some(fd) if !args.no_inherit => child::Tie::Inherit(fd),
+        Some(fd) if shared => child::Tie::Inherit(fd),
         _ => child::Tie::DieWithWrapper,
     };
     let mut job = match child::spawn(&args.command, tie) {
         Ok(job) => job,
         Err(failure) => {
-            let _ = lock.release();
+            // Nothing holds the shared lock but this process: closing it lets go.
+            let _ = if shared { lock.leave() } else { lock.release() };
             return Err(failure);
         }
     };
-    let shared = lock.inheritable().is_some() && !args.no_inherit;
     if let Err(e) = lock.set_pid(job.id()) {
         // Not fatal: the file then names this wrapper, which passes signals on to CMD.
         eprintln!("pidlock: warning: {e}");
@@ -131,7 +132,8 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
     let stopped = match stopper {
         Some((reaped, stopper)) => {
             let _ = reaped.send(());
-            let released = lock.release();
+            // As below: a lock the job shares is left to the job's processes that hold it.
+            let released = if shared { lock.leave() } else { lock.release() };
             // The release ends the stopper's wait when the lock was not lost.
             let stopped = stopper.join().unwrap_or(false);
             match released {
