@@ -7,6 +7,11 @@
 //! [`Lock::set_pid`] records nothing: on the holder's own host, `status` and `kill` find CMD as
 //! the one child of that wrapper, after checking that the wrapper is a `pidlock run` of this
 //! very lock.
+//!
+//! The job shares the session (see `run.rs`), so it can hold the lock after its wrapper is gone:
+//! the session then still names the dead wrapper, which ties no process to it any more, so
+//! `kill` refuses to signal anyone (a signal to the job's process group by hand, `kill -TERM
+//! -<CMD's pid>`, reaches it), while `wait` and `kill --wait` wait for the lock itself.
 
 use std::ffi::OsString;
 use std::fmt;

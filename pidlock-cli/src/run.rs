@@ -33,12 +33,48 @@
 //!
 //! # The fleet lock
 //!
-//! A fleet lock (`--postgres`) is a server session's advisory lock, held by the wrapper's
-//! connection. It is not shared with the job: CMD is killed (SIGKILL) when the wrapper dies,
-//! as with `--no-inherit`. A fleet lock can also be lost while CMD runs, when its server
-//! session ends. CMD must then stop, since another host's copy may start at once: it gets
-//! SIGTERM, SIGKILL after `--kill-grace`, and `pidlock run` exits with [`LOST`], so that a
-//! scheduler can tell "lost the lock" from CMD's own failures.
+//! A fleet lock (`--postgres`) is a server session's advisory lock. The server frees it when the
+//! session ends, and ends the session when its connection closes, so the job holds it the same
+//! way: CMD, and every process it starts, inherits the session's socket
+//! (`PgLock::share_session`), and the connection closes only when the last process that has the
+//! socket open is gone. So, as for a PID file, a killed wrapper never lets a second copy in while
+//! any part of the job runs, a set-user-ID CMD holds the lock itself, and a job killed as a whole
+//! frees the lock as soon as the server reads the end of the connection (a few milliseconds).
+//! At its end the wrapper closes its own copy and never unlocks (`pg_advisory_unlock` would free
+//! the lock under the feet of the job's remaining processes), nor shuts the connection down
+//! (`shutdown(2)` would end it for every process sharing it, and so would the protocol's
+//! `Terminate`).
+//!
+//! Why the socket, and not a sentinel process that outlives the wrapper, stops the job and only
+//! then closes the session: a sentinel is one more process that can be killed (by the same
+//! `kill -KILL` of a process group, the same OOM killer), and its death would free the lock
+//! under a running job, the very failure this is about; it would also have to track the job's
+//! processes, which can leave its process group or change their user. An inherited socket needs
+//! no process at all: no part of the job can run without holding it, and nothing can wedge it,
+//! since the kernel closes it when the last holder exits, however it exits.
+//!
+//! Nobody has to drive the connection once the wrapper is gone. The job never reads or writes the
+//! socket (it could not speak TLS anyway): the server's keepalive probes are answered by the
+//! client's kernel, the server sends nothing unasked, and the pings that notice a silent server
+//! are the wrapper's alone. A wrapper killed in the middle of a statement leaves at worst
+//! a half-sent message, which the server waits for, or an unread answer in the socket's buffer
+//! (the last close then resets the connection instead of closing it); either way the session
+//! lives, holding the lock, until the job's last process closes the socket. The keepalive and
+//! `tcp_user_timeout` set on the socket make the client's kernel close a connection to a server
+//! that stopped answering.
+//!
+//! What the job gives up when its wrapper is gone: loss detection. While the wrapper lives it
+//! watches the session, and a lost lock (the session ended by `pg_terminate_backend`, a server
+//! restart or failover; the server silent for `lost_after`) stops CMD: SIGTERM, SIGKILL after
+//! `--kill-grace`, and `pidlock run` exits with [`LOST`], so that a scheduler can tell "lost the
+//! lock" from CMD's own failures. Once the wrapper is gone, nobody notices a loss, so nobody
+//! stops the job: another host may take the lock (after a restart, a failover, or the server's
+//! keepalives ending a session cut off for twice `lost_after`) while the job runs on. And `status`
+//! and `kill`, which find the job through the wrapper the session names, no longer can; `wait`
+//! and `kill --wait` wait for the lock itself, so they still see the job.
+//!
+//! `--no-inherit` keeps the session in the wrapper alone, as before: CMD is killed (SIGKILL) when
+//! the wrapper dies, and CMD's children, or a set-user-ID CMD, can then run on without the lock.
 
 use std::ffi::OsString;
 use std::path::Path;

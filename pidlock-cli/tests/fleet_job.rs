@@ -11,7 +11,6 @@ mod common;
 mod pg_support;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -173,18 +172,7 @@ fn a_set_user_id_cmd_keeps_the_fleet_lock_when_the_wrapper_is_killed() {
     let name = "fleet-job-setuid";
     let run = |extra: &[&str], script: &str| fleet_run(pg, name, extra, script);
     let scratch = Scratch::new("fleet-job-setuid");
-    let program = scratch.path("suid-sleep");
-    let sleep = Command::new("sh")
-        .args(["-c", "command -v sleep"])
-        .output()
-        .expect("find sleep");
-    let sleep = String::from_utf8_lossy(&sleep.stdout).trim().to_owned();
-    fs::copy(&sleep, &program).expect("copy sleep");
-    let nobody = rustix::process::Uid::from_raw(65534);
-    rustix::fs::chown(&program, Some(nobody), None).expect("chown nobody");
-    fs::set_permissions(&program, fs::Permissions::from_mode(0o4755)).expect("chmod u+s");
-    // Scratch lives in the temp dir, which must be searchable by nobody for the exec.
-    fs::set_permissions(&scratch.dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let program = set_user_id_sleep(&scratch);
 
     for (extra, inherits) in [(&[][..], true), (&["--no-inherit"][..], false)] {
         let mut first = Command::new(PIDLOCK);

@@ -331,3 +331,22 @@ pub fn killed_wrapper_scenario(run: RunOf<'_>, first: &mut Command) -> bool {
     assert!(waiter.process.wait().success());
     overlap
 }
+
+/// A set-user-ID copy of `sleep` owned by `nobody`, made in `scratch` (which is made searchable
+/// by `nobody`, for the exec). Needs root.
+pub fn set_user_id_sleep(scratch: &Scratch) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let program = scratch.path("suid-sleep");
+    let sleep = Command::new("sh")
+        .args(["-c", "command -v sleep"])
+        .output()
+        .expect("find sleep");
+    let sleep = String::from_utf8_lossy(&sleep.stdout).trim().to_owned();
+    fs::copy(&sleep, &program).expect("copy sleep");
+    let nobody = rustix::process::Uid::from_raw(65534);
+    rustix::fs::chown(&program, Some(nobody), None).expect("chown nobody");
+    fs::set_permissions(&program, fs::Permissions::from_mode(0o4755)).expect("chmod u+s");
+    // Scratch lives in the temp dir, which must be searchable by nobody for the exec.
+    fs::set_permissions(&scratch.dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    program
+}
