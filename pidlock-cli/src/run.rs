@@ -65,8 +65,9 @@
 //!
 //! What the job gives up when its wrapper is gone: loss detection. While the wrapper lives it
 //! watches the session, and a lost lock (the session ended by `pg_terminate_backend`, a server
-//! restart or failover; the server silent for `lost_after`) stops CMD: SIGTERM, SIGKILL after
-//! `--kill-grace`, and `pidlock run` exits with [`LOST`], so that a scheduler can tell "lost the
+//! restart or failover; the server silent for `lost_after`) stops the job, CMD's process group
+//! (CMD alone with `--no-inherit`): SIGTERM, SIGKILL after `--kill-grace`, and `pidlock run`
+//! exits with [`LOST`], so that a scheduler can tell "lost the
 //! lock" from CMD's own failures. Once the wrapper is gone, nobody notices a loss, so nobody
 //! stops the job: another host may take the lock (after a restart, a failover, or the server's
 //! keepalives ending a session cut off for twice `lost_after`) while the job runs on. And `status`
@@ -160,6 +161,7 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
         stop_on_loss(
             watch,
             job.id(),
+            shared,
             &args.command,
             args.kill_grace.unwrap_or_default().0,
         )
@@ -198,12 +200,15 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
 }
 
 /// Watches for the loss of the lock while `cmd` runs, on a thread of its own: at a loss it
-/// says so, sends `cmd` SIGTERM, and SIGKILL if it has not ended `grace` later. The caller
-/// sends on the returned channel once `cmd` is reaped, and then releases the lock, which ends
-/// the watch; the thread returns whether it stopped `cmd`.
+/// says so, sends `cmd` SIGTERM, and SIGKILL if it has not ended `grace` later. When the job
+/// shares the lock (`whole_job`), every process of it holds the lock, so the signals go to the
+/// job's process group, which `cmd` leads: CMD's children must not run on beside the next
+/// holder either. The caller sends on the returned channel once `cmd` is reaped, and then
+/// releases the lock, which ends the watch; the thread returns whether it stopped `cmd`.
 fn stop_on_loss(
     watch: LossWatch,
     cmd: u32,
+    whole_job: bool,
     argv: &[OsString],
     grace: Duration,
 ) -> (mpsc::Sender<()>, JoinHandle<bool>) {
@@ -233,7 +238,13 @@ fn stop_on_loss(
             return false;
         }
         // Stop CMD first: nothing, not even a failing write to stderr, may come before that.
-        let _ = target.signal(Signal::TERM);
+        let stop = |signal| {
+            // The group only while its leader runs (pinned), and CMD alone otherwise.
+            if !whole_job || target.signal_group(signal).is_err() {
+                let _ = target.signal(signal);
+            }
+        };
+        stop(Signal::TERM);
         eprintln!(
             "pidlock: lost the lock {} on {} ({}); stopping {name} (pid {})",
             lost.name(),
@@ -247,7 +258,7 @@ fn stop_on_loss(
                 target.pid,
                 format_duration(grace)
             );
-            let _ = target.signal(Signal::KILL);
+            stop(Signal::KILL);
         }
         true
     });

@@ -231,3 +231,23 @@ fn set_user_id_child_of(job: &mut Started, program: &Path) -> u32 {
         std::thread::yield_now();
     }
 }
+
+/// A lock lost while the wrapper lives stops the whole job, which held it: CMD's child gets the
+/// SIGTERM too, and does not run on beside the next holder.
+#[test]
+fn a_lost_fleet_lock_stops_cmds_children_too() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let name = "fleet-job-lost";
+    let mut job = Started::spawn(&mut fleet_run(pg, name, &[], SCRIPT_WITH_CHILD));
+    let child: u32 = job.line().trim().parse().expect("the child's PID");
+    let wrapper = job.process.id();
+    let ended = pg.psql(&format!(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name LIKE 'pidlock {wrapper}@%') AS t"
+    ));
+    assert_eq!(ended, "1", "one session to terminate");
+    assert!(exits_within(child, BOUND), "CMD's child was stopped");
+    assert_eq!(job.process.wait().code(), Some(75));
+}
