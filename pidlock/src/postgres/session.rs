@@ -169,11 +169,10 @@ impl Session {
             retries: 4,
             user_timeout: lost_after.saturating_mul(2),
         };
-        let watch = Arc::new(Mutex::new(Watch::default()));
         let connecting = async {
             let mut last = "no host to connect to".to_owned();
             for target in socket::targets(&config) {
-                match connect_to(&config, &target, keepalive, info.ssl_mode, tls, &watch).await {
+                match connect_to(&config, &target, keepalive, info.ssl_mode, tls).await {
                     Ok(connected) => return Ok(connected),
                     Err(reason) => last = reason,
                 }
@@ -181,7 +180,7 @@ impl Session {
             Err(last)
         };
         match tokio::time::timeout(info.connect_timeout, connecting).await {
-            Ok(Ok((client, driver))) => Ok(Session {
+            Ok(Ok((client, driver, watch))) => Ok(Session {
                 client: Arc::new(client),
                 watch,
                 driver,
@@ -409,16 +408,20 @@ impl Drop for Session {
     }
 }
 
+/// A connected client, its connection's driver, and what the driver shares with the session.
+type Connected = (Client, JoinHandle<()>, Arc<Mutex<Watch>>);
+
 /// One attempt: the socket to `target`, TLS as `ssl_mode` says, the startup, and the check
-/// `target_session_attrs=read-write` asks for. The connection is driven from here on.
+/// `target_session_attrs=read-write` asks for. The connection is driven from here on; a failed
+/// attempt's connection is cut.
 async fn connect_to(
     config: &tokio_postgres::Config,
     target: &Target,
     keepalive: Keepalive,
     ssl_mode: SslMode,
     tls: Option<&MakeRustlsConnect>,
-    watch: &Arc<Mutex<Watch>>,
-) -> Result<(Client, JoinHandle<()>), String> {
+) -> Result<Connected, String> {
+    let watch = &Arc::new(Mutex::new(Watch::default()));
     let stream = socket::connect(target, keepalive).await?;
     #[cfg(unix)]
     let shared = std::os::fd::AsFd::as_fd(&stream)
@@ -446,13 +449,16 @@ async fn connect_to(
         }
     };
     if config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite {
-        let read_only = client
-            .simple_query("SHOW transaction_read_only")
-            .await
-            .map_err(|e| describe(&e))?
-            .iter()
-            .any(|m| matches!(m, SimpleQueryMessage::Row(row) if row.get(0) == Some("on")));
-        if read_only {
+        let writable = match client.simple_query("SHOW transaction_read_only").await {
+            Ok(rows) => !rows
+                .iter()
+                .any(|m| matches!(m, SimpleQueryMessage::Row(row) if row.get(0) == Some("on"))),
+            Err(e) => {
+                driver.abort();
+                return Err(describe(&e));
+            }
+        };
+        if !writable {
             driver.abort();
             return Err("error connecting to server: database does not allow writes".to_owned());
         }
@@ -465,7 +471,7 @@ async fn connect_to(
             watch.socket = Some(shared);
         }
     }
-    Ok((client, driver))
+    Ok((client, driver, Arc::clone(watch)))
 }
 
 /// The startup without TLS, and the connection's driver.
