@@ -222,8 +222,10 @@ impl Lock for FleetLock {
             return Ok(Target::Unconfirmed {
                 pid,
                 why: format!(
-                    "by pid {} on this host, which is not running here (another PID namespace \
-                     with the same host name?)",
+                    "by the session of pid {} on this host, which is not running here: a \
+                     `pidlock run` killed while its job runs on holding the session (signal the \
+                     job's process group, CMD's pid, by hand), or a process of another PID \
+                     namespace with the same host name",
                     found.pid
                 ),
             });

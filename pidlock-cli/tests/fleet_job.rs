@@ -251,3 +251,52 @@ fn a_lost_fleet_lock_stops_cmds_children_too() {
     assert!(exits_within(child, BOUND), "CMD's child was stopped");
     assert_eq!(job.process.wait().code(), Some(75));
 }
+
+/// Once the wrapper is gone, its session names a process that no longer runs: `kill` signals
+/// nobody and says why, and `wait` sees the lock held by the job until its last process exits.
+#[test]
+fn a_job_that_outlived_its_wrapper_is_not_signalled_and_wait_sees_its_lock() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let name = "fleet-job-orphan";
+    let mut job = Started::spawn(&mut fleet_run(pg, name, &[], SCRIPT_WITH_CHILD));
+    let child: u32 = job.line().trim().parse().expect("the child's PID");
+    send(job.process.id(), Signal::KILL);
+    job.process.wait();
+    let refused = pidlock()
+        .args(["kill", "--postgres", &pg.url(), "--name", name])
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    let said = one_line(&refused.stderr);
+    assert!(said.contains("which is not running here"), "{said}");
+    assert!(alive(child), "nobody was signalled");
+    pidlock()
+        .args([
+            "wait",
+            "--postgres",
+            &pg.url(),
+            "--name",
+            name,
+            "--timeout",
+            "0.3",
+        ])
+        .assert()
+        .code(1);
+    send(child, Signal::KILL);
+    assert!(exits_within(child, BOUND));
+    pidlock()
+        .args([
+            "wait",
+            "--postgres",
+            &pg.url(),
+            "--name",
+            name,
+            "--timeout",
+            "10",
+        ])
+        .assert()
+        .code(0);
+}
