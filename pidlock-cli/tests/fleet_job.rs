@@ -28,6 +28,13 @@ fn fleet_run(pg: &Cluster, name: &str, extra: &[&str], script: &str) -> Command 
     command
 }
 
+/// A `pidlock run` of the lock `name` whose CMD runs [`SCRIPT_WITH_CHILD`], and its child's PID.
+fn job_with_child(pg: &Cluster, name: &str, extra: &[&str]) -> (Started, u32) {
+    let job = Started::spawn(&mut fleet_run(pg, name, extra, SCRIPT_WITH_CHILD));
+    let child: u32 = job.line().trim().parse().expect("the child's PID");
+    (job, child)
+}
+
 /// Whether a copy that waits up to `limit` seconds for the lock runs while one of `pids` still
 /// runs: it prints `beside` then, `clean` otherwise. `None` if it did not run at all.
 fn waiting_copy_runs_beside(pg: &Cluster, name: &str, limit: &str, pids: &[u32]) -> Option<bool> {
@@ -78,13 +85,7 @@ fn with_no_inherit_a_killed_wrapper_frees_the_fleet_lock_beside_cmds_child() {
         return;
     };
     let name = "fleet-job-no-inherit";
-    let mut job = Started::spawn(&mut fleet_run(
-        pg,
-        name,
-        &["--no-inherit"],
-        SCRIPT_WITH_CHILD,
-    ));
-    let child: u32 = job.line().trim().parse().expect("the child's PID");
+    let (mut job, child) = job_with_child(pg, name, &["--no-inherit"]);
     send(job.process.id(), Signal::KILL);
     job.process.wait();
     // The server notices the closed connection a moment later: a waiting copy gets in then.
@@ -240,8 +241,7 @@ fn a_lost_fleet_lock_stops_cmds_children_too() {
         return;
     };
     let name = "fleet-job-lost";
-    let mut job = Started::spawn(&mut fleet_run(pg, name, &[], SCRIPT_WITH_CHILD));
-    let child: u32 = job.line().trim().parse().expect("the child's PID");
+    let (mut job, child) = job_with_child(pg, name, &[]);
     let wrapper = job.process.id();
     let ended = pg.psql(&format!(
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -260,8 +260,7 @@ fn a_job_that_outlived_its_wrapper_is_not_signalled_and_wait_sees_its_lock() {
         return;
     };
     let name = "fleet-job-orphan";
-    let mut job = Started::spawn(&mut fleet_run(pg, name, &[], SCRIPT_WITH_CHILD));
-    let child: u32 = job.line().trim().parse().expect("the child's PID");
+    let (mut job, child) = job_with_child(pg, name, &[]);
     send(job.process.id(), Signal::KILL);
     job.process.wait();
     let refused = pidlock()
