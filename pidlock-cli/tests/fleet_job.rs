@@ -7,8 +7,7 @@
 #![cfg(feature = "postgres")]
 
 mod common;
-#[path = "../../tests/pg_support/mod.rs"]
-mod pg_support;
+use pidlock_test_support::pg as pg_support;
 
 use std::fs;
 use std::path::Path;
