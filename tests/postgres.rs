@@ -865,3 +865,42 @@ fn review_a_dropped_async_wait_leaves_no_session_and_never_takes_the_lock() {
     next.acquire(Some(Duration::ZERO)).unwrap();
     assert!(next.fencing_token() > token);
 }
+
+/// `share_session`: a child that inherits the session's socket holds the lock after its
+/// holder's release (which then closes only its own copy, and never unlocks), also over TLS,
+/// which the child never speaks; the lock is free once the child has exited.
+#[test]
+fn a_shared_session_keeps_the_lock_until_the_last_process_with_its_socket_exits() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let tls = format!(
+        "host=localhost port={} user=postgres dbname=postgres sslmode=verify-full sslrootcert={}",
+        pg.port,
+        pg.ca.display()
+    );
+    for conninfo in [pg.url(), tls, pg.socket_conninfo()] {
+        let name = unique("shared");
+        let mut lock = PgLock::new(conninfo.clone(), &name);
+        assert!(lock.share_session().is_err(), "nothing is held yet");
+        lock.acquire(Some(Duration::ZERO)).unwrap();
+        let socket = lock.share_session().unwrap();
+        // Without close-on-exec, for the child only.
+        let inherited = rustix::io::dup(&socket).unwrap();
+        let mut child = Command::new("sleep").arg("300").spawn().unwrap();
+        drop((inherited, socket));
+        lock.release().unwrap();
+        let mut other = PgLock::new(conninfo.clone(), &name);
+        assert!(
+            matches!(
+                other.acquire(Some(Duration::ZERO)),
+                Err(LockError::AlreadyLocked { .. })
+            ),
+            "the child holds the lock after the release ({conninfo})"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        other.acquire(Some(Duration::from_secs(10))).unwrap();
+        other.release().unwrap();
+    }
+}

@@ -506,3 +506,23 @@ fn a_fencing_token_never_repeats_after_a_failover_to_a_synchronous_standby() {
     );
     drop(lock);
 }
+
+/// `target_session_attrs=read-write` skips a standby listed first and takes the lock on the
+/// primary: the session's socket is made by pidlock, host by host, as libpq does.
+#[test]
+fn read_write_skips_a_standby_for_the_primary() {
+    let Some(primary) = pg_support::own_cluster("127.0.0.1", None, "") else {
+        return;
+    };
+    let standby = primary.standby();
+    let name = unique("read-write");
+    let conninfo = format!(
+        "host=127.0.0.1,127.0.0.1 port={},{} user=postgres dbname=postgres sslmode=disable \
+         target_session_attrs=read-write",
+        standby.port, primary.port
+    );
+    let (lock, _) = take(&conninfo, &name);
+    let held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted";
+    assert_eq!(primary.psql(held), "1", "the lock is on the primary");
+    drop(lock);
+}

@@ -66,19 +66,21 @@ lock is held by someone else; 1 if CMD is missing, cannot be started, or the loc
 used; 2 for a usage error (no CMD, an unknown flag, a bad number); 75 if a --postgres lock was
 lost while CMD ran.
 
-With --file, CMD and every process it starts inherit the locked descriptor: the lock is free
-only once pidlock and all of them have exited. If pidlock itself is killed, the job runs on and
-keeps the lock until it ends; `kill -KILL -PID` (PID from the file) ends the whole job and frees
-the lock at once. With --no-inherit (or --postgres) pidlock alone holds the lock, and CMD is
-killed (SIGKILL) when pidlock dies; CMD's own children are not.
+CMD and every process it starts inherit the locked descriptor (with --postgres, the server
+session's socket): the lock is free only once pidlock and all of them have exited. If pidlock
+itself is killed, the job runs on and keeps the lock until it ends (a --postgres job then has
+nobody to notice a lost lock); `kill -KILL -PID` (PID from the file, or CMD's) ends the whole job
+and frees the lock at once. With --no-inherit pidlock alone holds the lock, and CMD is killed
+(SIGKILL) when pidlock dies; CMD's own children are not.
 
 CMD runs in a process group of its own (its PID is the group's), which has the terminal's
 foreground: Ctrl-C reaches it once. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent
 to pidlock are passed on to CMD, once.
 
 A --postgres lock can be lost while CMD runs (its session was terminated, the server restarted
-or failed over, the network cut it off): pidlock then says so, sends CMD SIGTERM, SIGKILL if it
-is still running --kill-grace seconds later, and exits 75 (EX_TEMPFAIL), whatever CMD's status.";
+or failed over, the network cut it off): pidlock then says so, sends the job (CMD's process
+group; CMD alone with --no-inherit) SIGTERM, SIGKILL if CMD is still running --kill-grace seconds
+later, and exits 75 (EX_TEMPFAIL), whatever CMD's status.";
 
 const STATUS_HELP: &str = "\
 Examples:

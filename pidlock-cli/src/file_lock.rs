@@ -109,7 +109,7 @@ impl Lock for FileLock {
         self.lock.release()
     }
 
-    fn inheritable(&self) -> Option<BorrowedFd<'_>> {
+    fn inheritable(&mut self) -> Option<BorrowedFd<'_>> {
         self.lock.locked_fd()
     }
 

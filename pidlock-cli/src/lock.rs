@@ -42,9 +42,11 @@ pub trait Lock: Send + Debug {
     /// Lets go of the lock this process holds.
     fn release(&mut self) -> Result<(), UnlockError>;
 
-    /// The locked descriptor, for a lock that CMD and its children can hold by inheriting it
-    /// (a PID file's `flock`); `None` for one that lives in this process alone.
-    fn inheritable(&self) -> Option<BorrowedFd<'_>> {
+    /// The descriptor that holds the lock, for CMD and its children to hold it by inheriting
+    /// it (a PID file's locked descriptor, a fleet lock's session socket); `None` for one that
+    /// lives in this process alone. For a fleet lock, asking hands the session on: from then on
+    /// [`leave`](Self::leave) is the only way this process lets go.
+    fn inheritable(&mut self) -> Option<BorrowedFd<'_>> {
         None
     }
 

@@ -7,9 +7,15 @@
 //! [`Lock::set_pid`] records nothing: on the holder's own host, `status` and `kill` find CMD as
 //! the one child of that wrapper, after checking that the wrapper is a `pidlock run` of this
 //! very lock.
+//!
+//! The job shares the session (see `run.rs`), so it can hold the lock after its wrapper is gone:
+//! the session then still names the dead wrapper, which ties no process to it any more, so
+//! `kill` refuses to signal anyone (a signal to the job's process group by hand, `kill -TERM
+//! -<CMD's pid>`, reaches it), while `wait` and `kill --wait` wait for the lock itself.
 
 use std::ffi::OsString;
 use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use clap::Parser;
@@ -22,6 +28,8 @@ use crate::lock::{self, Confirmed, Holder, Lock, Session, Status, Target};
 
 pub struct FleetLock {
     lock: PgLock,
+    /// The held session's socket, once handed on to the job (see `run.rs`).
+    socket: Option<OwnedFd>,
     /// Kept to open a second session for `wait`; never shown, as it may hold a password.
     conninfo: String,
 }
@@ -39,6 +47,7 @@ impl FleetLock {
     pub fn new(conninfo: &str, name: String) -> Self {
         FleetLock {
             lock: PgLock::new(conninfo, name),
+            socket: None,
             conninfo: conninfo.to_owned(),
         }
     }
@@ -121,6 +130,24 @@ impl Lock for FleetLock {
     }
 
     fn release(&mut self) -> Result<(), UnlockError> {
+        self.socket = None;
+        self.lock.release()
+    }
+
+    /// The session's socket: the server keeps the session, and the lock, while any process of
+    /// the job has it open (see `run.rs`). `None` if it cannot be handed on (the lock was lost
+    /// already): the job then runs tied to the wrapper, as with `--no-inherit`.
+    fn inheritable(&mut self) -> Option<BorrowedFd<'_>> {
+        if self.socket.is_none() {
+            self.socket = self.lock.share_session().ok();
+        }
+        self.socket.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Closes the wrapper's copies of the session's socket, never unlocking: the session ends,
+    /// and the server frees the lock, when the job's last process has closed its copy.
+    fn leave(&mut self) -> Result<(), UnlockError> {
+        self.socket = None;
         self.lock.release()
     }
 
@@ -148,6 +175,16 @@ impl Lock for FleetLock {
             Err(LockError::AlreadyLocked { .. } | LockError::LockTimeout { .. }) => Ok(false),
             Err(failed) => Err(failed.into()),
         }
+    }
+
+    /// Until the lock itself is free, whoever held it: the job's processes, which share the
+    /// session's socket, keep it after CMD (or its wrapper) has exited.
+    fn let_go_within(
+        &self,
+        _target: &Confirmed,
+        timeout: Option<Duration>,
+    ) -> Result<bool, Failure> {
+        self.wait_until_free(timeout)
     }
 
     /// Only a holder on this host, and only the command of a `pidlock run` of this lock whose
@@ -185,8 +222,10 @@ impl Lock for FleetLock {
             return Ok(Target::Unconfirmed {
                 pid,
                 why: format!(
-                    "by pid {} on this host, which is not running here (another PID namespace \
-                     with the same host name?)",
+                    "by the session of pid {} on this host, which is not running here: a \
+                     `pidlock run` killed while its job runs on holding the session (signal the \
+                     job's process group, CMD's pid, by hand), or a process of another PID \
+                     namespace with the same host name",
                     found.pid
                 ),
             });

@@ -33,12 +33,49 @@
 //!
 //! # The fleet lock
 //!
-//! A fleet lock (`--postgres`) is a server session's advisory lock, held by the wrapper's
-//! connection. It is not shared with the job: CMD is killed (SIGKILL) when the wrapper dies,
-//! as with `--no-inherit`. A fleet lock can also be lost while CMD runs, when its server
-//! session ends. CMD must then stop, since another host's copy may start at once: it gets
-//! SIGTERM, SIGKILL after `--kill-grace`, and `pidlock run` exits with [`LOST`], so that a
-//! scheduler can tell "lost the lock" from CMD's own failures.
+//! A fleet lock (`--postgres`) is a server session's advisory lock. The server frees it when the
+//! session ends, and ends the session when its connection closes, so the job holds it the same
+//! way: CMD, and every process it starts, inherits the session's socket
+//! (`PgLock::share_session`), and the connection closes only when the last process that has the
+//! socket open is gone. So, as for a PID file, a killed wrapper never lets a second copy in while
+//! any part of the job runs, a set-user-ID CMD holds the lock itself, and a job killed as a whole
+//! frees the lock as soon as the server reads the end of the connection (a few milliseconds).
+//! At its end the wrapper closes its own copy and never unlocks (`pg_advisory_unlock` would free
+//! the lock under the feet of the job's remaining processes), nor shuts the connection down
+//! (`shutdown(2)` would end it for every process sharing it, and so would the protocol's
+//! `Terminate`).
+//!
+//! Why the socket, and not a sentinel process that outlives the wrapper, stops the job and only
+//! then closes the session: a sentinel is one more process that can be killed (by the same
+//! `kill -KILL` of a process group, the same OOM killer), and its death would free the lock
+//! under a running job, the very failure this is about; it would also have to track the job's
+//! processes, which can leave its process group or change their user. An inherited socket needs
+//! no process at all: no part of the job can run without holding it, and nothing can wedge it,
+//! since the kernel closes it when the last holder exits, however it exits.
+//!
+//! Nobody has to drive the connection once the wrapper is gone. The job never reads or writes the
+//! socket (it could not speak TLS anyway): the server's keepalive probes are answered by the
+//! client's kernel, the server sends nothing unasked, and the pings that notice a silent server
+//! are the wrapper's alone. A wrapper killed in the middle of a statement leaves at worst
+//! a half-sent message, which the server waits for, or an unread answer in the socket's buffer
+//! (the last close then resets the connection instead of closing it); either way the session
+//! lives, holding the lock, until the job's last process closes the socket. The keepalive and
+//! `tcp_user_timeout` set on the socket make the client's kernel close a connection to a server
+//! that stopped answering.
+//!
+//! What the job gives up when its wrapper is gone: loss detection. While the wrapper lives it
+//! watches the session, and a lost lock (the session ended by `pg_terminate_backend`, a server
+//! restart or failover; the server silent for `lost_after`) stops the job, CMD's process group
+//! (CMD alone with `--no-inherit`): SIGTERM, SIGKILL after `--kill-grace`, and `pidlock run`
+//! exits with [`LOST`], so that a scheduler can tell "lost the
+//! lock" from CMD's own failures. Once the wrapper is gone, nobody notices a loss, so nobody
+//! stops the job: another host may take the lock (after a restart, a failover, or the server's
+//! keepalives ending a session cut off for twice `lost_after`) while the job runs on. And `status`
+//! and `kill`, which find the job through the wrapper the session names, no longer can; `wait`
+//! and `kill --wait` wait for the lock itself, so they still see the job.
+//!
+//! `--no-inherit` keeps the session in the wrapper alone, as before: CMD is killed (SIGKILL) when
+//! the wrapper dies, and CMD's children, or a set-user-ID CMD, can then run on without the lock.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -103,18 +140,19 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
             return Err(Failure::Refused(why));
         }
     };
+    let shared = !args.no_inherit && lock.inheritable().is_some();
     let tie = match lock.inheritable() {
-        Some(fd) if !args.no_inherit => child::Tie::Inherit(fd),
+        Some(fd) if shared => child::Tie::Inherit(fd),
         _ => child::Tie::DieWithWrapper,
     };
     let mut job = match child::spawn(&args.command, tie) {
         Ok(job) => job,
         Err(failure) => {
-            let _ = lock.release();
+            // Nothing holds the shared lock but this process: closing it lets go.
+            let _ = if shared { lock.leave() } else { lock.release() };
             return Err(failure);
         }
     };
-    let shared = lock.inheritable().is_some() && !args.no_inherit;
     if let Err(e) = lock.set_pid(job.id()) {
         // Not fatal: the file then names this wrapper, which passes signals on to CMD.
         eprintln!("pidlock: warning: {e}");
@@ -123,6 +161,7 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
         stop_on_loss(
             watch,
             job.id(),
+            shared,
             &args.command,
             args.kill_grace.unwrap_or_default().0,
         )
@@ -131,7 +170,8 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
     let stopped = match stopper {
         Some((reaped, stopper)) => {
             let _ = reaped.send(());
-            let released = lock.release();
+            // As below: a lock the job shares is left to the job's processes that hold it.
+            let released = if shared { lock.leave() } else { lock.release() };
             // The release ends the stopper's wait when the lock was not lost.
             let stopped = stopper.join().unwrap_or(false);
             match released {
@@ -160,12 +200,15 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
 }
 
 /// Watches for the loss of the lock while `cmd` runs, on a thread of its own: at a loss it
-/// says so, sends `cmd` SIGTERM, and SIGKILL if it has not ended `grace` later. The caller
-/// sends on the returned channel once `cmd` is reaped, and then releases the lock, which ends
-/// the watch; the thread returns whether it stopped `cmd`.
+/// says so, sends `cmd` SIGTERM, and SIGKILL if it has not ended `grace` later. When the job
+/// shares the lock (`whole_job`), every process of it holds the lock, so the signals go to the
+/// job's process group, which `cmd` leads: CMD's children must not run on beside the next
+/// holder either. The caller sends on the returned channel once `cmd` is reaped, and then
+/// releases the lock, which ends the watch; the thread returns whether it stopped `cmd`.
 fn stop_on_loss(
     watch: LossWatch,
     cmd: u32,
+    whole_job: bool,
     argv: &[OsString],
     grace: Duration,
 ) -> (mpsc::Sender<()>, JoinHandle<bool>) {
@@ -195,7 +238,13 @@ fn stop_on_loss(
             return false;
         }
         // Stop CMD first: nothing, not even a failing write to stderr, may come before that.
-        let _ = target.signal(Signal::TERM);
+        let stop = |signal| {
+            // The group only while its leader runs (pinned), and CMD alone otherwise.
+            if !whole_job || target.signal_group(signal).is_err() {
+                let _ = target.signal(signal);
+            }
+        };
+        stop(Signal::TERM);
         eprintln!(
             "pidlock: lost the lock {} on {} ({}); stopping {name} (pid {})",
             lost.name(),
@@ -209,7 +258,7 @@ fn stop_on_loss(
                 target.pid,
                 format_duration(grace)
             );
-            let _ = target.signal(Signal::KILL);
+            stop(Signal::KILL);
         }
         true
     });

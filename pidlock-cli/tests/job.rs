@@ -8,55 +8,11 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc::Receiver;
 
 use common::*;
-use rustix::process::{Pid, Signal};
-
-/// How many times the killed-wrapper scenario runs: an overlap that shows once in twenty is a
-/// failure.
-const REPETITIONS: usize = 20;
-
-/// A job whose CMD (a shell script) starts a long child, says the child's PID, and waits for
-/// it: the child is "the real work" (tar, rsync), and the test ends it by killing it.
-const SCRIPT_WITH_CHILD: &str = r#"sleep 300 </dev/null & echo "$!"; wait"#;
-
-/// A process started by the test in a process group of its own (as a shell with job control
-/// starts a job), with its stdout as lines; killed (the whole group) and reaped when dropped.
-struct Started {
-    process: Reaped,
-    lines: Receiver<String>,
-}
-
-impl Started {
-    fn spawn(command: &mut Command) -> Started {
-        command.stderr(Stdio::null());
-        Started::spawn_with_stderr(command).0
-    }
-
-    /// Like [`spawn`](Self::spawn), with its stderr as lines too.
-    fn spawn_with_stderr(command: &mut Command) -> (Started, Receiver<String>) {
-        command
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped());
-        let mut process = Reaped(command.spawn().expect("start the job"));
-        let lines = lines_of(process.0.stdout.take().expect("stdout"));
-        let errors = process.0.stderr.take().map(lines_of);
-        (
-            Started { process, lines },
-            errors.unwrap_or_else(|| std::sync::mpsc::channel().1),
-        )
-    }
-
-    fn line(&self) -> String {
-        self.lines.recv_timeout(BOUND).expect("a line from the job")
-    }
-}
+use rustix::process::Signal;
 
 /// `pidlock run --file PATH EXTRA... -- sh -c SCRIPT sh PATH`.
 fn pidlock_run(path: &Path, extra: &[&str], script: &str) -> Command {
@@ -78,53 +34,14 @@ fn flock_run(path: &Path, script: &str) -> Command {
     command
 }
 
-fn kill_group(pgid: u32, signal: Signal) {
-    let pgid = Pid::from_raw(i32::try_from(pgid).expect("pgid")).expect("pgid");
-    // The group may be empty already (its last process just exited): that is no failure.
-    let _ = rustix::process::kill_process_group(pgid, signal);
-}
-
 /// Whether a second copy starts now, without waiting: it prints `second` if it runs.
 fn second_copy_starts(path: &Path) -> bool {
-    let out = pidlock_run(path, &[], "echo second")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .expect("run the second copy");
-    let started = String::from_utf8_lossy(&out.stdout).contains("second");
-    assert_eq!(
-        started,
-        out.status.success(),
-        "exit status and output disagree: {out:?}"
-    );
-    started
+    common::second_copy_starts(&|extra, script| pidlock_run(path, extra, script))
 }
 
-/// The killed-wrapper scenario of the issue, once: the job's first process (the wrapper, or
-/// flock(1)) is SIGKILLed while CMD's child works; a second copy without `--wait` is refused,
-/// and one with `--wait` starts only once the child has exited. Returns whether a second copy
-/// ran beside the child.
+/// The killed-wrapper scenario of the issue, once, on the PID file `path`.
 fn killed_wrapper_scenario(path: &Path, first: &mut Command) -> bool {
-    let job = Started::spawn(first);
-    let child: u32 = job.line().trim().parse().expect("the child's PID");
-    send(job.process.id(), Signal::KILL);
-    let mut job = job;
-    job.process.wait();
-    assert!(alive(child), "the child is running");
-    let mut overlap = second_copy_starts(path);
-    // A waiting second copy checks, once it runs, whether the child still does.
-    let check = format!("if kill -0 {child} 2>/dev/null; then echo overlap; else echo clean; fi");
-    let mut waiter = pidlock_run(path, &["--wait", "60"], &check);
-    let (waiter, errors) = Started::spawn_with_stderr(waiter.stderr(Stdio::piped()));
-    // Blocked behind the job before the child ends: it says it waits.
-    let said = errors.recv_timeout(BOUND).expect("the waiting line");
-    assert!(said.starts_with("pidlock: waiting for"), "{said}");
-    overlap |= waiter.lines.try_recv().is_ok();
-    send(child, Signal::KILL);
-    overlap |= waiter.line() == "overlap";
-    let mut waiter = waiter;
-    assert!(waiter.process.wait().success());
-    overlap
+    common::killed_wrapper_scenario(&|extra, script| pidlock_run(path, extra, script), first)
 }
 
 #[test]
@@ -303,18 +220,7 @@ fn a_set_user_id_cmd_keeps_the_lock_when_the_wrapper_is_killed() {
     }
     let scratch = Scratch::new("job-setuid");
     let path = scratch.path("job.pid");
-    let program = scratch.path("suid-sleep");
-    let sleep = Command::new("sh")
-        .args(["-c", "command -v sleep"])
-        .output()
-        .expect("find sleep");
-    let sleep = String::from_utf8_lossy(&sleep.stdout).trim().to_owned();
-    fs::copy(&sleep, &program).expect("copy sleep");
-    let nobody = rustix::process::Uid::from_raw(65534);
-    rustix::fs::chown(&program, Some(nobody), None).expect("chown nobody");
-    fs::set_permissions(&program, fs::Permissions::from_mode(0o4755)).expect("chmod u+s");
-    // Scratch lives in the temp dir, which must be searchable by nobody for the exec.
-    fs::set_permissions(&scratch.dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let program = set_user_id_sleep(&scratch);
 
     for (extra, inherits) in [(&[][..], true), (&["--no-inherit"][..], false)] {
         let mut first = Command::new(PIDLOCK);

@@ -16,6 +16,9 @@ mod registry;
 mod runtime;
 mod service;
 mod session;
+#[cfg(unix)]
+mod share;
+mod socket;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -82,6 +85,9 @@ struct Held {
     /// Set once the record's entry is gone: by a loss, as soon as it is decided, or by the
     /// release, whichever comes first; never twice, so that a later holder's entry stays.
     forgotten: Arc<AtomicBool>,
+    /// The session's socket was handed on ([`PgLock::share_session`]): the release and the
+    /// drop only close this process's copy, and never unlock.
+    shared: bool,
 }
 
 impl PgLock {
@@ -193,6 +199,7 @@ impl PgLock {
                     owner: me,
                     device,
                     forgotten,
+                    shared: false,
                 });
                 Ok(())
             }
@@ -202,6 +209,10 @@ impl PgLock {
     }
 
     /// Releases the lock (`pg_advisory_unlock`) and closes its session.
+    ///
+    /// Once the session was handed on with [`share_session`](Self::share_session), this (and the
+    /// drop) only closes this process's copy of the connection, and never unlocks: the lock is
+    /// then the children's too, and the server frees it when the last of them closes the socket.
     ///
     /// [`UnlockError::NotLocked`] if nobody holds it, [`UnlockError::NotMyLock`] naming the
     /// holder if someone else does, and [`UnlockError::Lost`] if this instance held it but lost
@@ -224,6 +235,13 @@ impl PgLock {
                 }
                 let key = self.key;
                 let session = held.session;
+                if held.shared {
+                    return runtime::block_on(session.leave()).map_err(|e| UnlockError::Lost {
+                        path: self.path(),
+                        server,
+                        reason: e.to_string(),
+                    });
+                }
                 let unlocked = runtime::block_on(async move {
                     let unlocked = session.unlock(key).await;
                     drop(session);
@@ -297,9 +315,13 @@ impl Drop for PgLock {
         if held.signal.release().is_some() {
             return;
         }
+        let session = held.session;
+        if held.shared {
+            let _ = runtime::block_on(session.leave());
+            return;
+        }
         let key = self.key;
         let limit = self.lost_after.min(Duration::from_secs(5));
-        let session = held.session;
         let _ = runtime::block_on(async move {
             let _ = tokio::time::timeout(limit, session.unlock(key)).await;
             drop(session);

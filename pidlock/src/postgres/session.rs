@@ -25,12 +25,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+#[cfg(unix)]
+use std::os::fd::OwnedFd;
+
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_postgres::config::{Host, TargetSessionAttrs};
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{AsyncMessage, Client, Connection, NoTls, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::conninfo::{ConnInfo, SslMode};
+use super::socket::{self, Keepalive, Stream, Target};
 use crate::loss::LossSignal;
 
 /// The SQLSTATE of a lock wait that ran out of `lock_timeout`.
@@ -53,6 +59,11 @@ pub(crate) enum Refused {
 struct Watch {
     signal: Option<Arc<LossSignal>>,
     ended: Option<String>,
+    /// A copy of the connection's socket (close-on-exec), to duplicate for child processes;
+    /// closed as soon as the connection ends or the lock is lost, so that it never keeps a
+    /// session alive that this process let go of.
+    #[cfg(unix)]
+    socket: Option<OwnedFd>,
 }
 
 /// A connected session.
@@ -148,44 +159,28 @@ impl Session {
         config
             .application_name(identity)
             .options(session_options(info.options.as_deref(), lost_after))
-            .connect_timeout(info.connect_timeout)
-            // The client's side: a waiter blocked in `pg_advisory_lock` sends nothing, so only
-            // TCP tells it that the server went silent.
-            .keepalives(true)
-            .keepalives_idle(lost_after.max(Duration::from_secs(1)))
-            .keepalives_interval((lost_after / 4).max(Duration::from_secs(1)))
-            .keepalives_retries(4)
-            .tcp_user_timeout(lost_after.saturating_mul(2));
-        let watch = Arc::new(Mutex::new(Watch::default()));
+            .connect_timeout(info.connect_timeout);
+        // The client's side: a waiter blocked in `pg_advisory_lock` sends nothing, so only TCP
+        // tells it that the server went silent; and a session shared with a job outlives the
+        // process that drove it, so only the kernel is left to close it if the server goes.
+        let keepalive = Keepalive {
+            idle: lost_after.max(Duration::from_secs(1)),
+            interval: (lost_after / 4).max(Duration::from_secs(1)),
+            retries: 4,
+            user_timeout: lost_after.saturating_mul(2),
+        };
         let connecting = async {
-            // libpq never uses TLS on a Unix socket, whatever sslmode says.
-            let local = config
-                .get_hosts()
-                .iter()
-                .all(|host| !matches!(host, tokio_postgres::config::Host::Tcp(_)));
-            match (info.ssl_mode, tls) {
-                (SslMode::Disable, _) | (_, None) => {
-                    config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-                    let (client, connection) = config.connect(NoTls).await?;
-                    Ok((client, tokio::spawn(drive(connection, Arc::clone(&watch)))))
-                }
-                (_, Some(_)) if local => {
-                    config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-                    let (client, connection) = config.connect(NoTls).await?;
-                    Ok((client, tokio::spawn(drive(connection, Arc::clone(&watch)))))
-                }
-                (mode, Some(tls)) => {
-                    config.ssl_mode(match mode {
-                        SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-                        _ => tokio_postgres::config::SslMode::Require,
-                    });
-                    let (client, connection) = config.connect(tls.clone()).await?;
-                    Ok((client, tokio::spawn(drive(connection, Arc::clone(&watch)))))
+            let mut last = "no host to connect to".to_owned();
+            for target in socket::targets(&config) {
+                match connect_to(&config, &target, keepalive, info.ssl_mode, tls).await {
+                    Ok(connected) => return Ok(connected),
+                    Err(reason) => last = reason,
                 }
             }
+            Err(last)
         };
         match tokio::time::timeout(info.connect_timeout, connecting).await {
-            Ok(Ok((client, driver))) => Ok(Session {
+            Ok(Ok((client, driver, watch))) => Ok(Session {
                 client: Arc::new(client),
                 watch,
                 driver,
@@ -193,7 +188,7 @@ impl Session {
                 answer_within: info.connect_timeout,
                 pending: AtomicUsize::new(0),
             }),
-            Ok(Err(error)) => Err(describe(&error)),
+            Ok(Err(reason)) => Err(reason),
             Err(_) => Err(format!(
                 "no answer from the server within {:?} (connect_timeout)",
                 info.connect_timeout
@@ -325,7 +320,16 @@ impl Session {
         // lock) as soon as it hears of it, even if this object lives on. A silent server hears
         // of it when the link heals, or by its own keepalives.
         let driver = self.driver.abort_handle();
-        signal.on_loss_let_go(Box::new(move || driver.abort()));
+        let shared = Arc::clone(&self.watch);
+        signal.on_loss_let_go(Box::new(move || {
+            driver.abort();
+            #[cfg(unix)]
+            {
+                shared.lock().unwrap_or_else(PoisonError::into_inner).socket = None;
+            }
+            #[cfg(not(unix))]
+            drop(shared);
+        }));
         if let Some(reason) = already {
             signal.fire(&reason);
             return;
@@ -335,6 +339,41 @@ impl Session {
             signal,
             lost_after,
         )));
+    }
+
+    /// A duplicate (close-on-exec) of the connection's socket, for child processes to inherit:
+    /// the server keeps the session, and its locks, while any process has the socket open.
+    #[cfg(unix)]
+    pub(crate) fn share(&self) -> std::io::Result<OwnedFd> {
+        let watch = self.watch.lock().unwrap_or_else(PoisonError::into_inner);
+        match &watch.socket {
+            Some(socket) => socket.try_clone(),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "the session's connection has ended",
+            )),
+        }
+    }
+
+    /// Closes this process's copies of the connection's socket without a word to the server:
+    /// no unlock, no `Terminate`, no `shutdown(2)` (which would end the connection for every
+    /// process sharing it). The session, and its locks, live on while any other process has
+    /// the socket open; the server ends it when the last one closes it.
+    pub(crate) async fn leave(mut self) {
+        if let Some(pinger) = self.pinger.take() {
+            pinger.abort();
+        }
+        // Dropped, not finished: the driver's stream is closed (`close(2)`) with it, and the
+        // client's end, dropped after this, finds no driver left to send `Terminate`.
+        self.driver.abort();
+        let _ = (&mut self.driver).await;
+        #[cfg(unix)]
+        {
+            self.watch
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .socket = None;
+        }
     }
 
     /// Whether the connection has ended.
@@ -369,6 +408,86 @@ impl Drop for Session {
     }
 }
 
+/// A connected client, its connection's driver, and what the driver shares with the session.
+type Connected = (Client, JoinHandle<()>, Arc<Mutex<Watch>>);
+
+/// One attempt: the socket to `target`, TLS as `ssl_mode` says, the startup, and the check
+/// `target_session_attrs=read-write` asks for. The connection is driven from here on; a failed
+/// attempt's connection is cut.
+async fn connect_to(
+    config: &tokio_postgres::Config,
+    target: &Target,
+    keepalive: Keepalive,
+    ssl_mode: SslMode,
+    tls: Option<&MakeRustlsConnect>,
+) -> Result<Connected, String> {
+    let watch = &Arc::new(Mutex::new(Watch::default()));
+    let stream = socket::connect(target, keepalive).await?;
+    #[cfg(unix)]
+    let shared = std::os::fd::AsFd::as_fd(&stream)
+        .try_clone_to_owned()
+        .map_err(|e| format!("cannot keep the connection's socket: {e}"))?;
+    let mut config = config.clone();
+    // libpq never uses TLS on a Unix socket, whatever sslmode says.
+    let local = !matches!(target.addr, Host::Tcp(_));
+    let (client, driver) = match (ssl_mode, tls) {
+        (SslMode::Disable, _) | (_, None) => plain(&mut config, stream, watch).await?,
+        (_, Some(_)) if local => plain(&mut config, stream, watch).await?,
+        (mode, Some(tls)) => {
+            config.ssl_mode(match mode {
+                SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                _ => tokio_postgres::config::SslMode::Require,
+            });
+            let hostname = target.hostname.as_deref().unwrap_or("");
+            let connector = MakeTlsConnect::<Stream>::make_tls_connect(&mut tls.clone(), hostname)
+                .map_err(|e| format!("error performing TLS handshake: {e}"))?;
+            let (client, connection) = config
+                .connect_raw(stream, connector)
+                .await
+                .map_err(|e| describe(&e))?;
+            (client, tokio::spawn(drive(connection, Arc::clone(watch))))
+        }
+    };
+    if config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite {
+        let writable = match client.simple_query("SHOW transaction_read_only").await {
+            Ok(rows) => !rows
+                .iter()
+                .any(|m| matches!(m, SimpleQueryMessage::Row(row) if row.get(0) == Some("on"))),
+            Err(e) => {
+                driver.abort();
+                return Err(describe(&e));
+            }
+        };
+        if !writable {
+            driver.abort();
+            return Err("error connecting to server: database does not allow writes".to_owned());
+        }
+    }
+    #[cfg(unix)]
+    {
+        let mut watch = watch.lock().unwrap_or_else(PoisonError::into_inner);
+        // A connection that ended already has nothing left to share.
+        if watch.ended.is_none() {
+            watch.socket = Some(shared);
+        }
+    }
+    Ok((client, driver, Arc::clone(watch)))
+}
+
+/// The startup without TLS, and the connection's driver.
+async fn plain(
+    config: &mut tokio_postgres::Config,
+    stream: Stream,
+    watch: &Arc<Mutex<Watch>>,
+) -> Result<(Client, JoinHandle<()>), String> {
+    config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    let (client, connection) = config
+        .connect_raw(stream, NoTls)
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok((client, tokio::spawn(drive(connection, Arc::clone(watch)))))
+}
+
 /// Drives the connection until it ends, then fires the held lock's signal, if any.
 async fn drive<S, T>(connection: Connection<S, T>, watch: Arc<Mutex<Watch>>)
 where
@@ -388,6 +507,10 @@ where
     let signal = {
         let mut watch = watch.lock().unwrap_or_else(PoisonError::into_inner);
         watch.ended = Some(reason.clone());
+        #[cfg(unix)]
+        {
+            watch.socket = None;
+        }
         watch.signal.clone()
     };
     if let Some(signal) = signal {

@@ -1,0 +1,207 @@
+//! The session's socket, made here rather than inside tokio-postgres, so that its descriptor
+//! can be handed to child processes (see `PgLock::share_session`), and with the kernel's
+//! keepalive and user timeout set on it, so that the connection needs no process to drive it
+//! once it is shared.
+//!
+//! tokio-postgres keeps the socket it makes to itself; `Config::connect_raw` speaks the
+//! protocol over a stream the caller made. This module makes that stream the way
+//! tokio-postgres (and libpq) would: each host of the connection string in turn (`hostaddr`
+//! before `host` for the address, `host` for TLS), each address a name resolves to, a Unix
+//! socket's `.s.PGSQL.<port>` in a directory.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use socket2::{SockRef, TcpKeepalive};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+#[cfg(unix)]
+use tokio::net::UnixStream;
+use tokio_postgres::config::Host;
+
+/// A connected socket to the server: TCP, or a Unix socket.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+/// Where one attempt connects, and the name TLS checks the server's certificate against.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) addr: Host,
+    pub(crate) port: u16,
+    /// `None` for a Unix socket, and for a `hostaddr` given without a `host`.
+    pub(crate) hostname: Option<String>,
+}
+
+/// The kernel's side of noticing a silent peer (see `session.rs` for the values).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Keepalive {
+    pub(crate) idle: Duration,
+    pub(crate) interval: Duration,
+    pub(crate) retries: u32,
+    pub(crate) user_timeout: Duration,
+}
+
+/// The places to try, in the connection string's order, as tokio-postgres tries them.
+pub(crate) fn targets(config: &tokio_postgres::Config) -> Vec<Target> {
+    let hosts = config.get_hosts();
+    let addrs = config.get_hostaddrs();
+    let ports = config.get_ports();
+    (0..hosts.len().max(addrs.len()))
+        .filter_map(|i| {
+            let host = hosts.get(i);
+            let port = ports
+                .get(i)
+                .or_else(|| ports.first())
+                .copied()
+                .unwrap_or(5432);
+            let hostname = match host {
+                Some(Host::Tcp(name)) => Some(name.clone()),
+                _ => None,
+            };
+            let addr = match addrs.get(i) {
+                Some(ip) => Host::Tcp(ip.to_string()),
+                None => host?.clone(),
+            };
+            Some(Target {
+                addr,
+                port,
+                hostname,
+            })
+        })
+        .collect()
+}
+
+/// Connects to `target` (each address its name resolves to, in turn), with `keepalive` set on
+/// a TCP socket. The error reads as tokio-postgres's would: `error connecting to server: ...`.
+pub(crate) async fn connect(target: &Target, keepalive: Keepalive) -> Result<Stream, String> {
+    let failed = |e: io::Error| format!("error connecting to server: {e}");
+    match &target.addr {
+        Host::Tcp(host) => {
+            let addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), target.port))
+                .await
+                .map_err(failed)?
+                .collect();
+            let mut last = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "could not resolve any addresses",
+            );
+            for addr in addrs {
+                match TcpStream::connect(addr).await {
+                    Ok(stream) => {
+                        set_options(&stream, keepalive).map_err(failed)?;
+                        return Ok(Stream::Tcp(stream));
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            Err(failed(last))
+        }
+        #[cfg(unix)]
+        Host::Unix(dir) => {
+            let path = dir.join(format!(".s.PGSQL.{}", target.port));
+            UnixStream::connect(path)
+                .await
+                .map(Stream::Unix)
+                .map_err(failed)
+        }
+    }
+}
+
+/// No Nagle delay (every message is a whole request), and the kernel's keepalive and user
+/// timeout: they close a connection to a silent server even when no process of the holder
+/// drives it any more.
+fn set_options(stream: &TcpStream, keepalive: Keepalive) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let socket = SockRef::from(stream);
+    let probes = TcpKeepalive::new()
+        .with_time(keepalive.idle)
+        .with_interval(keepalive.interval);
+    #[cfg(not(any(target_os = "openbsd", target_os = "redox", target_os = "solaris")))]
+    let probes = probes.with_retries(keepalive.retries);
+    socket.set_tcp_keepalive(&probes)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket.set_tcp_user_timeout(Some(keepalive.user_timeout))?;
+    Ok(())
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for Stream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(stream) => stream.as_fd(),
+            Stream::Unix(stream) => stream.as_fd(),
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
+            #[cfg(unix)]
+            Stream::Unix(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
+            #[cfg(unix)]
+            Stream::Unix(stream) => Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            #[cfg(unix)]
+            Stream::Unix(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Tcp(stream) => stream.is_write_vectored(),
+            #[cfg(unix)]
+            Stream::Unix(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(stream) => Pin::new(stream).poll_flush(cx),
+            #[cfg(unix)]
+            Stream::Unix(stream) => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    /// `shutdown(2)`, which ends the connection for every process that shares the socket: only
+    /// tokio-postgres's orderly close (after `Terminate`, at a release) comes here.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
+            #[cfg(unix)]
+            Stream::Unix(stream) => Pin::new(stream).poll_shutdown(cx),
+        }
+    }
+}
