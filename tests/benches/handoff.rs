@@ -299,6 +299,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 #[cfg(unix)]
+/// A ratio, with a third decimal when it is small (pidlock against `fslock` on a disk).
+fn ratio(x: f64) -> String {
+    if x < 0.1 {
+        format!("{x:.3}x")
+    } else {
+        format!("{x:.2}x")
+    }
+}
+
+#[cfg(unix)]
 fn cycles(dir: &Path, config: &Config) {
     let path: PathBuf = dir.join("cycle.pid");
     let fs_path: PathBuf = dir.join("cycle-fslock.pid");
@@ -345,14 +355,14 @@ fn cycles(dir: &Path, config: &Config) {
         format!("{:.2}x bare", median(zero_ratio)),
         format!("{:.2}x bare", median(none_ratio)),
         "1.00x (fslock)".to_owned(),
-        format!("{:.2}x fslock", median(keep_ratio)),
+        format!("{} fslock", ratio(median(keep_ratio))),
     ];
     for ((name, rate), ratio) in names.iter().zip(rates).zip(ratios) {
         println!("  {name:<40} {:>12.0} {ratio:>14}", median(rate));
     }
     println!(
-        "  pidlock acquire(Some(0)) + release against fslock: {:.2}x",
-        median(fs_ratio)
+        "  pidlock acquire(Some(0)) + release against fslock: {}",
+        ratio(median(fs_ratio))
     );
     println!("  targets: <= 1.3x the bare calls; <= 1.5x fslock; keep_file(true) <= 1.0x fslock");
 }
