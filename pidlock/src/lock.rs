@@ -85,8 +85,8 @@ impl PidLockFile {
         self.acquire_unless(timeout, None)
     }
 
-    /// [`acquire`](Self::acquire), giving up as soon as it notices `cancelled` (within the
-    /// safety re-check, 100 ms): then it fails as a timeout would, and never takes the lock.
+    /// [`acquire`](Self::acquire), giving up as soon as it notices `cancelled` (it looks every
+    /// 100 ms, see `wait.rs`): then it fails as a timeout would, and never takes the lock.
     /// For a waiter whose caller may go away (an `async fn`'s helper thread).
     pub(crate) fn acquire_unless(
         &mut self,
@@ -109,13 +109,7 @@ impl PidLockFile {
         // A deadline too far away to represent is no deadline.
         let started = Instant::now();
         let deadline = timeout.and_then(|t| started.checked_add(t));
-        let mut left = Leftovers {
-            me,
-            expected: false,
-            watch: None,
-            spare: None,
-            stale: Vec::new(),
-        };
+        let mut left = Leftovers::new(me);
         // How to wait for a released file to go: needed only on Windows without POSIX deletes.
         let mut deleting = sys::Backoff::new();
         let (file, meta, id, pid_written) = loop {

@@ -19,6 +19,19 @@ pub(super) struct Leftovers {
     pub(super) stale: Vec<File>,
 }
 
+impl Leftovers {
+    /// Nothing gathered yet, for the process `me`.
+    pub(super) fn new(me: Process) -> Self {
+        Leftovers {
+            me,
+            expected: false,
+            watch: None,
+            spare: None,
+            stale: Vec::new(),
+        }
+    }
+}
+
 impl Drop for Leftovers {
     fn drop(&mut self) {
         let watch = self.watch.take();
