@@ -5,7 +5,8 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 use common::*;
@@ -102,66 +103,169 @@ fn on_a_terminal_ctrl_c_reaches_cmd_once_and_cmd_reads_the_terminal() {
     assert_eq!(text.matches("INT").count(), 1, "{text:?}");
 }
 
+/// An interactive `bash` on a pty (`script(1)`), with the prompt `PS> `, typed to by the test.
+struct Shell {
+    script: Reaped,
+    keys: Option<ChildStdin>,
+    output: Receiver<Vec<u8>>,
+    seen: Vec<u8>,
+}
+
+impl Shell {
+    fn start() -> Shell {
+        let mut script = Reaped(
+            Command::new("script")
+                .args([
+                    "--quiet",
+                    "--command",
+                    "bash --norc --noprofile -i",
+                    "/dev/null",
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start script(1)"),
+        );
+        let keys = script.0.stdin.take();
+        let output = chunks_of(script.0.stdout.take().expect("stdout"));
+        let mut shell = Shell {
+            script,
+            keys,
+            output,
+            seen: Vec::new(),
+        };
+        // The prompt, spelled so that the echo of what is typed does not show it.
+        shell.type_keys("PS1=\"P\"\"S> \"\n");
+        shell.wait_for("PS> ", 1);
+        shell
+    }
+
+    /// Typing goes only to a shell that shows its prompt, or to a command that said it reads:
+    /// keys typed while the terminal changes hands may be lost.
+    fn type_keys(&mut self, keys: &str) {
+        use std::io::Write as _;
+        let stdin = self.keys.as_mut().expect("the shell's terminal");
+        stdin.write_all(keys.as_bytes()).expect("type");
+    }
+
+    /// Waits until `text` has been shown `times` times in all; bounded even when output keeps
+    /// coming.
+    fn wait_for(&mut self, text: &str, times: usize) {
+        let deadline = Instant::now() + BOUND;
+        while String::from_utf8_lossy(&self.seen).matches(text).count() < times {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = (!left.is_zero())
+                .then(|| self.output.recv_timeout(left).ok())
+                .flatten();
+            self.seen.extend(chunk.unwrap_or_else(|| {
+                panic!(
+                    "waited for {text:?}, got {:?}",
+                    String::from_utf8_lossy(&self.seen)
+                )
+            }));
+        }
+    }
+
+    /// Types `exit`, and returns everything the terminal showed.
+    fn exit(mut self) -> String {
+        self.type_keys("exit\n");
+        drop(self.keys.take());
+        assert!(self.script.wait().success());
+        String::from_utf8_lossy(&self.seen).into_owned()
+    }
+}
+
 /// Ctrl-Z in an interactive shell stops the job and the wrapper with it, so the shell gets its
 /// prompt back; `fg` gives the job the terminal again, and CMD reads from it.
 #[test]
 fn ctrl_z_stops_the_job_and_fg_gives_it_the_terminal_back() {
-    use std::io::Write as _;
     let scratch = Scratch::new("terminal-ctrl-z");
     let path = scratch.path("job.pid");
-    let mut script = Reaped(
-        Command::new("script")
-            .args([
-                "--quiet",
-                "--command",
-                "bash --norc --noprofile -i",
-                "/dev/null",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start script(1)"),
-    );
-    let mut keys = script.0.stdin.take().expect("stdin");
-    let output = chunks_of(script.0.stdout.take().expect("stdout"));
-    let mut seen = Vec::new();
-    // Waits until `text` has been shown `times` times in all. Typing goes only to a shell that
-    // shows its prompt, or to a command that said it reads: keys typed while the terminal
-    // changes hands may be lost.
-    let mut wait_for = |text: &str, times: usize| {
-        let deadline = Instant::now() + BOUND;
-        while String::from_utf8_lossy(&seen).matches(text).count() < times {
-            let left = deadline.saturating_duration_since(Instant::now());
-            seen.extend(output.recv_timeout(left).unwrap_or_else(|_| {
-                panic!(
-                    "waited for {text:?}, got {:?}",
-                    String::from_utf8_lossy(&seen)
-                )
-            }));
-        }
-    };
-    // The prompt, spelled so that the echo of what is typed does not show it.
-    keys.write_all(b"PS1=\"P\"\"S> \"\n")
-        .expect("set the prompt");
-    wait_for("PS> ", 1);
-    let command = format!(
+    let mut shell = Shell::start();
+    shell.type_keys(&format!(
         "{PIDLOCK} run --file {} -- sh -c 'echo re\"\"ady; read x; echo go\"\"t $x'\n",
         path.display()
-    );
-    keys.write_all(command.as_bytes())
-        .expect("type the command");
-    wait_for("ready", 1);
-    keys.write_all(b"\x1a").expect("Ctrl-Z");
-    wait_for("Stopped", 1);
-    wait_for("PS> ", 2);
-    keys.write_all(b"fg\n").expect("fg");
+    ));
+    shell.wait_for("ready", 1);
+    shell.type_keys("\x1a");
+    shell.wait_for("Stopped", 1);
+    shell.wait_for("PS> ", 2);
+    shell.type_keys("fg\n");
     // `fg` echoes the command line, which reads now.
-    wait_for("sh -c", 3);
-    keys.write_all(b"hello\n").expect("type a line");
-    wait_for("got hello", 1);
-    wait_for("PS> ", 3);
-    keys.write_all(b"exit\n").expect("exit");
-    drop(keys);
-    assert!(script.wait().success());
+    shell.wait_for("sh -c", 3);
+    shell.type_keys("hello\n");
+    shell.wait_for("got hello", 1);
+    shell.wait_for("PS> ", 3);
+    shell.exit();
+}
+
+/// Typed at an interactive shell, `pidlock run -- CMD | PAGER` where the pager reads the terminal
+/// (as `less` does) works as it does without pidlock, or with `flock(1)`: the pager reads the key
+/// typed, and nothing of the pipeline is stopped. The wrapper must not take the terminal's
+/// foreground from the shell's job (the pager would then be stopped by SIGTTIN).
+#[test]
+fn a_pager_after_pidlock_run_in_a_pipeline_reads_the_terminal() {
+    let scratch = Scratch::new("terminal-pipeline");
+    let path = scratch.path("job.pid");
+    // Two FIFOs order the pipeline: the pager reads the terminal only once CMD runs (so that
+    // whatever CMD's start did to the terminal is done), and CMD runs until the pager has read.
+    let started = scratch.path("started");
+    let read = scratch.path("read");
+    for fifo in [&started, &read] {
+        assert!(
+            Command::new("mkfifo")
+                .arg(fifo)
+                .status()
+                .expect("mkfifo")
+                .success()
+        );
+    }
+    let mut shell = Shell::start();
+    // Texts to wait for are spelled apart, so that the echo of the typed line does not show them.
+    let (started, read) = (started.display(), read.display());
+    shell.type_keys(&format!(
+        "{PIDLOCK} run --file {} -- sh -c 'seq 3; echo >{started}; cat {read} >/dev/null' | \
+         sh -c 'cat {started} >/dev/null; echo pa\"\"ger reads >&2; read k </dev/tty; \
+         echo pa\"\"ger got $k; echo >{read}; echo li\"\"nes $(wc -l)'\n",
+        path.display()
+    ));
+    shell.wait_for("pager reads", 1);
+    shell.type_keys("hello\n");
+    shell.wait_for("pager got hello", 1);
+    shell.wait_for("lines 3", 1);
+    shell.wait_for("PS> ", 2);
+    let text = shell.exit();
+    assert!(!text.contains("Stopped"), "{text:?}");
+}
+
+/// On a terminal CMD shares the wrapper's process group; a signal sent to the wrapper alone
+/// (not by the terminal) is still passed on to CMD, once.
+#[test]
+fn on_a_terminal_a_signal_sent_to_the_wrapper_reaches_cmd_once() {
+    let scratch = Scratch::new("terminal-forward");
+    let path = scratch.path("job.pid");
+    let mut shell = Shell::start();
+    // CMD says its wrapper's PID ($PPID), says each SIGTERM (15) it gets, and reads a line to
+    // end (a `read` that the trapped signal interrupts is tried again).
+    shell.type_keys(&format!(
+        "{PIDLOCK} run --file {} -- sh -c 'trap \"echo sig\"\"term\" 15; \
+         echo wra\"\"pper $PPID e\"\"nd; until read x; do :; done; echo go\"\"t $x'\n",
+        path.display()
+    ));
+    shell.wait_for(" end", 1);
+    let text = String::from_utf8_lossy(&shell.seen).into_owned();
+    let wrapper: u32 = text
+        .split("wrapper ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("the wrapper's PID in {text:?}"));
+    send(wrapper, rustix::process::Signal::TERM);
+    shell.wait_for("sigterm", 1);
+    shell.type_keys("hello\n");
+    shell.wait_for("got hello", 1);
+    shell.wait_for("PS> ", 2);
+    let text = shell.exit();
+    assert_eq!(text.matches("sigterm").count(), 1, "{text:?}");
 }
