@@ -269,3 +269,106 @@ fn on_a_terminal_a_signal_sent_to_the_wrapper_reaches_cmd_once() {
     let text = shell.exit();
     assert_eq!(text.matches("sigterm").count(), 1, "{text:?}");
 }
+
+/// Ctrl-C on a terminal reaches CMD once: the terminal sends it to the whole foreground group,
+/// CMD and the wrapper alike, and the wrapper must not pass its copy on. Made deterministic by
+/// stopping the wrapper while Ctrl-C is typed: its copy waits, pending, until CMD has counted
+/// its own; then SIGUSR1 is sent to the stopped wrapper too, and it is continued: it takes both
+/// pending signals in one batch and passes on what it passes on at once, so CMD has any second
+/// SIGINT by the time it reports the SIGUSR1 (without the fix, it does: `total 2`). CMD is a
+/// program (Python) that counts every delivery through a wakeup pipe, however close together.
+#[test]
+fn on_a_terminal_ctrl_c_reaches_a_program_exactly_once() {
+    use std::io::Write as _;
+    pidlock_test_support::require_program!("python3", "python3");
+    let scratch = Scratch::new("terminal-ctrl-c-program");
+    let path = scratch.path("job.pid");
+    let program = scratch.path("count.py");
+    std::fs::write(
+        &program,
+        "import os, select, signal, sys\n\
+         wake, woken = os.pipe()\n\
+         os.set_blocking(woken, False)\n\
+         signal.signal(signal.SIGINT, lambda *_: None)\n\
+         signal.signal(signal.SIGUSR1, lambda *_: None)\n\
+         signal.set_wakeup_fd(woken)\n\
+         ints = 0\n\
+         print('wrapper', os.getppid(), 'end', flush=True)\n\
+         while True:\n    ready, _, _ = select.select([wake, sys.stdin], [], [])\n    \
+         if wake in ready:\n        for number in os.read(wake, 64):\n            \
+         if number == signal.SIGINT:\n                ints += 1\n                \
+         print('sigint', ints, flush=True)\n            \
+         elif number == signal.SIGUSR1:\n                print('usr1', flush=True)\n    \
+         if sys.stdin in ready:\n        sys.stdin.readline()\n        break\n\
+         print('total', ints, 'fin', flush=True)\n",
+    )
+    .expect("write the program");
+    // `; true`: the wrapper is the shell's child, not script(1)'s, which would stop itself,
+    // and no longer pass on what is typed, when it sees its child stop.
+    let inner = format!(
+        "{PIDLOCK} run --file {} -- python3 {}; true",
+        path.display(),
+        program.display()
+    );
+    let mut script = Reaped(
+        Command::new("script")
+            .args(["--quiet", "--return", "--command", &inner, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start script(1)"),
+    );
+    let mut keys = script.0.stdin.take().expect("stdin");
+    let output = chunks_of(script.0.stdout.take().expect("stdout"));
+    let mut seen = Vec::new();
+    let mut wait_for = |text: &str| {
+        let deadline = Instant::now() + BOUND;
+        while !String::from_utf8_lossy(&seen).contains(text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            seen.extend(output.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "waited for {text:?}, got {:?}",
+                    String::from_utf8_lossy(&seen)
+                )
+            }));
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    };
+    let text = wait_for(" end");
+    let wrapper: u32 = text
+        .split("wrapper ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("the wrapper's PID in {text:?}"));
+    send(wrapper, rustix::process::Signal::STOP);
+    wait_until_stopped(wrapper);
+    keys.write_all(b"\x03").expect("Ctrl-C");
+    wait_for("sigint 1");
+    send(wrapper, rustix::process::Signal::USR1);
+    send(wrapper, rustix::process::Signal::CONT);
+    wait_for("usr1");
+    keys.write_all(b"done\r").expect("type a line");
+    let text = wait_for(" fin");
+    drop(keys);
+    assert!(script.wait().success());
+    assert!(text.contains("total 1 fin"), "{text:?}");
+}
+
+/// Waits (bounded) until `/proc` shows process `pid` stopped: SIGSTOP takes effect when the
+/// process next runs, which the kernel schedules at once.
+fn wait_until_stopped(pid: u32) {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the wrapper");
+        let state = stat[stat.rfind(')').expect("a stat line") + 1..]
+            .split_whitespace()
+            .next();
+        if state == Some("T") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "pid {pid} did not stop");
+        std::thread::yield_now();
+    }
+}
