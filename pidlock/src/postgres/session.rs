@@ -66,8 +66,20 @@ pub(crate) struct Session {
     /// the connection string's `connect_timeout`.
     answer_within: Duration,
     /// Statements started and not finished: one whose caller gave up on it (a cancelled or
-    /// timed-out wait, a silent server) stays counted.
-    pending: AtomicUsize,
+    /// timed-out wait, a silent server, a fencing token whose commit waits) stays counted.
+    pending: Arc<AtomicUsize>,
+    /// The TLS connector the session uses, if any: a cancel request goes the same way.
+    tls: SessionTls,
+}
+
+/// [`Session::tls`]: the connector has no `Debug` of its own.
+#[derive(Clone)]
+struct SessionTls(Option<MakeRustlsConnect>);
+
+impl std::fmt::Debug for SessionTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Tls" } else { "NoTls" })
+    }
 }
 
 /// `future`, or the reason it did not finish within `limit`: no call waits forever on a server
@@ -167,12 +179,20 @@ impl Session {
                 (SslMode::Disable, _) | (_, None) => {
                     config.ssl_mode(tokio_postgres::config::SslMode::Disable);
                     let (client, connection) = config.connect(NoTls).await?;
-                    Ok((client, tokio::spawn(drive(connection, Arc::clone(&watch)))))
+                    Ok((
+                        client,
+                        tokio::spawn(drive(connection, Arc::clone(&watch))),
+                        None,
+                    ))
                 }
                 (_, Some(_)) if local => {
                     config.ssl_mode(tokio_postgres::config::SslMode::Disable);
                     let (client, connection) = config.connect(NoTls).await?;
-                    Ok((client, tokio::spawn(drive(connection, Arc::clone(&watch)))))
+                    Ok((
+                        client,
+                        tokio::spawn(drive(connection, Arc::clone(&watch))),
+                        None,
+                    ))
                 }
                 (mode, Some(tls)) => {
                     config.ssl_mode(match mode {
@@ -180,18 +200,23 @@ impl Session {
                         _ => tokio_postgres::config::SslMode::Require,
                     });
                     let (client, connection) = config.connect(tls.clone()).await?;
-                    Ok((client, tokio::spawn(drive(connection, Arc::clone(&watch)))))
+                    Ok((
+                        client,
+                        tokio::spawn(drive(connection, Arc::clone(&watch))),
+                        Some(tls.clone()),
+                    ))
                 }
             }
         };
         match tokio::time::timeout(info.connect_timeout, connecting).await {
-            Ok(Ok((client, driver))) => Ok(Session {
+            Ok(Ok((client, driver, tls))) => Ok(Session {
                 client: Arc::new(client),
                 watch,
                 driver,
                 pinger: None,
                 answer_within: info.connect_timeout,
-                pending: AtomicUsize::new(0),
+                pending: Arc::new(AtomicUsize::new(0)),
+                tls: SessionTls(tls),
             }),
             Ok(Err(error)) => Err(describe(&error)),
             Err(_) => Err(format!(
@@ -227,14 +252,20 @@ impl Session {
     }
 
     /// Which server and database this session reached, whatever the connection string called
-    /// it: the cluster's `system_identifier` (where the role may run `pg_control_system()`, as
-    /// any role may by default), the postmaster's start time (which tells apart a primary and
-    /// a promoted copy of it, and two servers of one identifier) and the database's oid.
-    /// Readable by any role.
+    /// it: the postmaster's start time (which tells apart two servers, a primary and a promoted
+    /// copy of it among them), its port and the database's oid.
+    ///
+    /// Every part reads the same in every session of one server, whatever the session's
+    /// settings or role, or one server would count as two and a holder would wait for itself:
+    /// the start time as whole microseconds since the epoch (its `::text` follows the session's
+    /// `TimeZone` and `DateStyle`), the port and the oid as integers (no setting changes their
+    /// text, and `port` cannot be set per session). Nothing that depends on a privilege: the
+    /// cluster's `system_identifier` (`pg_control_system()`) can be revoked from one role and
+    /// not another, so it is left out. Readable by any role.
     pub(crate) async fn server_identity(&self) -> Result<String, String> {
-        const SQL: &str = "SELECT CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE') \
-                 THEN (pg_control_system()).system_identifier::text ELSE '' END \
-             || '/' || pg_postmaster_start_time()::text || '/' || current_setting('port') \
+        const SQL: &str = "SELECT \
+             (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint::text \
+             || '/' || current_setting('port') \
              || '/' || (SELECT oid FROM pg_database WHERE datname = current_database())::text";
         let query = self.pending(self.client.simple_query(SQL));
         let messages = within(self.answer_within, async {
@@ -270,10 +301,13 @@ impl Session {
 
     /// Runs one statement's `future`, counted as pending until it finishes.
     async fn pending<T>(&self, future: impl std::future::Future<Output = T>) -> T {
-        self.pending.fetch_add(1, Ordering::Relaxed);
-        let output = future.await;
-        self.pending.fetch_sub(1, Ordering::Relaxed);
-        output
+        counted(&self.pending, future).await
+    }
+
+    /// The count of statements started and not finished, for a statement run on the
+    /// [`client`](Self::client) outside this object (the fencing token's, see [`counted`]).
+    pub(crate) fn pending_count(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.pending)
     }
 
     /// `pg_advisory_unlock`: whether this session held the lock. A simple query, with the key
@@ -324,8 +358,30 @@ impl Session {
         // A loss closes the connection at once: the server ends the session (and frees the
         // lock) as soon as it hears of it, even if this object lives on. A silent server hears
         // of it when the link heals, or by its own keepalives.
+        //
+        // Except a backend inside a statement that does not look at its socket: a commit
+        // waiting for a synchronous standby that is gone (the fencing token's) waits on, lock
+        // held, however the socket ends. A cancel request (a new connection, which the server
+        // turns into a signal to the backend) ends that wait; the backend then finds the
+        // socket closed and exits. It is sent when a statement was in flight at the loss, at
+        // the same time as the connection is cut, and given up after `connect_timeout`.
         let driver = self.driver.abort_handle();
-        signal.on_loss_let_go(Box::new(move || driver.abort()));
+        let in_flight = Arc::clone(&self.pending);
+        let cancel = self.client.cancel_token();
+        let tls = self.tls.0.clone();
+        let bound = self.answer_within;
+        // Called on the runtime's thread (the lock was just taken there).
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        signal.on_loss_let_go(Box::new(move || {
+            driver.abort();
+            if in_flight.load(Ordering::Relaxed) > 0
+                && let Some(runtime) = runtime
+            {
+                runtime.spawn(async move {
+                    let _ = tokio::time::timeout(bound, cancel_statement(cancel, tls)).await;
+                });
+            }
+        }));
         if let Some(reason) = already {
             signal.fire(&reason);
             return;
@@ -367,6 +423,27 @@ impl Drop for Session {
             self.driver.abort();
         }
     }
+}
+
+/// Runs one statement's `future`, counted in `pending` until it finishes: a statement whose
+/// caller gave up on it stays counted, so that a loss knows to cancel it (see `Session::watch`).
+pub(crate) async fn counted<T>(
+    pending: &AtomicUsize,
+    future: impl std::future::Future<Output = T>,
+) -> T {
+    pending.fetch_add(1, Ordering::Relaxed);
+    let output = future.await;
+    pending.fetch_sub(1, Ordering::Relaxed);
+    output
+}
+
+/// Asks the server to cancel the statement that `cancel`'s session runs, over TLS if the
+/// session used it. The server answers nothing; a failure to connect is of no further use.
+async fn cancel_statement(cancel: tokio_postgres::CancelToken, tls: Option<MakeRustlsConnect>) {
+    let _ = match tls {
+        Some(tls) => cancel.cancel_query(tls).await,
+        None => cancel.cancel_query(NoTls).await,
+    };
 }
 
 /// Drives the connection until it ends, then fires the held lock's signal, if any.
