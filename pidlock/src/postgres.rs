@@ -32,7 +32,7 @@ use self::session::{Refused, Session};
 use self::token::Token;
 use crate::error::{LockError, UnlockError};
 use crate::loss::{self, LossSignal, LossWatch, Lost, OnLost};
-use crate::owner::{self, Process};
+use crate::owner::{self, Caller, Process};
 
 /// The default for [`PgLock::lost_after`]: a holder cut off from the server without a word
 /// (a partition) gives up after this long.
@@ -55,13 +55,16 @@ const MAX_LOST_AFTER: Duration = Duration::from_secs(32_767);
 /// [`try_is_locked`](Self::try_is_locked) for the reason; `read_pid` is a PID on the holder's
 /// host; `i_am_locking` answers for this instance), the README's "Across hosts" lists why.
 ///
-/// - **Loss.** A lost lock lets go at once: its connection is closed and the process's record
-///   of held locks forgets it, so the same process can take it again before dropping this
-///   object.
-/// - **Self-wait.** A wait by a thread for a lock it holds through another instance is refused
-///   at once. The check is keyed on the server and database the session reached (read after
-///   connecting), so two spellings of one server are one, and two servers behind one name are
-///   two.
+/// - **Loss.** A lost lock lets go at once: its connection is closed (and a statement still
+///   running on the server, such as a token's commit waiting for a synchronous standby, is
+///   sent a cancel request, given up after `connect_timeout`), and the process's record of
+///   held locks forgets it, so the same process can take it again before dropping this object.
+/// - **Self-wait.** A `#[single_instance]` body or task that waits for a lock it holds already
+///   is refused at once. The check is keyed on the server and database the session reached
+///   (read after connecting), so two spellings of one server are one, and two servers behind
+///   one name are two. A `PgLock` of the runtime API, or its guard, may move to any thread, so
+///   no thread counts as its holder: another thread's wait for it waits for its release, as
+///   for [`PidLockFile`](crate::PidLockFile).
 ///
 /// - **Key.** `PgLock::new(conninfo, name)` uses the key sqlx's `PgAdvisoryLock::new(name)`
 ///   uses (HKDF-SHA256 over the name, no salt, info `SQLx (Rust) Postgres advisory lock`, the
@@ -106,6 +109,9 @@ pub struct PgLock {
     held: Option<Held>,
     /// The last acquisition's fencing token.
     token: Arc<Token>,
+    /// The record's key (see [`registry_device`]) for the server this instance last reached:
+    /// what its self-wait check compares, known only once it has connected.
+    reached: Option<u64>,
 }
 
 /// The connection string, parsed once, and its TLS connector.
@@ -249,38 +255,6 @@ fn registry_device(server_identity: &str) -> u64 {
     hash | (1 << 63)
 }
 
-/// The device each spelling of a server (its text and database) last turned out to reach in
-/// this process: lets a check that must not do I/O (an async task's, before it hands its wait
-/// to a thread) decide for a spelling this process has connected with before.
-static RESOLVED: std::sync::Mutex<Vec<(String, u64)>> = std::sync::Mutex::new(Vec::new());
-
-fn spelling(info: &ConnInfo) -> String {
-    format!(
-        "{}/{}",
-        info.server,
-        info.config.get_dbname().unwrap_or_default()
-    )
-}
-
-fn remember_resolved(info: &ConnInfo, device: u64) {
-    let spelling = spelling(info);
-    let mut resolved = RESOLVED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    resolved.retain(|(s, _)| *s != spelling);
-    resolved.push((spelling, device));
-}
-
-fn resolved(info: &ConnInfo) -> Option<u64> {
-    let spelling = spelling(info);
-    RESOLVED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .find(|(s, _)| *s == spelling)
-        .map(|(_, device)| *device)
-}
-
 impl fmt::Debug for PgLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Not the connection string: it may hold a password.
@@ -331,6 +305,7 @@ impl PgLock {
             prepared: None,
             held: None,
             token: Arc::new(Token::default()),
+            reached: None,
         }
     }
 
@@ -429,8 +404,8 @@ impl PgLock {
     /// string, an unknown host, a refused connection or password, a wrong CA, a server that
     /// does not answer within `connect_timeout`) is [`LockError::LockFailed`] with one
     /// readable line. The lock is not reentrant: an instance that holds it gets
-    /// `AlreadyLocked` at once, and so does a wait for a lock that the calling thread holds
-    /// through another instance.
+    /// `AlreadyLocked` at once (another instance that holds it may have moved to another
+    /// thread, so a wait for it waits, as for any holder; see "Self-wait" on [`PgLock`]).
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -445,15 +420,18 @@ impl PgLock {
     /// # Ok::<(), LockError>(())
     /// ```
     pub fn acquire(&mut self, timeout: Option<Duration>) -> Result<(), LockError> {
-        self.acquire_unless(timeout, None)
+        self.acquire_unless(timeout, None, &Caller::here(None))
     }
 
     /// [`acquire`](Self::acquire), giving up (as a timeout would, and never taking the lock)
-    /// within 100 ms of `cancelled` being set: for a waiter whose caller may go away.
+    /// within 100 ms of `cancelled` being set: for a waiter whose caller may go away. `caller`
+    /// is who waits (see [`Caller`]): a wait for a lock that it holds through another instance
+    /// is refused at once, decided after connecting, on the server the session reached.
     pub(crate) fn acquire_unless(
         &mut self,
         timeout: Option<Duration>,
         cancelled: Option<Arc<AtomicBool>>,
+        caller: &Caller,
     ) -> Result<(), LockError> {
         let me = Process::current();
         match &self.held {
@@ -487,10 +465,8 @@ impl PgLock {
                 .map_err(|e| self.failed(e.to_string()))?
                 .map_err(|reason| self.failed(reason))?
         };
-        remember_resolved(&prepared.info, registry_device(&first.1));
-        if timeout != Some(Duration::ZERO)
-            && owner::held_by_caller(registry_device(&first.1), self.key as u64, None)
-        {
+        self.reached = Some(registry_device(&first.1));
+        if timeout != Some(Duration::ZERO) && self.is_held_by(caller) {
             return Err(self.busy(Some(Duration::ZERO), None, true));
         }
         let signal = LossSignal::new(&self.name, &server, self.callbacks.clone());
@@ -507,7 +483,11 @@ impl PgLock {
         match outcome {
             Ok((session, server_identity)) => {
                 let device = registry_device(&server_identity);
-                owner::record(me, device, self.key as u64);
+                self.reached = Some(device);
+                // Any thread may hold it from here on: this instance, or the guard around it,
+                // can move. A `#[single_instance]` body pins it to its thread, an async task
+                // to itself.
+                owner::record_movable(me, device, self.key as u64);
                 let forgotten = Arc::new(AtomicBool::new(false));
                 // A loss forgets the record at once, so that this process can take the lock
                 // again without dropping this object first.
@@ -805,8 +785,9 @@ impl PgLock {
                 return None;
             }
             let client = held.session.client();
+            let pending = held.session.pending_count();
             let limit = self.lost_after;
-            let made = runtime::block_on(token::durable_id(client, limit))
+            let made = runtime::block_on(token::durable_id(client, pending, limit))
                 .map_err(|e| e.to_string())
                 .and_then(|made| made);
             match made {
@@ -905,17 +886,12 @@ impl PgLock {
         }
     }
 
-    /// Whether the caller (the calling thread, or the async task `task` wakes) holds this lock
-    /// through another instance: then a wait for it would never end.
-    ///
-    /// No I/O: it can decide only for a spelling of the server this process has connected
-    /// with before (as the holder did); otherwise `false`, and `acquire` decides after
-    /// connecting, for the calling thread.
-    pub(crate) fn is_held_by_caller(&self, task: Option<&std::task::Waker>) -> bool {
-        self.prepared().is_ok_and(|prepared| {
-            resolved(&prepared.info)
-                .is_some_and(|device| owner::held_by_caller(device, self.key as u64, task))
-        })
+    /// Whether `caller` holds this lock through another instance: then a wait for it would
+    /// never end. No I/O: it can decide only once this instance has connected and learnt which
+    /// server it reached (`acquire` decides after connecting); before that, `false`.
+    pub(crate) fn is_held_by(&self, caller: &Caller) -> bool {
+        self.reached
+            .is_some_and(|device| owner::held_by(device, self.key as u64, caller))
     }
 
     /// The error for a wait that would be a wait for itself.
@@ -929,6 +905,17 @@ impl PgLock {
             && !held.forgotten.load(Ordering::Acquire)
         {
             owner::hand_to_task(held.owner, held.device, self.key as u64, task);
+        }
+    }
+
+    /// Records that the calling thread holds this lock until it is released: a
+    /// `#[single_instance]` body's, whose guard never leaves the frame that runs it, so that a
+    /// nested guarded call on this thread is refused at once instead of waiting for itself.
+    pub(crate) fn pin_to_thread(&self) {
+        if let Some(held) = &self.held
+            && !held.forgotten.load(Ordering::Acquire)
+        {
+            owner::pin_to_thread(held.owner, held.device, self.key as u64);
         }
     }
 
