@@ -48,10 +48,11 @@ where
     (Some(forward), pump)
 }
 
-/// Starts listening on the lock `guard` holds, if it does not yet (a lock taken after a wait).
+/// Starts listening on the lock `guard` holds, if that was not tried yet (a lock taken after a
+/// wait): a first try that could not listen has said why once, and is not repeated.
 pub fn forwarding(mut guard: Guard, options: &Options) -> Guard {
     if let (Guard::File(file), Some(Forward(handler))) = (&mut guard, &options.forward)
-        && !file.lock_file().listens_for_second_instances()
+        && !file.lock_file().tried_second_instances()
     {
         file.lock_file_mut()
             .serve_second_instances(Arc::clone(handler));
@@ -97,16 +98,28 @@ pub(crate) fn first_try(
             }
             process::exit(0)
         }
-        // The holder may have exited while we connected: try the lock once more.
-        Err(ForwardError::NotListening { .. } | ForwardError::HolderGone { .. }) => try_lock(),
-        Err(ForwardError::TimedOut { .. }) => None,
-        Err(e) => {
-            eprintln!(
-                "note: {} could not hand its arguments to the running instance: {e}",
-                options.program()
-            );
+        // The holder may have exited while we connected (or is releasing, and did not
+        // answer): try the lock once more. Something else at the endpoint (another user's
+        // socket): as if nobody listened, the message unsent.
+        Err(
+            ForwardError::NotListening { .. }
+            | ForwardError::HolderGone { .. }
+            | ForwardError::Untrusted { .. },
+        ) => try_lock(),
+        // A listening holder that refused the message, or a message over the limit any
+        // holder refuses: the cases worth a word, unless quiet. Everything else (no answer
+        // in time, a failure talking to it) leaves exactly the output of a launch without
+        // `forward`.
+        Err(e @ (ForwardError::Refused { .. } | ForwardError::TooLarge { .. })) => {
+            if !options.quiet {
+                eprintln!(
+                    "note: {} could not hand its arguments to the running instance: {e}",
+                    options.program()
+                );
+            }
             None
         }
+        Err(_) => None,
     }
 }
 
