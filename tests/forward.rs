@@ -886,3 +886,49 @@ fn silent_connections_do_not_hold_a_real_sender_back() {
     assert_eq!(holder.next_message().1, [hex(b"real")]);
     drop(silent);
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+fn an_async_handler_handles_every_message_accepted_before_the_body_returned() {
+    use pidlock::__private::{Options, acquire, forward_async};
+    let scratch = Scratch::new("forward-async-finish");
+    let lock = scratch.path("app.pid");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (forward, pump) = forward_async(move |m: pidlock::SecondInstance| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(m.args);
+        }
+    });
+    let options = Options {
+        path: Some(lock.clone()),
+        timeout: Some(Duration::ZERO),
+        quiet: true,
+        program: Some("forward-test"),
+        fleet: None,
+        forward,
+    };
+    let guard = acquire(&options).unwrap();
+    // A sender halfway through its frame while the program's body returns.
+    let whole = frame(4242, &["late.txt"]);
+    let mut sender = UnixStream::connect(socket(&lock)).unwrap();
+    sender.set_read_timeout(Some(PATIENCE)).unwrap();
+    sender.write_all(&whole[..12]).unwrap();
+    a_listener_thread_is_reading();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(pump.serve_while(async {}));
+    // The lock is still held (the guard is not dropped yet) when the rest arrives: the body
+    // has returned, so nothing may be accepted any more, or it would never be handled.
+    sender.write_all(&whole[12..]).unwrap();
+    let mut answer = [0; 10];
+    let answered = sender.read_exact(&mut answer).is_ok();
+    drop(guard);
+    assert!(
+        !answered || answer[5] != 0,
+        "accepted after the body returned, handled: {:?}",
+        rx.try_recv()
+    );
+    assert!(rx.try_recv().is_err());
+}

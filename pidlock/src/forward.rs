@@ -267,7 +267,41 @@ fn is_gone(e: &io::Error) -> bool {
 }
 
 /// The user's handler, called on the listener's threads one message at a time.
-pub(crate) type Handler = Arc<Mutex<dyn FnMut(SecondInstance) + Send>>;
+#[derive(Clone)]
+pub(crate) struct Handler {
+    call: Arc<Mutex<dyn FnMut(SecondInstance) + Send>>,
+    /// For a handler that runs elsewhere (the async pump, which stops when the program's body
+    /// returns): asked before each message is accepted.
+    admission: Option<Arc<dyn Admission>>,
+}
+
+impl Handler {
+    pub(crate) fn new(call: impl FnMut(SecondInstance) + Send + 'static) -> Handler {
+        Handler {
+            call: Arc::new(Mutex::new(call)),
+            admission: None,
+        }
+    }
+
+    pub(crate) fn with_admission(
+        call: impl FnMut(SecondInstance) + Send + 'static,
+        admission: Arc<dyn Admission>,
+    ) -> Handler {
+        Handler {
+            call: Arc::new(Mutex::new(call)),
+            admission: Some(admission),
+        }
+    }
+}
+
+/// Whether a handler can still take a message, asked before the message is accepted, so that
+/// "accepted" never meets a handler that has stopped.
+pub(crate) trait Admission: Send + Sync {
+    /// Reserves the handling of one message; `false` once the handler runs no more.
+    fn admit(&self) -> bool;
+    /// The reserved message was not accepted after all (its sender left).
+    fn withdraw(&self);
+}
 
 /// How many connections may be read at once, each on its own short-lived thread: a few silent
 /// or slow peers then cannot hold a real sender back past its bound. Past this many, the
@@ -340,7 +374,7 @@ impl Forwarding {
         let gate = Arc::new(Gate::default());
         let serving = Arc::new(Serving {
             server: Arc::new(server),
-            handler: Arc::clone(handler),
+            handler: handler.clone(),
             stop: Arc::clone(&stop),
             gate: Arc::clone(&gate),
             readers: AtomicUsize::new(0),
@@ -548,10 +582,20 @@ impl Serving {
         };
         // One message at a time: the handler's turn is taken before the answer, so a sender
         // behind a handler that blocks gets no answer within its bound, and falls back.
-        let mut handler = self.handler.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut handler = self
+            .handler
+            .call
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if !self.gate.enter() {
             // The release has begun: no answer, so the sender tries the lock again.
             self.drop_message(&from, "the holder is releasing the lock", 0);
+            return;
+        }
+        let admission = self.handler.admission.as_deref();
+        if admission.is_some_and(|a| !a.admit()) {
+            self.gate.leave();
+            self.drop_message(&from, "the program is finishing", 0);
             return;
         }
         // Answer before calling the handler: a sender that gave up (its bound passed while
@@ -559,6 +603,9 @@ impl Serving {
         // and its message is dropped rather than handled behind its back.
         if let Err(e) = conn.write_all_by(&frame::encode_answer(Status::Accepted, me), answer_by())
         {
+            if let Some(admission) = admission {
+                admission.withdraw();
+            }
             self.gate.leave();
             self.drop_message(
                 &from,
@@ -685,7 +732,7 @@ impl crate::PidLockFile {
     where
         F: FnMut(SecondInstance) + Send + 'static,
     {
-        self.forward.set_handler(Arc::new(Mutex::new(handler)));
+        self.forward.set_handler(Handler::new(handler));
         self
     }
 
