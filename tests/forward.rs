@@ -96,6 +96,31 @@ impl Holder {
     }
 }
 
+impl Holder {
+    /// Closes the holder's stdin and waits for its end: every stderr line it wrote.
+    fn finish(mut self) -> Vec<String> {
+        self.proc.close_stdin();
+        let (_, rest) = self.proc.finish();
+        let mut lines = self.stderr;
+        lines.extend(
+            rest.iter()
+                .map(|l| l.strip_prefix("stderr: ").unwrap_or(l).to_owned()),
+        );
+        lines
+    }
+
+    /// Its stderr lines saying it does not listen: one, with `why`.
+    fn said_once_not_listening(self, why: &str) {
+        let lines = self.finish();
+        let said: Vec<_> = lines
+            .iter()
+            .filter(|l| l.contains("not listening"))
+            .collect();
+        assert_eq!(said.len(), 1, "{lines:?}");
+        assert!(said[0].contains(why), "{lines:?}");
+    }
+}
+
 /// Runs a second instance to its end (bounded): its status and its output lines.
 fn second(exe: &str, lock: &Path, args: &[OsString]) -> (ExitStatus, Vec<String>) {
     let mut proc = Proc::spawn(command(exe, lock, args));
@@ -499,10 +524,7 @@ fn as_nobody(exe: &str, args: &[&OsStr]) -> Proc {
 
 #[test]
 fn another_users_message_is_refused_and_never_handled() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: dropping to another user needs root");
-        return;
-    }
+    pidlock_test_support::require_root!("runs a sender as another user");
     let scratch = Scratch::new("forward-other-user");
     let lock = scratch.path("app.pid");
     let mut holder = Holder::start(FORWARD, &lock);
@@ -512,15 +534,33 @@ fn another_users_message_is_refused_and_never_handled() {
     assert!(line.starts_with("err "), "{line}");
     assert!(!line.starts_with("err NotListening"), "{line}");
     other.wait();
-    // With the mode opened up (as in the instant between bind and chmod), the peer's
-    // credentials refuse it, and the refusal is counted.
+    assert!(line.starts_with("err Untrusted: "), "{line}");
+    other.wait();
+    // With the mode opened up (as in the instant between bind and chmod), a raw client of
+    // another user (the library's sender would not even talk to another user's socket) is
+    // refused by the peer's credentials, and the refusal is counted.
+    pidlock_test_support::require_program!("python3", "python3");
     std::fs::set_permissions(socket(&lock), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let mut other = as_nobody(SEND, &[lock.as_os_str(), OsStr::new("intruder")]);
-    let line = other.next_report();
-    assert!(
-        line.starts_with("err Refused: ") && line.contains("another user"),
-        "{line}"
+    // The holder answers before it reads, and may hang up while the frame is still going.
+    let client = "import socket, sys\n\
+                  c = socket.socket(socket.AF_UNIX)\n\
+                  c.connect(sys.argv[1])\n\
+                  try:\n    c.sendall(bytes.fromhex(sys.argv[2]))\n\
+                  except OSError:\n    pass\n\
+                  print('answer', c.recv(64).hex(), flush=True)\n";
+    let mut other = as_nobody(
+        "/usr/bin/env",
+        &[
+            OsStr::new("python3"),
+            OsStr::new("-c"),
+            OsStr::new(client),
+            socket(&lock).as_os_str(),
+            OsStr::new(&hex(&frame(1, &["intruder"]))),
+        ],
     );
+    let line = other.next_report();
+    // "PLSA", version 1, status 4 (another user).
+    assert!(line.starts_with("answer 504c53410104"), "{line}");
     other.wait();
     let log = holder.wait_for_log("it comes from another user");
     assert!(
@@ -531,4 +571,364 @@ fn another_users_message_is_refused_and_never_handled() {
     let (status, _) = second(FORWARD, &lock, &os(&["mine"]));
     assert!(status.success());
     assert_eq!(holder.next_message().1, [hex(b"mine")]);
+}
+
+/// The line a second launch of `name` prints when `pid` holds `lock` and nothing is handed over.
+fn conflict(name: &str, pid: u32, lock: &Path) -> String {
+    format!(
+        "stderr: error: {name} is already running (pid {pid}, lock file {})",
+        lock.display()
+    )
+}
+
+/// A directory of mode `mode` inside the test's scratch directory, reachable by every user.
+fn shared_dir(scratch: &Scratch, name: &str, mode: u32) -> PathBuf {
+    let dir = scratch.path(name);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(scratch.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    dir
+}
+
+/// Runs `exe` with `args` as user 65534 against `lock`: a second launch of that user.
+fn second_as_nobody(exe: &str, lock: &Path, args: &[&str]) -> (ExitStatus, Vec<String>) {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", exe])
+        .args(args)
+        .env("PIDLOCK_FIXTURE_LOCK", lock);
+    let mut proc = Proc::spawn(c);
+    proc.close_stdin();
+    proc.finish()
+}
+
+/// Whatever connected to `listener` so far (non-blocking): the bytes each sent.
+fn what_reached(listener: &UnixListener) -> Vec<Vec<u8>> {
+    listener.set_nonblocking(true).unwrap();
+    let mut got = Vec::new();
+    while let Ok((mut conn, _)) = listener.accept() {
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut bytes = Vec::new();
+        let _ = conn.read_to_end(&mut bytes);
+        got.push(bytes);
+    }
+    got
+}
+
+#[test]
+fn another_users_socket_at_the_name_never_receives_a_message() {
+    pidlock_test_support::require_root!("runs the holder and second launches as another user");
+    let scratch = Scratch::new("forward-squat");
+    // A sticky directory everybody writes into, like /tmp: another user (root, here) created
+    // `app.pid.sock` before the holder (user 65534) started, and listens on it.
+    let dir = shared_dir(&scratch, "shared", 0o1777);
+    let lock = dir.join("app.pid");
+    let squatter = UnixListener::bind(socket(&lock)).unwrap();
+    std::fs::set_permissions(socket(&lock), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut holder = {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", FORWARD])
+            .env("PIDLOCK_FIXTURE_LOCK", &lock);
+        Proc::spawn(c)
+    };
+    // The holder cannot take the name over, and says so.
+    let mut lines = Vec::new();
+    let pid: u32 = loop {
+        let line = holder.next_line();
+        if let Some(pid) = line.strip_prefix("holding ") {
+            break pid.parse().unwrap();
+        }
+        lines.push(line);
+    };
+    // A second launch of the holder's user: exactly the usual conflict, nothing sent.
+    let (status, out) = second_as_nobody(FORWARD, &lock, &["secret-token"]);
+    assert_eq!(status.code(), Some(1), "{out:?}");
+    assert_eq!(out, [conflict("si-forward", pid, &lock)]);
+    let (_, out) = second_as_nobody(SEND, &lock, &[lock.to_str().unwrap(), "secret"]);
+    assert!(
+        out[0].starts_with("err Untrusted: ") && out[0].contains("belongs to user 0, not to us"),
+        "{out:?}"
+    );
+    assert_eq!(what_reached(&squatter), Vec::<Vec<u8>>::new());
+    // The socket file made to look like the sender's own: the listening process is still
+    // another user's, and the sender sees it on the connection before it writes a byte.
+    rustix::fs::chown(
+        socket(&lock),
+        Some(rustix::fs::Uid::from_raw(65534)),
+        Some(rustix::fs::Gid::from_raw(65534)),
+    )
+    .unwrap();
+    let (_, out) = second_as_nobody(SEND, &lock, &[lock.to_str().unwrap(), "secret"]);
+    assert!(
+        out[0].starts_with("err Untrusted: ") && out[0].contains("runs as user 0"),
+        "{out:?}"
+    );
+    assert_eq!(what_reached(&squatter), [Vec::<u8>::new()]);
+    holder.close_stdin();
+    let (_, rest) = holder.finish();
+    lines.extend(rest);
+    let said: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("not listening"))
+        .collect();
+    assert_eq!(said.len(), 1, "{lines:?}");
+    assert!(
+        said[0].contains("is a socket of user 0, not ours"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_directory_others_may_write_into_is_refused_even_when_it_is_ours() {
+    let scratch = Scratch::new("forward-own-0777");
+    let dir = shared_dir(&scratch, "open", 0o777);
+    let lock = dir.join("app.pid");
+    let holder = Holder::start(FORWARD, &lock);
+    let pid = holder.pid;
+    assert!(!socket(&lock).exists());
+    let (status, out) = second(FORWARD, &lock, &os(&["a.txt"]));
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(out, [conflict("si-forward", pid, &lock)]);
+    holder.said_once_not_listening("is writable by other users and not sticky");
+}
+
+/// Waits (bounded) until a thread of this process named `pidlock-second*` sleeps reading a
+/// Unix socket.
+#[cfg(target_os = "linux")]
+fn a_listener_thread_is_reading() {
+    let until = std::time::Instant::now() + PATIENCE;
+    loop {
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let wchan = std::fs::read_to_string(task.path().join("wchan")).unwrap_or_default();
+            if comm.starts_with("pidlock-second") && wchan.contains("unix_stream_read") {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the listener never started reading"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// A valid version-1 frame for `args` from `pid` (see pidlock/src/forward/frame.rs).
+fn frame(pid: u32, args: &[&str]) -> Vec<u8> {
+    let mut body = pid.to_le_bytes().to_vec();
+    body.extend_from_slice(&0u32.to_le_bytes());
+    body.extend_from_slice(&u32::try_from(args.len()).unwrap().to_le_bytes());
+    for a in args {
+        body.extend_from_slice(&u32::try_from(a.len()).unwrap().to_le_bytes());
+        body.extend_from_slice(a.as_bytes());
+    }
+    let mut f = b"PLSI\x01".to_vec();
+    f.extend_from_slice(&u32::try_from(body.len()).unwrap().to_le_bytes());
+    f.extend_from_slice(&body);
+    f
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_holder_that_has_begun_its_release_never_answers_accepted() {
+    use pidlock::{PidLockFile, SecondInstance};
+    let scratch = Scratch::new("forward-release-race");
+    let lock = scratch.path("app.pid");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut old = PidLockFile::new(&lock).on_second_instance(move |m: SecondInstance| {
+        let _ = tx.send(m.args);
+    });
+    old.acquire(Some(Duration::ZERO)).unwrap();
+    assert!(old.listens_for_second_instances());
+    // A sender that has connected and sent part of its frame when the release begins.
+    let whole = frame(4242, &["late.txt"]);
+    let mut sender = UnixStream::connect(socket(&lock)).unwrap();
+    sender.set_read_timeout(Some(PATIENCE)).unwrap();
+    sender.write_all(&whole[..12]).unwrap();
+    a_listener_thread_is_reading();
+    old.release().unwrap();
+    // Another process could hold the lock now; we take it, to show it.
+    let mut next = PidLockFile::new(&lock);
+    next.acquire(Some(Duration::ZERO)).unwrap();
+    sender.write_all(&whole[12..]).unwrap();
+    let mut answer = Vec::new();
+    let _ = sender.read_to_end(&mut answer);
+    // No answer at all: the sender sees the holder gone, and tries the lock again.
+    assert_eq!(answer, Vec::<u8>::new());
+    assert!(rx.try_recv().is_err());
+    next.release().unwrap();
+}
+
+#[test]
+fn a_sender_in_another_pid_namespace_is_handed_over_by_its_user() {
+    pidlock_test_support::require_root!("makes a new PID namespace");
+    pidlock_test_support::require_program!("unshare", "util-linux");
+    let scratch = Scratch::new("forward-pidns");
+    let lock = scratch.path("app.pid");
+    // The holder in a PID namespace of its own (as in a sandbox sharing the lock's directory):
+    // `SO_PEERCRED` tells it PID 0 for senders outside, and their user.
+    let mut holder = {
+        let mut c = Command::new("unshare");
+        c.args(["-pf", FORWARD]).env("PIDLOCK_FIXTURE_LOCK", &lock);
+        Proc::spawn(c)
+    };
+    let line = holder.next_report();
+    assert!(line.starts_with("holding "), "{line}");
+    let (status, out) = second(FORWARD, &lock, &os(&["from-outside"]));
+    assert!(status.success(), "{out:?}");
+    let line = holder.next_report();
+    // The PID is the one the sender gave in its message.
+    assert!(
+        line.starts_with("got ") && line.ends_with(&hex(b"from-outside")),
+        "{line}"
+    );
+    holder.close_stdin();
+    let (_, rest) = holder.finish();
+    assert!(!rest.iter().any(|l| l.contains("dropped")), "{rest:?}");
+}
+
+#[test]
+fn what_is_not_a_stale_socket_of_ours_is_never_removed() {
+    let scratch = Scratch::new("forward-clobber");
+    // A lock path without `.pid`: `app.sock` is a common name for a program's own socket.
+    let lock = scratch.path("app");
+    let service = UnixListener::bind(socket(&lock)).unwrap();
+    let notes = scratch.path("notes.pid");
+    std::fs::write(socket(&notes), "some user data").unwrap();
+    let linked = scratch.path("linked.pid");
+    std::os::unix::fs::symlink(scratch.path("elsewhere"), socket(&linked)).unwrap();
+    for (lock, why) in [
+        (&lock, "is a live socket another process listens on"),
+        (&notes, "exists and is not a socket (a regular file)"),
+        (&linked, "exists and is not a socket (a symlink)"),
+    ] {
+        Holder::start(FORWARD, lock).said_once_not_listening(why);
+    }
+    // The service still listens on its own socket, and the data is still there.
+    drop(UnixStream::connect(socket(&lock)).unwrap());
+    assert_eq!(
+        what_reached(&service).len(),
+        2,
+        "our probe, then this connection"
+    );
+    assert_eq!(
+        std::fs::read_to_string(socket(&notes)).unwrap(),
+        "some user data"
+    );
+    assert!(
+        std::fs::symlink_metadata(socket(&linked))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+#[test]
+fn a_holder_that_cannot_listen_leaves_the_second_launch_exactly_as_without_forward() {
+    let scratch = Scratch::new("forward-long-path");
+    // `<lock>.sock` over the socket-name limit: the holder cannot listen, says so once.
+    let lock = scratch.path(&format!("{}.pid", "x".repeat(110)));
+    for exe in [FORWARD, FORWARD_QUIET] {
+        let holder = Holder::start(exe, &lock);
+        let pid = holder.pid;
+        let (status, out) = second(exe, &lock, &os(&["a.txt"]));
+        assert_eq!(status.code(), Some(1), "{out:?}");
+        let name = Path::new(exe).file_name().unwrap().to_str().unwrap();
+        assert_eq!(out, [conflict(name, pid, &lock)]);
+        holder.said_once_not_listening("cannot bind");
+    }
+}
+
+#[test]
+fn a_refusal_by_a_listening_holder_gets_a_note_unless_quiet() {
+    let scratch = Scratch::new("forward-refusal-note");
+    let lock = scratch.path("app.pid");
+    let mut held = pidlock::PidLockFile::new(&lock);
+    held.acquire(Some(Duration::ZERO)).unwrap();
+    // A listener of ours that refuses every message ("could not read it").
+    let listener = UnixListener::bind(socket(&lock)).unwrap();
+    let refuser = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.write_all(b"PLSA\x01\x01").unwrap();
+            conn.write_all(&std::process::id().to_le_bytes()).unwrap();
+        }
+    });
+    let me = std::process::id();
+    let (status, out) = second(FORWARD, &lock, &os(&["a"]));
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(
+        out[0].starts_with("stderr: note: si-forward could not hand its arguments")
+            && out[0].contains("refused"),
+        "{out:?}"
+    );
+    assert_eq!(out[1], conflict("si-forward", me, &lock));
+    let (status, out) = second(FORWARD_QUIET, &lock, &os(&["a"]));
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(out, [conflict("si-forward-quiet", me, &lock)]);
+    refuser.join().unwrap();
+    held.release().unwrap();
+}
+
+#[test]
+fn silent_connections_do_not_hold_a_real_sender_back() {
+    let scratch = Scratch::new("forward-silent");
+    let lock = scratch.path("app.pid");
+    let mut holder = Holder::start(FORWARD, &lock);
+    // Five same-user connections that send nothing: read one at a time, they would cost the
+    // listener 5 x 1 s, past the sender's 2 s bound.
+    let silent: Vec<_> = (0..5)
+        .map(|_| UnixStream::connect(socket(&lock)).unwrap())
+        .collect();
+    let (status, out) = second(FORWARD, &lock, &os(&["real"]));
+    assert!(status.success(), "{out:?}");
+    assert_eq!(holder.next_message().1, [hex(b"real")]);
+    drop(silent);
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn an_async_handler_handles_every_message_accepted_before_the_body_returned() {
+    use pidlock::__private::{Options, acquire, forward_async};
+    let scratch = Scratch::new("forward-async-finish");
+    let lock = scratch.path("app.pid");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (forward, pump) = forward_async(move |m: pidlock::SecondInstance| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(m.args);
+        }
+    });
+    let options = Options {
+        path: Some(lock.clone()),
+        timeout: Some(Duration::ZERO),
+        quiet: true,
+        program: Some("forward-test"),
+        fleet: None,
+        forward,
+    };
+    let guard = acquire(&options).unwrap();
+    // A sender halfway through its frame while the program's body returns.
+    let whole = frame(4242, &["late.txt"]);
+    let mut sender = UnixStream::connect(socket(&lock)).unwrap();
+    sender.set_read_timeout(Some(PATIENCE)).unwrap();
+    sender.write_all(&whole[..12]).unwrap();
+    a_listener_thread_is_reading();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(pump.serve_while(async {}));
+    // The lock is still held (the guard is not dropped yet) when the rest arrives: the body
+    // has returned, so nothing may be accepted any more, or it would never be handled.
+    sender.write_all(&whole[12..]).unwrap();
+    let mut answer = [0; 10];
+    let answered = sender.read_exact(&mut answer).is_ok();
+    drop(guard);
+    assert!(
+        !answered || answer[5] != 0,
+        "accepted after the body returned, handled: {:?}",
+        rx.try_recv()
+    );
+    assert!(rx.try_recv().is_err());
 }

@@ -177,14 +177,78 @@ fn a_lock_lost_to_a_silent_server_is_freed_when_the_link_heals() {
     drop(a);
 }
 
-/// `acquire` by the thread that holds the lock through `holder`, under another spelling:
-/// refused at once as its own (`AlreadyLocked`, never a `LockTimeout` after waiting).
-fn refused_as_its_own(conninfo: &str, name: &str) {
-    let mut again = PgLock::new(conninfo, name);
-    match again.acquire(Some(BOUND)) {
-        Err(LockError::AlreadyLocked { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
-        other => panic!("{conninfo}: a wait for its own lock: {other:?}"),
+/// A guarded function that takes `name` on `conninfo` and returns at once: a nested call in
+/// a guarded body (or task) is refused at once if that body holds the lock already.
+#[pidlock::single_instance(postgres = conninfo, name = name, timeout = 10, quiet)]
+fn guarded(conninfo: &str, name: &str) -> Result<(), pidlock::Error> {
+    Ok(())
+}
+
+/// Holds `name` on `holding` in a guarded body, and calls [`guarded`] for each of `others`
+/// from inside it.
+#[pidlock::single_instance(postgres = holding, name = name, timeout = 10, quiet)]
+fn holding_then(
+    holding: &str,
+    others: &[String],
+    name: &str,
+) -> Result<Vec<Result<(), pidlock::Error>>, pidlock::Error> {
+    Ok(others.iter().map(|other| guarded(other, name)).collect())
+}
+
+/// [`guarded`] for an async task.
+#[pidlock::single_instance(postgres = conninfo, name = name, timeout = 10, quiet)]
+async fn guarded_task(conninfo: &str, name: &str) -> Result<(), pidlock::Error> {
+    Ok(())
+}
+
+/// [`holding_then`] for an async task: the nested calls are awaited by the task that holds.
+#[pidlock::single_instance(postgres = holding, name = name, timeout = 10, quiet)]
+async fn holding_then_task(
+    holding: &str,
+    others: &[String],
+    name: &str,
+) -> Result<Vec<Result<(), pidlock::Error>>, pidlock::Error> {
+    let mut results = Vec::new();
+    for other in others {
+        results.push(guarded_task(other, name).await);
     }
+    Ok(results)
+}
+
+/// Runs `holding_then_task` (on a runtime of its own) and `holding_then`: one result per
+/// spelling in `others`, for the task, then for the plain body, with what was called.
+fn nested_both_ways(
+    holding: &str,
+    others: &[String],
+    name: &str,
+) -> Vec<(String, Result<(), pidlock::Error>)> {
+    // The task first: its check must decide for a spelling this process has never connected
+    // with (nothing to go by but what the session reached).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let task = runtime
+        .block_on(holding_then_task(holding, others, name))
+        .unwrap();
+    let plain = holding_then(holding, others, name).unwrap();
+    let mut outcomes = Vec::new();
+    for (how, results) in [("async", task), ("plain", plain)] {
+        for (other, result) in others.iter().zip(results) {
+            outcomes.push((format!("{how} {other}"), result));
+        }
+    }
+    outcomes
+}
+
+/// Whether `outcome` is "refused at once as its own": `AlreadyLocked` naming this process,
+/// never a `LockTimeout` after waiting for itself.
+fn refused_as_its_own(outcome: &Result<(), pidlock::Error>) -> bool {
+    matches!(
+        outcome,
+        Err(pidlock::Error::Lock(LockError::AlreadyLocked { pid, .. }))
+            if *pid == Some(std::process::id())
+    )
 }
 
 #[test]
@@ -209,13 +273,22 @@ fn two_spellings_of_one_server_are_one_server() {
             pg.dir.display(),
             pg.port
         ),
+        // The socket's directory spelt with a final `/`: a spelling no other test uses.
+        format!(
+            "host={}/ port={} user={user} dbname=postgres",
+            pg.dir.display(),
+            pg.port
+        ),
     ];
+    // A guarded body or task holding the lock under one spelling is refused at once under
+    // every spelling, on the plain and the async path.
     for holding in &spellings {
-        let (mut held, _) = take(holding, &name);
-        for other in &spellings {
-            refused_as_its_own(other, &name);
+        for (call, outcome) in nested_both_ways(holding, &spellings, &name) {
+            assert!(
+                refused_as_its_own(&outcome),
+                "holding {holding:?}, {call}: a wait for its own lock: {outcome:?}"
+            );
         }
-        held.release().unwrap();
     }
     // Another database of the same server is another lock.
     let (_held, _) = take(&spellings[0], &name);
@@ -224,6 +297,35 @@ fn two_spellings_of_one_server_are_one_server() {
         &name,
     );
     elsewhere.acquire(Some(BOUND)).unwrap();
+}
+
+#[test]
+fn one_server_is_one_server_whatever_the_session_s_settings() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let name = unique("settings");
+    let base = format!(
+        "host=127.0.0.1 port={} user={} dbname=postgres sslmode=disable",
+        pg.port,
+        pg_support::PLAIN_USER
+    );
+    // Settings that change how a timestamp, a number or a date reads as text.
+    let others: Vec<String> = [
+        "-c TimeZone=Asia/Tokyo",
+        "-c DateStyle=SQL,DMY",
+        "-c IntervalStyle=iso_8601 -c extra_float_digits=-15 -c lc_numeric=C",
+    ]
+    .iter()
+    .map(|options| format!("{base} options='{options}'"))
+    .chain([base.clone()])
+    .collect();
+    for (call, outcome) in nested_both_ways(&base, &others, &name) {
+        assert!(
+            refused_as_its_own(&outcome),
+            "{call}: one server counted as two: {outcome:?}"
+        );
+    }
 }
 
 #[test]
@@ -241,13 +343,52 @@ fn two_servers_behind_one_host_name_never_refuse_each_other() {
             first.port
         )
     };
+    // The same body or task, the same host text, another server: free, and taken; the same
+    // server again is still a wait for itself.
+    let others = [at("127.0.0.2"), at("127.0.0.1")];
+    let outcomes = nested_both_ways(&at("127.0.0.1"), &others, &name);
+    for (call, outcome) in &outcomes {
+        if call.ends_with(&others[0]) {
+            assert!(
+                outcome.is_ok(),
+                "{call}: another server refused: {outcome:?}"
+            );
+        } else {
+            assert!(refused_as_its_own(outcome), "{call}: {outcome:?}");
+        }
+    }
+    // Plain locks too: both servers hold the lock at once.
     let (_on_first, _) = take(&at("127.0.0.1"), &name);
-    // The same thread, the same host text, another server: free, and taken.
     let mut on_second = PgLock::new(at("127.0.0.2"), &name);
     on_second.acquire(Some(BOUND)).unwrap();
     assert!(first.is_held(on_second.key()) && second.is_held(on_second.key()));
-    // And a wait on the first, from this thread, is still a wait for itself.
-    refused_as_its_own(&at("127.0.0.1"), &name);
+}
+
+#[test]
+fn a_guard_moved_to_another_thread_is_waited_for_like_any_holder() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let url = pg.url();
+    let name = unique("moved-guard");
+    let guard = PgLock::lock(&url, &name, Some(BOUND)).unwrap();
+    // The guard moves to a keeper thread, which lets go once this thread waits for it.
+    let (give, take_guard) = mpsc::channel::<pidlock::PgLockGuard>();
+    let keeper = thread::spawn(move || {
+        let guard = take_guard.recv_timeout(BOUND).unwrap();
+        let deadline = std::time::Instant::now() + BOUND;
+        while !pg.waits(std::process::id()) && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        guard.release().unwrap();
+    });
+    give.send(guard).unwrap();
+    // The thread that took it no longer holds it: it waits for the keeper, and gets in.
+    let mut again = PgLock::new(&url, &name);
+    let taken = again.acquire(Some(BOUND));
+    keeper.join().unwrap();
+    taken.unwrap();
+    assert!(again.i_am_locking());
 }
 
 /// A marker password that must show up nowhere.
@@ -280,6 +421,11 @@ fn no_password_shows_in_any_message() {
         format!("password={MARKER} hostaddr={MARKER}"),
         format!("password={MARKER} channel_binding={MARKER}"),
         format!("password={MARKER} target_session_attrs={MARKER}"),
+        // A host value that swallowed other keys, the password among them.
+        format!("host='127.0.0.1 password={MARKER}' port=1 user=u"),
+        format!("host='127.0.0.1,x password={MARKER}' port=1,2 user=u"),
+        format!("host='127.0.0.1\t{MARKER}' port=1 user=u"),
+        format!("postgres://u@127.0.0.1:1/db?host=127.0.0.1%20password%3D{MARKER}"),
     ];
     let well_formed = [
         // A wrong password, an unknown host, a TLS failure.
@@ -525,4 +671,186 @@ fn read_write_skips_a_standby_for_the_primary() {
     let held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted";
     assert_eq!(primary.psql(held), "1", "the lock is on the primary");
     drop(lock);
+}
+
+/// Every malformed form the review tried, without a server (port 1 refuses): the marker
+/// shows in no `Debug`, no `server()` and no error.
+#[test]
+fn no_password_shows_for_any_malformed_form() {
+    const M: &str = MARKER;
+    let forms = [
+        format!("postgres://u:{M}@127.0.0.1:1/db"),
+        format!("postgres://u:{M}/x@127.0.0.1:1/db"),
+        format!("postgres://u:{M}?x@127.0.0.1:1/db"),
+        format!("postgres://u:{M}?x=1@127.0.0.1:1/db"),
+        format!("postgres://u:{M}#x@127.0.0.1:1/db"),
+        format!("postgres://u:{M}%@127.0.0.1:1/db"),
+        format!("postgres://u:{M}%zz@127.0.0.1:1/db"),
+        format!("postgres://u:{M}%ff@127.0.0.1:1/db"),
+        format!("postgres://u:{M}:x@127.0.0.1:1/db"),
+        format!("postgres://u:{M}]@127.0.0.1:1/db"),
+        format!("postgres://u:[{M}@127.0.0.1:1/db"),
+        format!("postgres://u@x:{M}/abc@127.0.0.1:1/db"),
+        format!("postgres://u@x:{M}@127.0.0.1:1/db"),
+        format!("postgres://u@srv:12345/{M}@127.0.0.1:1/db"),
+        format!("postgres://u:{M}@127.0.0.1:1,/db"),
+        format!("postgres://u:{M}@127.0.0.1:1/db?password"),
+        format!("postgres://u:{M}"),
+        format!("postgres://u:{M}/"),
+        format!("postgresql://:{M}@127.0.0.1:1"),
+        format!("postgres://u@127.0.0.1:1/db?password={M}&sslmode=bogus"),
+        format!("postgres://u@127.0.0.1:1/db?password={M}&bogus=1"),
+        format!("postgres://u@127.0.0.1:1/db?password={M}&port=x"),
+        format!("postgres://u@127.0.0.1:1/db?password={M}&host="),
+        format!("postgres://u@127.0.0.1:1/db?password={M}%"),
+        format!("postgres://u@127.0.0.1:1/db?password=a%20{M}"),
+        format!("postgres://u@127.0.0.1:1/db?password={M}&ssl=false"),
+        format!("postgres://u@127.0.0.1:1/db?{M}"),
+        format!(" postgres://u:{M}@127.0.0.1:1/db"),
+        format!("POSTGRES://u:{M}@127.0.0.1:1/db"),
+        format!("postgres:/u:{M}@127.0.0.1:1/db"),
+        format!("postgres://u:{M}@[::1:1/db"),
+        format!("postgres://u:{M}@[::1]x/db"),
+        format!("host=127.0.0.1 port=1 user=u password={M}"),
+        format!("host=127.0.0.1 port=1 user=u password=a {M}"),
+        format!("host=127.0.0.1 port=1 user=u password='{M}"),
+        format!("host=127.0.0.1 port=1 user=u password={M}'"),
+        format!("host=127.0.0.1 port=1 user=u password='a b' {M}"),
+        format!("host=127.0.0.1 port=1 user=u password='a'{M}"),
+        format!("host=127.0.0.1 port=1 user=u password {M}"),
+        format!("host=127.0.0.1 port=1 user=u password={M}\\"),
+        format!("host=127.0.0.1 port=1 user=u password={M} sslmode={M}"),
+        format!("host=127.0.0.1 port=1 user=u password={M} port={M}"),
+        format!("host=127.0.0.1 port=1 user=u password={M} hostaddr={M}"),
+        format!("host=127.0.0.1 port=1 user=u password={M} connect_timeout={M}"),
+        format!("host=127.0.0.1 port=1 user=u password={M} channel_binding={M}"),
+        format!("host=127.0.0.1 port=1 user=u password={M} target_session_attrs={M}"),
+        format!("host=127.0.0.1 port=1 user=u password = {M} x"),
+        format!("host=127.0.0.1 port=1 user=u {M}=x"),
+        format!("host=127.0.0.1 port=1 user=u password={M}=x y"),
+        format!("host=127.0.0.1 port=1 user=u password=\"{M} x\""),
+        format!("host=127.0.0.1 port=1 user=u password={M}\u{a0}x"),
+        format!("host=127.0.0.1 port=1 user=u\npassword={M}\nbad"),
+        format!("host=127.0.0.1,x port=1,2,3 user=u password={M}"),
+        format!("host=127.0.0.1 hostaddr=1.1.1.1,2.2.2.2 port=1 user=u password={M}"),
+        format!("host='127.0.0.1 password={M}' port=1 user=u"),
+        format!("host='127.0.0.1 password={M}',localhost port=1 user=u"),
+    ];
+    let mut leaks = Vec::new();
+    for form in &forms {
+        let mut lock = PgLock::new(form.as_str(), "job");
+        let shown = format!("{lock:?} {}", lock.server());
+        let error = lock.acquire(Some(Duration::ZERO)).err();
+        let text = match &error {
+            Some(e) => format!("{e} {e:?} {lock:?}"),
+            None => "no error".to_owned(),
+        };
+        if shown.contains(M) || text.contains(M) {
+            leaks.push(format!("{form:?}\n    -> {shown}\n    -> {text}"));
+        }
+    }
+    assert!(leaks.is_empty(), "marker shown:\n{}", leaks.join("\n"));
+}
+
+/// libpq's multi-host strings with one port, which applies to every host: the `key=value`
+/// form, a URL with the port as a parameter, and `PGHOST=a,b` with `PGPORT` (in a child
+/// process, whose environment is its own). Each connects to the first host.
+#[test]
+fn several_hosts_with_one_port_in_each_form() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let name = unique("multihost");
+    for conninfo in [
+        format!(
+            "host=127.0.0.1,localhost port={} user=postgres dbname=postgres sslmode=disable",
+            pg.port
+        ),
+        format!(
+            "postgres://postgres@127.0.0.1,localhost/postgres?port={}&sslmode=disable",
+            pg.port
+        ),
+    ] {
+        let mut lock = PgLock::new(conninfo.as_str(), &name);
+        lock.acquire(Some(BOUND))
+            .unwrap_or_else(|e| panic!("{conninfo}: {e}"));
+        assert!(pg.is_held(lock.key()));
+        lock.release().unwrap();
+    }
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pg-helper"));
+    command
+        .env("PGHOST", "127.0.0.1,localhost")
+        .env("PGPORT", pg.port.to_string())
+        .env_remove("PGHOSTADDR")
+        .env_remove("PGSERVICE")
+        .args([
+            "hold",
+            "user=postgres dbname=postgres sslmode=disable",
+            &name,
+            "0",
+        ]);
+    let mut child = common::Proc::spawn(command);
+    let line = child.next_report();
+    assert!(line.starts_with("locked "), "PGHOST=a,b: {line}");
+    assert!(pg.is_held(PgLock::new("", &name).key()));
+}
+
+/// A lock lost because its fencing token could not be made (its commit waits for a
+/// synchronous standby that is gone) lets go on the server too: the backend stuck in
+/// `SyncRep` gets a cancel request, and the next holder gets in. The request goes the way the
+/// session went, on a socket pidlock opens itself (tokio-postgres knows no host for a session
+/// over a socket of ours): plain TCP, TLS (`verify-full`, so by the certificate's name), and
+/// the Unix socket.
+#[test]
+fn a_lock_lost_by_its_token_lets_go_on_the_server() {
+    let Some(pg) =
+        pg_support::own_cluster("127.0.0.1", None, "synchronous_standby_names = 'gone'\n")
+    else {
+        return;
+    };
+    let routes = [
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable",
+            pg.port
+        ),
+        format!(
+            "host=localhost port={} user=postgres dbname=postgres sslmode=verify-full \
+             sslrootcert={}",
+            pg.port,
+            pg.ca.display()
+        ),
+        pg.socket_conninfo(),
+    ];
+    for conninfo in routes {
+        let name = unique("syncrep");
+        let mut holder = PgLock::new(&conninfo, &name).lost_after(Duration::from_secs(2));
+        holder
+            .acquire(Some(BOUND))
+            .unwrap_or_else(|e| panic!("{conninfo}: {e}"));
+        assert_eq!(
+            holder.fencing_token(),
+            0,
+            "{conninfo}: a commit that waits cannot be a token"
+        );
+        assert!(holder.is_lost() && !holder.i_am_locking(), "{conninfo}");
+        // Not dropped: the lock is free for another holder all the same (here another thread,
+        // as another host would).
+        let taker = {
+            let (conninfo, name) = (conninfo.clone(), name.clone());
+            thread::spawn(move || {
+                let mut other = PgLock::new(conninfo, name);
+                other.acquire(Some(BOUND)).map(|()| other)
+            })
+        };
+        let taken = taker.join().unwrap();
+        let stuck = pg.psql(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name LIKE 'pidlock %' AND wait_event = 'SyncRep'",
+        );
+        drop(holder);
+        let other =
+            taken.unwrap_or_else(|e| panic!("{conninfo}: the lost lock kept the server's: {e}"));
+        assert!(other.i_am_locking(), "{conninfo}");
+        assert_eq!(stuck, "0", "{conninfo}: a backend still waits in SyncRep");
+    }
 }

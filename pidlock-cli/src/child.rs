@@ -3,30 +3,35 @@
 //!
 //! # The job and its process group
 //!
-//! CMD runs in a process group of its own, the job's group: its PGID is CMD's PID, the PID that
-//! the PID file names. That is what makes every signal reach CMD exactly once:
+//! Where CMD runs depends on whether the wrapper has the terminal's foreground.
+//!
+//! **Not in a terminal's foreground** (cron, systemd, a script, a background job): CMD runs in a
+//! process group of its own, the job's group: its PGID is CMD's PID, the PID that the PID file
+//! names. That is what makes every signal reach CMD exactly once:
 //! - a signal sent to the wrapper alone, or to the wrapper's group (`kill -INT -<wrapper's
 //!   pgid>`, a supervisor stopping its child's group), reaches the wrapper only, which passes it
 //!   on to CMD: once;
 //! - a signal sent to the job's group (`kill -INT -<CMD's pid>`, or `pidlock kill --group`)
-//!   reaches CMD and its children, not the wrapper: once;
-//! - on a terminal, the job's group gets the foreground (CMD takes it before it `exec`s, and
-//!   the wrapper makes sure once it runs, as shells do), so Ctrl-C and Ctrl-\ go to the job
-//!   alone, once, and the job may read the terminal.
-//!   When the job stops (Ctrl-Z), the wrapper takes the terminal back and stops itself, so the
-//!   shell sees a stopped job; at `fg` it hands the terminal over again and continues the job.
-//!   At exit it takes the terminal back before the shell does.
+//!   reaches CMD and its children, not the wrapper: once.
 //!
-//! The alternative, CMD in the wrapper's group, cannot work: a signal to the group reaches both,
-//! and the wrapper cannot tell it from one sent to itself alone (both are `SI_USER`), so it
-//! either forwards it a second time or drops a signal meant for CMD.
+//! **In a terminal's foreground** (typed at a shell prompt): CMD stays in the wrapper's group, as
+//! with `flock(1)`. The shell made that group the foreground for the whole pipeline
+//! (`pidlock run -- CMD | less`): moving CMD to a group of its own and giving it the foreground
+//! would take the terminal from the rest of the pipeline, and the pager would stop (SIGTTIN) as
+//! soon as it reads a key. In the shell's group, the terminal's Ctrl-C, Ctrl-\ and hang-up reach
+//! CMD directly, and the wrapper does not pass on what the kernel sent (`SI_KERNEL`: the
+//! terminal's signals to its foreground group), so CMD gets each once; a signal someone sends to
+//! the wrapper (`SI_USER`) is passed on, once. Ctrl-Z stops the wrapper and CMD together (the
+//! wrapper does not catch SIGTSTP), and `fg` continues them together, as for any job. What
+//! this gives up: a `kill -INT -<pgid>` of that group by hand reaches CMD twice, and
+//! `pidlock kill --group` refuses, since CMD leads no group of its own.
 //!
 //! # Passing the lock on
 //!
 //! CMD inherits the locked descriptor through a duplicate without close-on-exec
 //! (`rustix::io::dup`), made just before the spawn and closed just after: no code runs between
 //! `fork` and `exec` for it. The only such code (`pre_exec`, SAFETY-commented) is the
-//! parent-death signal of `--no-inherit` and the terminal handoff.
+//! parent-death signal of `--no-inherit`.
 //!
 //! `kill -KILL -<CMD's pid>` ends the whole job at once; the wrapper sees CMD gone and exits,
 //! and with it the lock's last holder. SIGKILL of the wrapper's group (or the wrapper alone)
@@ -34,15 +39,21 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
 
 use rustix::process::{Pid, Signal, WaitOptions};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
-use signal_hook::iterator::Signals;
+use signal_hook::iterator::SignalsInfo;
+use signal_hook::iterator::exfiltrator::WithRawSiginfo;
 
 use crate::failure::Failure;
+use crate::holder;
+
+/// The caught signals, each with how it was sent (`si_code`), to tell the terminal's own
+/// signals from those sent to the wrapper.
+pub type Signals = SignalsInfo<WithRawSiginfo>;
 
 /// The signals `pidlock run` passes on to CMD.
 const FORWARDED: [i32; 6] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2];
@@ -55,7 +66,7 @@ const FORWARDED: [i32; 6] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]
 pub fn catch_signals() -> io::Result<Signals> {
     let mut wanted: Vec<i32> = FORWARDED.into_iter().filter(|s| !ignored(*s)).collect();
     wanted.push(SIGCHLD);
-    Signals::new(wanted)
+    SignalsInfo::new(wanted)
 }
 
 /// Whether `signal` is ignored in this process (`SIG_IGN`).
@@ -78,30 +89,36 @@ pub enum Tie<'a> {
     DieWithWrapper,
 }
 
-/// CMD, running as a job of its own.
+/// CMD, running as a job.
 pub struct Job {
     child: Child,
     pid: Pid,
-    /// The terminal whose foreground the job has, to take back at the end.
-    terminal: Option<BorrowedFd<'static>>,
+    /// CMD is in the wrapper's process group, the terminal's foreground: the terminal's own
+    /// signals reach it directly, and are not passed on.
+    in_terminal_group: bool,
 }
 
 impl Job {
-    /// CMD's PID, which is also the job's process group.
+    /// CMD's PID, which is also the job's process group unless CMD shares the wrapper's
+    /// group on a terminal.
     pub fn id(&self) -> u32 {
         self.child.id()
     }
 }
 
-/// Starts `argv` in a process group of its own, tied to the lock as `tie` says, and gives it
-/// the terminal's foreground if the wrapper has it.
+/// Starts `argv` tied to the lock as `tie` says: in a process group of its own, or in the
+/// wrapper's own if that is a terminal's foreground (see the module docs).
 ///
 /// Call this on the main thread: the kernel ties the death signal to the thread that forked,
 /// not to the process, and any other thread may end before CMD does.
 pub fn spawn(argv: &[OsString], tie: Tie<'_>) -> Result<Job, Failure> {
     let (program, args) = argv.split_first().ok_or(Failure::NoCommand)?;
     let mut command = Command::new(program);
-    command.args(args).process_group(0);
+    command.args(args);
+    let in_terminal_group = in_terminal_foreground();
+    if !in_terminal_group {
+        command.process_group(0);
+    }
     // A copy of the locked descriptor without close-on-exec, for CMD alone: it is closed here
     // as soon as CMD runs, and no other thread of the wrapper starts processes.
     let inherited: Option<OwnedFd> = match tie {
@@ -113,10 +130,6 @@ pub fn spawn(argv: &[OsString], tie: Tie<'_>) -> Result<Job, Failure> {
             None
         }
     };
-    let terminal = foreground_terminal();
-    if let Some(tty) = terminal {
-        take_foreground_in_child(&mut command, tty.as_raw_fd());
-    }
     let child = command.spawn().map_err(|e| Failure::Spawn {
         command: program.to_string_lossy().into_owned(),
         reason: match e.kind() {
@@ -132,78 +145,30 @@ pub fn spawn(argv: &[OsString], tie: Tie<'_>) -> Result<Job, Failure> {
         .ok()
         .and_then(Pid::from_raw)
         .ok_or_else(|| Failure::Refused("the command has no valid PID".to_owned()))?;
-    // Again from this side, as shells do: `spawn` returns once CMD has exec'd, so its group
-    // exists, and CMD's own call may have failed.
-    let terminal = terminal.filter(|&tty| set_foreground(tty, pid).is_ok());
     Ok(Job {
         child,
         pid,
-        terminal,
+        in_terminal_group,
     })
 }
 
-/// A terminal on standard input, output or error whose foreground process group is the
-/// wrapper's own: the job should have it instead.
-fn foreground_terminal() -> Option<BorrowedFd<'static>> {
-    let me = rustix::process::getpgrp();
+/// Whether the wrapper's process group is the foreground of the terminal on its standard
+/// input, output or error. A group this process cannot see (its leader is outside this PID
+/// namespace: `unshare --pid --fork`) counts as not: no terminal's foreground is known to be it.
+fn in_terminal_foreground() -> bool {
+    let Some(me) = holder::own_process_group() else {
+        return false;
+    };
     [
         rustix::stdio::stdin(),
         rustix::stdio::stdout(),
         rustix::stdio::stderr(),
     ]
     .into_iter()
-    .find(|fd| rustix::termios::tcgetpgrp(fd).is_ok_and(|foreground| foreground == me))
-}
-
-/// Has CMD make its new process group the foreground of `tty` before it `exec`s, so that it
-/// never runs a moment in the background of its terminal: a read of the terminal there would
-/// stop it (SIGTTIN), and a Ctrl-Z would stop the wrapper instead of the job.
-fn take_foreground_in_child(command: &mut Command, tty: RawFd) {
-    // SAFETY: the hook runs in the forked child before `exec` (after std's `setpgid` for
-    // `process_group` and its reset of the signal mask), where only async-signal-safe
-    // functions may be called: `sigemptyset`, `sigaddset`, `sigprocmask`, `tcsetpgrp` and
-    // `getpid` are, and nothing is allocated. The sigsets are zeroed locals, valid values of
-    // that plain C type, filled in by `sigemptyset` and `sigprocmask`.
-    unsafe {
-        command.pre_exec(move || {
-            // A process of a background group that changes the foreground gets SIGTTOU,
-            // which stops it, unless that is blocked.
-            let mut ttou: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut ttou);
-            libc::sigaddset(&mut ttou, libc::SIGTTOU);
-            let mut before: libc::sigset_t = std::mem::zeroed();
-            libc::sigprocmask(libc::SIG_BLOCK, &ttou, &mut before);
-            // A failure is not fatal: the wrapper tries again once CMD runs.
-            libc::tcsetpgrp(tty, libc::getpid());
-            libc::sigprocmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
-            Ok(())
-        });
-    }
-}
-
-/// Makes the wrapper's own group the foreground of `tty` again.
-fn take_terminal_back(tty: BorrowedFd<'_>) {
-    let _ = set_foreground(tty, rustix::process::getpgrp());
-}
-
-/// Makes `group` the foreground process group of `tty`. The wrapper may be in the background
-/// at that point (CMD took the foreground before it exec'd), and a background process that
-/// changes the foreground gets SIGTTOU, which stops it: it is ignored for the call.
-fn set_foreground(tty: BorrowedFd<'_>, group: Pid) -> io::Result<()> {
-    // SAFETY: `sigaction` reads and sets this process's disposition of SIGTTOU from and to
-    // zeroed or previously read `sigaction` values, valid values of that plain C struct; the
-    // old disposition is put back right after.
-    unsafe {
-        let mut ignore: libc::sigaction = std::mem::zeroed();
-        ignore.sa_sigaction = libc::SIG_IGN;
-        let mut before: libc::sigaction = std::mem::zeroed();
-        if libc::sigaction(libc::SIGTTOU, &ignore, &mut before) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let set = rustix::termios::tcsetpgrp(tty, group);
-        libc::sigaction(libc::SIGTTOU, &before, std::ptr::null_mut());
-        Ok(set?)
-    }
+    .any(|fd| {
+        rustix::termios::tcgetpgrp(fd)
+            .is_ok_and(|foreground| u32::try_from(foreground.as_raw_nonzero().get()) == Ok(me))
+    })
 }
 
 /// Has the kernel kill the command (SIGKILL) when this process dies. The kernel forgets this
@@ -233,54 +198,33 @@ fn die_with_parent(command: &mut Command) {
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
 fn die_with_parent(_command: &mut Command) {}
 
-/// Passes the caught signals on to the job's CMD until it exits, follows it through stops on
-/// a terminal, and returns how it ended. The terminal, if the job had it, is taken back.
+/// Passes the caught signals on to the job's CMD until it exits, and returns how it ended.
+///
+/// A stop of CMD (Ctrl-Z, SIGSTOP) is not an end: on a terminal the wrapper stops with it, in
+/// the same group; elsewhere a stopped job is continued by whoever stopped it.
 pub fn supervise(job: &mut Job, signals: &mut Signals) -> io::Result<ExitStatus> {
-    let ended = follow(job, signals);
-    if let Some(tty) = job.terminal.take() {
-        take_terminal_back(tty);
-    }
-    ended
-}
-
-fn follow(job: &mut Job, signals: &mut Signals) -> io::Result<ExitStatus> {
     let pid = job.pid;
     loop {
         // Only this loop reaps CMD, so until it does, `pid` cannot name another process.
         match rustix::process::waitpid(Some(pid), WaitOptions::NOHANG | WaitOptions::UNTRACED)? {
-            Some((_, status)) if status.stopped() => {
-                if let Some(tty) = job.terminal {
-                    stop_with_job(tty, pid);
-                }
-            }
+            Some((_, status)) if status.stopped() => {}
             Some((_, status)) => return Ok(ExitStatus::from_raw(status.as_raw())),
             None => {}
         }
         for caught in signals.wait() {
-            if caught == SIGCHLD {
+            if caught.si_signo == SIGCHLD {
                 continue;
             }
-            if let Some(signal) = Signal::from_named_raw(caught) {
+            // The terminal's signal to its foreground group reached CMD in that group already.
+            if job.in_terminal_group && caught.si_code == libc::SI_KERNEL {
+                continue;
+            }
+            if let Some(signal) = Signal::from_named_raw(caught.si_signo) {
                 // Fails only if CMD is a zombie already: the next waitpid reaps it.
                 let _ = rustix::process::kill_process(pid, signal);
             }
         }
     }
-}
-
-/// The job stopped on the terminal (Ctrl-Z): takes the terminal back and stops the wrapper too,
-/// so that the shell sees a stopped job and gets its prompt back. Once continued (`fg` or
-/// `bg`), hands the terminal to the job again if the wrapper is in the foreground, and
-/// continues the job.
-fn stop_with_job(tty: BorrowedFd<'_>, job: Pid) {
-    take_terminal_back(tty);
-    // SIGSTOP cannot be caught: this returns once someone continues the wrapper.
-    let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::STOP);
-    let me = rustix::process::getpgrp();
-    if rustix::termios::tcgetpgrp(tty).is_ok_and(|foreground| foreground == me) {
-        let _ = set_foreground(tty, job);
-    }
-    let _ = rustix::process::kill_process_group(job, Signal::CONT);
 }
 
 /// The exit status a shell would report for `status`: the code, or 128 + the signal.

@@ -73,9 +73,15 @@ nobody to notice a lost lock); `kill -KILL -PID` (PID from the file, or CMD's) e
 and frees the lock at once. With --no-inherit pidlock alone holds the lock, and CMD is killed
 (SIGKILL) when pidlock dies; CMD's own children are not.
 
-CMD runs in a process group of its own (its PID is the group's), which has the terminal's
-foreground: Ctrl-C reaches it once. SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent
-to pidlock are passed on to CMD, once.
+A background process that outlives CMD keeps the lock too, after pidlock has exited: the PID
+file, still naming CMD, is then left stale (not removed or emptied: nobody is left to do it),
+and the next run takes it over.
+
+Typed at a terminal, CMD stays in pidlock's process group, the shell's job (as with flock(1),
+so `pidlock run -- CMD | less` works): the terminal's Ctrl-C and Ctrl-\\ reach CMD directly, and
+pidlock does not pass them on again. Elsewhere CMD runs in a process group of its own (its PID
+is the group's). SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to pidlock are
+passed on to CMD, once.
 
 A --postgres lock can be lost while CMD runs (its session was terminated, the server restarted
 or failed over, the network cut it off): pidlock then says so, sends the job (CMD's process
@@ -102,8 +108,8 @@ Examples:
 The PID in the file is signalled only when the kernel confirms that it holds the lock (its own
 lock, or the lock of the `pidlock run` that started it): a stale file's PID, which may belong to
 an unrelated process by now, never gets a signal. With --group, the signal goes to the process
-group that the holder leads (a `pidlock run`'s CMD leads its job's group), so its children get it
-too. --wait returns once the holder's whole job has let go of the lock (a shell's children that
+group that the holder leads (a `pidlock run`'s CMD leads its job's group, unless it was typed at
+a terminal), so its children get it too. --wait returns once the holder's whole job has let go of the lock (a shell's children that
 still hold it included), whoever takes it next.
 
 With --postgres, only the command of a `pidlock run` of that lock on this host is signalled,
@@ -166,6 +172,9 @@ pub struct RunArgs {
     #[arg(long, short)]
     pub quiet: bool,
     /// Empty the PID file on release instead of removing it, for sharing it with flock(1).
+    /// A background process that outlives CMD keeps the lock after pidlock exits: the file then
+    /// still names CMD, and is left so (stale, `status` exit 1) when that process ends, until the
+    /// next run takes it over.
     #[arg(long, conflicts_with = "postgres")]
     pub keep_file: bool,
     /// Hold the lock in pidlock alone, not in CMD and its children (as `flock -o`). For jobs
@@ -184,11 +193,10 @@ pub struct RunArgs {
     )]
     pub kill_grace: Option<Grace>,
     /// The command to run, and its arguments.
-    #[arg(
-        value_name = "CMD",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    // No `allow_hyphen_values`: a word that looks like a flag before CMD is a misspelt flag of
+    // pidlock's (a usage error, exit 2), not a program; a CMD that starts with `-` comes after
+    // `--`. Once CMD has started, everything that follows is its own (`trailing_var_arg`).
+    #[arg(value_name = "CMD", trailing_var_arg = true)]
     pub command: Vec<OsString>,
 }
 

@@ -22,6 +22,8 @@ use crate::lock::{self, Confirmed, Holder, Lock, Status, Target};
 pub struct FileLock {
     lock: PidLockFile,
     keep_file: bool,
+    /// This process's copy of a lock handed over to a job: held open, never unlocked.
+    handed_over: Option<OwnedFd>,
 }
 
 impl FileLock {
@@ -29,6 +31,7 @@ impl FileLock {
         FileLock {
             lock: PidLockFile::new(path).keep_file(keep_file),
             keep_file,
+            handed_over: None,
         }
     }
 
@@ -60,6 +63,38 @@ impl FileLock {
         }
         open_for_reading(path).map_err(|source| inspect_failed(path, source))?;
         Ok(Some(meta))
+    }
+
+    /// Waits up to `timeout` (`None`: as long as it takes) until the lock is free at some
+    /// instant: the lock of the file at the path, or, with `only`, of that file alone (its
+    /// device and inode), whatever file the path names after it. `Ok(false)` if the time ran out.
+    fn free_within(
+        &self,
+        only: Option<(u64, u64)>,
+        timeout: Option<Duration>,
+    ) -> Result<bool, Failure> {
+        if self.inspect()?.is_none() {
+            return Ok(true);
+        }
+        let path = self.path().to_owned();
+        let Some(limit) = timeout else {
+            return wait_free(&path, only).map(|()| true);
+        };
+        if limit.is_zero() {
+            return Ok(!self.lock.is_locked());
+        }
+        // A blocking flock cannot be given a deadline: it waits on a thread of its own, which
+        // simply ends with this process if the time runs out.
+        let (done, result) = mpsc::channel();
+        thread::spawn(move || done.send(wait_free(&path, only)));
+        match result.recv_timeout(limit) {
+            Ok(outcome) => outcome.map(|()| true),
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(false),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(inspect_failed(
+                self.path(),
+                io::Error::other("the waiting thread ended without an answer"),
+            )),
+        }
     }
 
     fn stale_or_free(&self, meta: &Metadata) -> Status {
@@ -113,8 +148,16 @@ impl Lock for FileLock {
         self.lock.locked_fd()
     }
 
+    fn hand_over(&mut self) {
+        // Detached, the runtime's lock no longer unlocks or unlinks on drop or release.
+        if let Some(fd) = self.lock.detach() {
+            self.handed_over = Some(fd);
+        }
+    }
+
     fn leave(&mut self) -> Result<(), UnlockError> {
         // Closing this copy unlocks nothing while the job holds another.
+        drop(self.handed_over.take());
         drop(self.lock.detach());
         // Tidy up as a newcomer would: only a lock taken afresh, proof that nobody holds it,
         // may remove or empty the file (see run.rs).
@@ -161,28 +204,7 @@ impl Lock for FileLock {
     }
 
     fn wait_until_free(&self, timeout: Option<Duration>) -> Result<bool, Failure> {
-        if self.inspect()?.is_none() {
-            return Ok(true);
-        }
-        let path = self.path().to_owned();
-        let Some(limit) = timeout else {
-            return wait_free(&path).map(|()| true);
-        };
-        if limit.is_zero() {
-            return Ok(!self.lock.is_locked());
-        }
-        // A blocking flock cannot be given a deadline: it waits on a thread of its own, which
-        // simply ends with this process if the time runs out.
-        let (done, result) = mpsc::channel();
-        thread::spawn(move || done.send(wait_free(&path)));
-        match result.recv_timeout(limit) {
-            Ok(outcome) => outcome.map(|()| true),
-            Err(mpsc::RecvTimeoutError::Timeout) => Ok(false),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(inspect_failed(
-                self.path(),
-                io::Error::other("the waiting thread ended without an answer"),
-            )),
-        }
+        self.free_within(None, timeout)
     }
 
     /// Waits until no process that shares the lock `target`'s locker took holds it any more:
@@ -204,12 +226,19 @@ impl Lock for FileLock {
             };
             let sharers = holder::sharers(&meta, Some(locker));
             if sharers.is_empty() {
-                if holder::locker(&meta, None) == Some(locker) {
-                    // Held by that lock still, through processes out of our sight.
-                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                    return self.wait_until_free(left);
+                // No process seen to hold that lock is left. That is only "let go" if the lock
+                // itself is free, asked of the lock, or has a newcomer for its holder: processes
+                // of the job may still hold it out of our sight (another user's, or, in a PID
+                // namespace, once the locker is reaped the kernel shows its PID as 0 and drops
+                // the lock from /proc/locks).
+                if !self.lock.is_locked() || newcomer_holds(&meta, locker) {
+                    return Ok(true);
                 }
-                return Ok(true);
+                // This file's lock only: once the job lets go, the next holder (or the
+                // wrapper's own tidying up, whose lock has the same locker) may hold it, or a
+                // new file at the path, at once.
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                return self.free_within(Some((meta.dev(), meta.ino())), left);
             }
             let pidfds: Vec<OwnedFd> = sharers
                 .iter()
@@ -264,6 +293,13 @@ impl Lock for FileLock {
                         leader_gone: true,
                     }));
                 }
+                // A `pidlock run` wrapper that died before it named CMD in the file: its CMD
+                // holds the lock the wrapper took.
+                if let Some(pid) = in_file
+                    && let Some(confirmed) = command_of_dead_locker(pid, &meta)
+                {
+                    return Ok(Target::Confirmed(confirmed));
+                }
                 return Ok(Target::Unconfirmed {
                     pid: in_file,
                     why: "that process is not running".to_owned(),
@@ -300,8 +336,12 @@ impl Lock for FileLock {
             },
         };
         let process = ProcessInfo::read(pid);
+        // The process holds the lock through a descriptor of its own: a `pidlock run`'s CMD that
+        // inherited it, whatever became of the wrapper that took it (SIGKILLed, say).
+        let holds_itself = holder::holds(pid, &meta);
         // `pidlock run` holds the lock in the wrapper and names its command in the file.
-        let related = pid == locker || process.as_ref().and_then(|p| p.ppid) == Some(locker);
+        let related =
+            holds_itself || pid == locker || process.as_ref().and_then(|p| p.ppid) == Some(locker);
         if !related {
             return Ok(Target::Unconfirmed {
                 pid: Some(pid),
@@ -311,7 +351,7 @@ impl Lock for FileLock {
                 ),
             });
         }
-        if !holder::holds(locker, &meta) {
+        if !holds_itself && !holder::holds(locker, &meta) {
             if !self.lock.is_locked() {
                 return self.status().map(Target::Nothing);
             }
@@ -348,6 +388,16 @@ impl Lock for FileLock {
     }
 }
 
+/// Whether the lock on the file `meta` describes is held by a lock another process than
+/// `locker` took, as the kernel names it (its lock table, or the holders' descriptors, where
+/// the table speaks of other device numbers: overlayfs): a newcomer that took it once the job
+/// let go. A lock whose locker the kernel does not name (0, or nowhere) is not known to be a
+/// newcomer's.
+fn newcomer_holds(meta: &Metadata, locker: u32) -> bool {
+    let other = |now: u32| now != locker && now != 0;
+    holder::locker(meta, None).is_some_and(other) || holder::lockers(meta).into_iter().any(other)
+}
+
 /// Whether process `pid` (the PID file's) is a holder of the lock: it holds it itself, its
 /// parent does (a `pidlock run --no-inherit` wrapper), or a process of the job it leads does
 /// (its children, once it has exited). `holders` are the processes seen to hold it; where none
@@ -362,6 +412,38 @@ fn names_a_holder(pid: u32, locker: Option<u32>, holders: &[u32]) -> bool {
         || holders
             .iter()
             .any(|&holder| holder::process_group(holder) == Some(pid))
+}
+
+/// The command of a `pidlock run` wrapper `locker` that died before it named its command in
+/// the PID file: of the processes that hold the lock `locker` took, the one whose parent is not
+/// one of them (the job's first process; its children hold the lock through it). `None` if
+/// there is not exactly one such process, or it exits as it is pinned.
+fn command_of_dead_locker(locker: u32, meta: &Metadata) -> Option<Confirmed> {
+    let job = holder::sharers(meta, Some(locker));
+    let first: Vec<u32> = job
+        .iter()
+        .copied()
+        .filter(|&pid| {
+            ProcessInfo::read(pid)
+                .and_then(|p| p.ppid)
+                .is_none_or(|parent| !job.contains(&parent))
+        })
+        .collect();
+    let [command] = first.as_slice() else {
+        return None;
+    };
+    let pidfd = pin(*command).ok()?;
+    // Pinned after it was found: it must still hold the lock, so that the number is its.
+    if !holder::holds(*command, meta) {
+        return None;
+    }
+    Some(Confirmed {
+        pid: *command,
+        process: ProcessInfo::read(*command),
+        pidfd,
+        locker: Some(locker),
+        leader_gone: false,
+    })
 }
 
 /// The command of the `pidlock run` that is process `pid`: its only child. `None` if `pid` is
@@ -384,13 +466,24 @@ fn command_of_run(pid: u32, info: &ProcessInfo) -> Option<u32> {
 /// kernel wakes the wait at the release, as it does a blocking `acquire`, and the shared lock
 /// is dropped at once, which `acquire` rides out. If the holder unlinked the file on release,
 /// a new holder may have a new file by now: that one is waited for in turn.
-fn wait_free(path: &Path) -> Result<(), Failure> {
+///
+/// With `only` (a device and inode), waits for that file's lock alone: a file at the path that
+/// is not that one means that one was removed, which only its holder does, as it lets go.
+fn wait_free(path: &Path, only: Option<(u64, u64)>) -> Result<(), Failure> {
     loop {
         let file = match open_for_reading(path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(source) => return Err(inspect_failed(path, source)),
         };
+        if let Some(wanted) = only {
+            let opened = file
+                .metadata()
+                .map_err(|source| inspect_failed(path, source))?;
+            if (opened.dev(), opened.ino()) != wanted {
+                return Ok(());
+            }
+        }
         loop {
             match file.lock_shared() {
                 Ok(()) => break,
@@ -407,7 +500,7 @@ fn wait_free(path: &Path) -> Result<(), Failure> {
             Err(source) => return Err(inspect_failed(path, source)),
         };
         let _ = file.unlock();
-        if still_named {
+        if still_named || only.is_some() {
             return Ok(());
         }
     }

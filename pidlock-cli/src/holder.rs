@@ -177,6 +177,30 @@ pub fn sharers(meta: &fs::Metadata, locker: Option<u32>) -> Vec<u32> {
         .collect()
 }
 
+/// This process's own process group, if this PID namespace can name it: `None` where the
+/// group's leader is outside it (`unshare --pid --fork` leaves the new namespace's first process
+/// in its parent's group, which reads as 0 there).
+pub fn own_process_group() -> Option<u32> {
+    // Not rustix's `getpgrp`, whose `Pid` cannot be 0 (it asserts so).
+    // SAFETY: `getpgrp` takes no arguments, cannot fail, and touches no memory of ours.
+    let group = unsafe { libc::getpgrp() };
+    u32::try_from(group).ok().filter(|&group| group != 0)
+}
+
+/// The lockers of the exclusive `flock` on the file `meta` describes, as the descriptors of the
+/// processes that hold it show them (as far as this process may look): the PID that took it,
+/// or 0 where this PID namespace cannot name that process.
+pub fn lockers(meta: &fs::Metadata) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .flat_map(|pid| lockers_through_open_files(pid, meta))
+        .collect()
+}
+
 /// The process group of process `pid`, if `/proc` shows it.
 pub fn process_group(pid: u32) -> Option<u32> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -50,6 +50,12 @@ pub trait Lock: Send + Debug {
         None
     }
 
+    /// Once the job holds the lock it was passed on to: makes this process's copy unable to
+    /// unlock or remove it, whatever happens to this process from here on (a panic's unwinding
+    /// included), so that only [`leave`](Self::leave) tidies up, and only when nobody holds
+    /// it. Nothing for a lock that cannot be shared.
+    fn hand_over(&mut self) {}
+
     /// Lets go of this process's share of a lock it passed on to a job, leaving it to the
     /// job's processes that still hold it: never unlocks it, and tidies the file up only if
     /// nobody holds it any more. For a lock that cannot be shared, [`release`](Self::release).
@@ -241,7 +247,7 @@ impl Confirmed {
     /// leads it). Refused for a holder that leads no group, and for this process's own group.
     pub fn signal_group(&self, signal: Signal) -> io::Result<()> {
         let leads = self.leader_gone || holder::process_group(self.pid) == Some(self.pid);
-        let mine = u32::try_from(rustix::process::getpgrp().as_raw_nonzero().get()).ok();
+        let mine = holder::own_process_group();
         if !leads || mine == Some(self.pid) {
             return Err(io::Error::other(format!(
                 "pid {} leads no process group of its own (not the CMD of a `pidlock run`)",

@@ -157,6 +157,10 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
         // Not fatal: the file then names this wrapper, which passes signals on to CMD.
         eprintln!("pidlock: warning: {e}");
     }
+    if shared {
+        // From here on the job holds the lock: nothing in this process may unlock or remove it.
+        lock.hand_over();
+    }
     let stopper = lock.loss_watch().map(|watch| {
         stop_on_loss(
             watch,

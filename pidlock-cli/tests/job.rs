@@ -107,10 +107,12 @@ fn kill_the_whole_job(groups: impl Fn(u32, u32) -> Vec<u32>) {
     for pgid in groups(job.process.id(), cmd) {
         kill_group(pgid, Signal::KILL);
     }
-    // Every try that gets the lock must find the whole job gone.
+    // Every try that gets the lock must find the whole job gone. The wrapper does not count:
+    // once CMD is reaped it closes its copy of the lock and tidies up, and may still be
+    // exiting when a second copy starts, which then runs beside no part of the job.
     loop {
         let free = second_copy_starts(&path);
-        let gone = [job.process.id(), cmd, child]
+        let gone = [cmd, child]
             .iter()
             .all(|&pid| exits_within(pid, std::time::Duration::ZERO));
         assert!(!free || gone, "the lock was free while the job ran");

@@ -88,3 +88,92 @@ fn pidlock_and_flock_holders_never_overlap() {
     }
     assert!(!mark.exists());
 }
+
+/// A job whose background child outlives CMD: the child keeps the lock after `pidlock run` has
+/// exited, so the file must stay, naming CMD (removing or emptying it under the child would let
+/// a second copy in beside it, or hide the job). Once the child ends, nobody is left to tidy
+/// up: the file is stale (LSB status 1, "dead, PID file exists"), as `--help` says, until the
+/// next run takes it over, which empties a kept file at its end, or removes it.
+#[test]
+fn a_background_child_that_outlives_cmd_holds_the_lock_and_leaves_the_file_stale() {
+    let help = pidlock()
+        .args(["run", "--help"])
+        .output()
+        .expect("pidlock run --help");
+    let help = String::from_utf8_lossy(&help.stdout).replace('\n', " ");
+    assert!(
+        help.contains("A background process that outlives CMD keeps the lock")
+            && help.contains("left stale"),
+        "{help}"
+    );
+    for keep in [&["--keep-file"][..], &[]] {
+        let scratch = Scratch::new("keep-outlived");
+        let path = scratch.path("job.pid");
+        let status = || {
+            pidlock()
+                .args(["status", "--file"])
+                .arg(&path)
+                .output()
+                .expect("pidlock status")
+        };
+        let mut wrapper = Reaped(
+            Command::new(PIDLOCK)
+                .arg("run")
+                .arg("--file")
+                .arg(&path)
+                .args(keep)
+                .args(["--", "sh", "-c"])
+                .arg("sleep 300 </dev/null >/dev/null 2>&1 & echo $!")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start pidlock run"),
+        );
+        let child: u32 = lines_of(wrapper.0.stdout.take().expect("stdout"))
+            .recv_timeout(BOUND)
+            .expect("the child's PID")
+            .parse()
+            .expect("a PID");
+        let child = KillOnDrop(child);
+        assert!(wrapper.wait().success());
+        let cmd = fs::read_to_string(&path).expect("the file stays while the child holds it");
+        let cmd = cmd.trim();
+        let held = status();
+        let said = String::from_utf8_lossy(&held.stdout).into_owned();
+        assert_eq!(held.status.code(), Some(0), "{keep:?}: {said}");
+        assert!(
+            said.contains(&format!("held by pid {cmd}")),
+            "{keep:?}: {said}"
+        );
+        pidlock()
+            .args(["run", "--file"])
+            .arg(&path)
+            .args(["--", "true"])
+            .assert()
+            .code(1);
+
+        send(child.0, rustix::process::Signal::KILL);
+        assert!(exits_within(child.0, BOUND));
+        let stale = status();
+        let said = String::from_utf8_lossy(&stale.stdout).into_owned();
+        assert_eq!(stale.status.code(), Some(1), "{keep:?}: {said}");
+        assert!(
+            said.contains(&format!("stale file names pid {cmd}")),
+            "{keep:?}: {said}"
+        );
+
+        pidlock()
+            .args(["run", "--file"])
+            .arg(&path)
+            .args(keep)
+            .args(["--", "true"])
+            .assert()
+            .success();
+        match keep {
+            [] => assert!(!path.exists()),
+            _ => assert_eq!(fs::metadata(&path).expect("the kept file").len(), 0),
+        }
+        assert_eq!(status().status.code(), Some(3), "{keep:?}");
+    }
+}

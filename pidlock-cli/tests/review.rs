@@ -186,6 +186,8 @@ fn kill_reaches_cmd_while_the_file_still_names_the_wrapper() {
         echo "$$"
         while :; do sleep 0.05; done"#;
     let mut held = hold_with(&path, &[], script);
+    // CMD runs on, holding the lock it inherited, once the wrapper is killed at the end.
+    let _cmd = KillOnDrop(held.cmd);
     // The instant before `pidlock run` names CMD: the file names the wrapper.
     std::fs::write(&path, format!("{}\n", held.wrapper.0.id())).expect("rewrite the file");
     pidlock()

@@ -5,7 +5,8 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 use common::*;
@@ -102,21 +103,216 @@ fn on_a_terminal_ctrl_c_reaches_cmd_once_and_cmd_reads_the_terminal() {
     assert_eq!(text.matches("INT").count(), 1, "{text:?}");
 }
 
+/// An interactive `bash` on a pty (`script(1)`), with the prompt `PS> `, typed to by the test.
+struct Shell {
+    script: Reaped,
+    keys: Option<ChildStdin>,
+    output: Receiver<Vec<u8>>,
+    seen: Vec<u8>,
+}
+
+impl Shell {
+    fn start() -> Shell {
+        let mut script = Reaped(
+            Command::new("script")
+                .args([
+                    "--quiet",
+                    "--command",
+                    "bash --norc --noprofile -i",
+                    "/dev/null",
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start script(1)"),
+        );
+        let keys = script.0.stdin.take();
+        let output = chunks_of(script.0.stdout.take().expect("stdout"));
+        let mut shell = Shell {
+            script,
+            keys,
+            output,
+            seen: Vec::new(),
+        };
+        // The prompt, spelled so that the echo of what is typed does not show it.
+        shell.type_keys("PS1=\"P\"\"S> \"\n");
+        shell.wait_for("PS> ", 1);
+        shell
+    }
+
+    /// Typing goes only to a shell that shows its prompt, or to a command that said it reads:
+    /// keys typed while the terminal changes hands may be lost.
+    fn type_keys(&mut self, keys: &str) {
+        use std::io::Write as _;
+        let stdin = self.keys.as_mut().expect("the shell's terminal");
+        stdin.write_all(keys.as_bytes()).expect("type");
+    }
+
+    /// Waits until `text` has been shown `times` times in all; bounded even when output keeps
+    /// coming.
+    fn wait_for(&mut self, text: &str, times: usize) {
+        let deadline = Instant::now() + BOUND;
+        while String::from_utf8_lossy(&self.seen).matches(text).count() < times {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = (!left.is_zero())
+                .then(|| self.output.recv_timeout(left).ok())
+                .flatten();
+            self.seen.extend(chunk.unwrap_or_else(|| {
+                panic!(
+                    "waited for {text:?}, got {:?}",
+                    String::from_utf8_lossy(&self.seen)
+                )
+            }));
+        }
+    }
+
+    /// Types `exit`, and returns everything the terminal showed.
+    fn exit(mut self) -> String {
+        self.type_keys("exit\n");
+        drop(self.keys.take());
+        assert!(self.script.wait().success());
+        String::from_utf8_lossy(&self.seen).into_owned()
+    }
+}
+
 /// Ctrl-Z in an interactive shell stops the job and the wrapper with it, so the shell gets its
 /// prompt back; `fg` gives the job the terminal again, and CMD reads from it.
 #[test]
 fn ctrl_z_stops_the_job_and_fg_gives_it_the_terminal_back() {
-    use std::io::Write as _;
     let scratch = Scratch::new("terminal-ctrl-z");
     let path = scratch.path("job.pid");
+    let mut shell = Shell::start();
+    shell.type_keys(&format!(
+        "{PIDLOCK} run --file {} -- sh -c 'echo re\"\"ady; read x; echo go\"\"t $x'\n",
+        path.display()
+    ));
+    shell.wait_for("ready", 1);
+    shell.type_keys("\x1a");
+    shell.wait_for("Stopped", 1);
+    shell.wait_for("PS> ", 2);
+    shell.type_keys("fg\n");
+    // `fg` echoes the command line, which reads now.
+    shell.wait_for("sh -c", 3);
+    shell.type_keys("hello\n");
+    shell.wait_for("got hello", 1);
+    shell.wait_for("PS> ", 3);
+    shell.exit();
+}
+
+/// Typed at an interactive shell, `pidlock run -- CMD | PAGER` where the pager reads the terminal
+/// (as `less` does) works as it does without pidlock, or with `flock(1)`: the pager reads the key
+/// typed, and nothing of the pipeline is stopped. The wrapper must not take the terminal's
+/// foreground from the shell's job (the pager would then be stopped by SIGTTIN).
+#[test]
+fn a_pager_after_pidlock_run_in_a_pipeline_reads_the_terminal() {
+    let scratch = Scratch::new("terminal-pipeline");
+    let path = scratch.path("job.pid");
+    // Two FIFOs order the pipeline: the pager reads the terminal only once CMD runs (so that
+    // whatever CMD's start did to the terminal is done), and CMD runs until the pager has read.
+    let started = scratch.path("started");
+    let read = scratch.path("read");
+    for fifo in [&started, &read] {
+        assert!(
+            Command::new("mkfifo")
+                .arg(fifo)
+                .status()
+                .expect("mkfifo")
+                .success()
+        );
+    }
+    let mut shell = Shell::start();
+    // Texts to wait for are spelled apart, so that the echo of the typed line does not show them.
+    let (started, read) = (started.display(), read.display());
+    shell.type_keys(&format!(
+        "{PIDLOCK} run --file {} -- sh -c 'seq 3; echo >{started}; cat {read} >/dev/null' | \
+         sh -c 'cat {started} >/dev/null; echo pa\"\"ger reads >&2; read k </dev/tty; \
+         echo pa\"\"ger got $k; echo >{read}; echo li\"\"nes $(wc -l)'\n",
+        path.display()
+    ));
+    shell.wait_for("pager reads", 1);
+    shell.type_keys("hello\n");
+    shell.wait_for("pager got hello", 1);
+    shell.wait_for("lines 3", 1);
+    shell.wait_for("PS> ", 2);
+    let text = shell.exit();
+    assert!(!text.contains("Stopped"), "{text:?}");
+}
+
+/// On a terminal CMD shares the wrapper's process group; a signal sent to the wrapper alone
+/// (not by the terminal) is still passed on to CMD, once.
+#[test]
+fn on_a_terminal_a_signal_sent_to_the_wrapper_reaches_cmd_once() {
+    let scratch = Scratch::new("terminal-forward");
+    let path = scratch.path("job.pid");
+    let mut shell = Shell::start();
+    // CMD says its wrapper's PID ($PPID), says each SIGTERM (15) it gets, and reads a line to
+    // end (a `read` that the trapped signal interrupts is tried again).
+    shell.type_keys(&format!(
+        "{PIDLOCK} run --file {} -- sh -c 'trap \"echo sig\"\"term\" 15; \
+         echo wra\"\"pper $PPID e\"\"nd; until read x; do :; done; echo go\"\"t $x'\n",
+        path.display()
+    ));
+    shell.wait_for(" end", 1);
+    let text = String::from_utf8_lossy(&shell.seen).into_owned();
+    let wrapper: u32 = text
+        .split("wrapper ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("the wrapper's PID in {text:?}"));
+    send(wrapper, rustix::process::Signal::TERM);
+    shell.wait_for("sigterm", 1);
+    shell.type_keys("hello\n");
+    shell.wait_for("got hello", 1);
+    shell.wait_for("PS> ", 2);
+    let text = shell.exit();
+    assert_eq!(text.matches("sigterm").count(), 1, "{text:?}");
+}
+
+/// Ctrl-C on a terminal reaches CMD once: the terminal sends it to the whole foreground group,
+/// CMD and the wrapper alike, and the wrapper must not pass its copy on. Made deterministic by
+/// stopping the wrapper while Ctrl-C is typed: its copy waits, pending, until CMD has counted
+/// its own; then SIGUSR1 is sent to the stopped wrapper too, and it is continued: it takes both
+/// pending signals in one batch and passes on what it passes on at once, so CMD has any second
+/// SIGINT by the time it reports the SIGUSR1 (without the fix, it does: `total 2`). CMD is a
+/// program (Python) that counts every delivery through a wakeup pipe, however close together.
+#[test]
+fn on_a_terminal_ctrl_c_reaches_a_program_exactly_once() {
+    use std::io::Write as _;
+    pidlock_test_support::require_program!("python3", "python3");
+    let scratch = Scratch::new("terminal-ctrl-c-program");
+    let path = scratch.path("job.pid");
+    let program = scratch.path("count.py");
+    std::fs::write(
+        &program,
+        "import os, select, signal, sys\n\
+         wake, woken = os.pipe()\n\
+         os.set_blocking(woken, False)\n\
+         signal.signal(signal.SIGINT, lambda *_: None)\n\
+         signal.signal(signal.SIGUSR1, lambda *_: None)\n\
+         signal.set_wakeup_fd(woken)\n\
+         ints = 0\n\
+         print('wrapper', os.getppid(), 'end', flush=True)\n\
+         while True:\n    ready, _, _ = select.select([wake, sys.stdin], [], [])\n    \
+         if wake in ready:\n        for number in os.read(wake, 64):\n            \
+         if number == signal.SIGINT:\n                ints += 1\n                \
+         print('sigint', ints, flush=True)\n            \
+         elif number == signal.SIGUSR1:\n                print('usr1', flush=True)\n    \
+         if sys.stdin in ready:\n        sys.stdin.readline()\n        break\n\
+         print('total', ints, 'fin', flush=True)\n",
+    )
+    .expect("write the program");
+    // `; true`: the wrapper is the shell's child, not script(1)'s, which would stop itself,
+    // and no longer pass on what is typed, when it sees its child stop.
+    let inner = format!(
+        "{PIDLOCK} run --file {} -- python3 {}; true",
+        path.display(),
+        program.display()
+    );
     let mut script = Reaped(
         Command::new("script")
-            .args([
-                "--quiet",
-                "--command",
-                "bash --norc --noprofile -i",
-                "/dev/null",
-            ])
+            .args(["--quiet", "--return", "--command", &inner, "/dev/null"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -126,12 +322,9 @@ fn ctrl_z_stops_the_job_and_fg_gives_it_the_terminal_back() {
     let mut keys = script.0.stdin.take().expect("stdin");
     let output = chunks_of(script.0.stdout.take().expect("stdout"));
     let mut seen = Vec::new();
-    // Waits until `text` has been shown `times` times in all. Typing goes only to a shell that
-    // shows its prompt, or to a command that said it reads: keys typed while the terminal
-    // changes hands may be lost.
-    let mut wait_for = |text: &str, times: usize| {
+    let mut wait_for = |text: &str| {
         let deadline = Instant::now() + BOUND;
-        while String::from_utf8_lossy(&seen).matches(text).count() < times {
+        while !String::from_utf8_lossy(&seen).contains(text) {
             let left = deadline.saturating_duration_since(Instant::now());
             seen.extend(output.recv_timeout(left).unwrap_or_else(|_| {
                 panic!(
@@ -140,28 +333,42 @@ fn ctrl_z_stops_the_job_and_fg_gives_it_the_terminal_back() {
                 )
             }));
         }
+        String::from_utf8_lossy(&seen).into_owned()
     };
-    // The prompt, spelled so that the echo of what is typed does not show it.
-    keys.write_all(b"PS1=\"P\"\"S> \"\n")
-        .expect("set the prompt");
-    wait_for("PS> ", 1);
-    let command = format!(
-        "{PIDLOCK} run --file {} -- sh -c 'echo re\"\"ady; read x; echo go\"\"t $x'\n",
-        path.display()
-    );
-    keys.write_all(command.as_bytes())
-        .expect("type the command");
-    wait_for("ready", 1);
-    keys.write_all(b"\x1a").expect("Ctrl-Z");
-    wait_for("Stopped", 1);
-    wait_for("PS> ", 2);
-    keys.write_all(b"fg\n").expect("fg");
-    // `fg` echoes the command line, which reads now.
-    wait_for("sh -c", 3);
-    keys.write_all(b"hello\n").expect("type a line");
-    wait_for("got hello", 1);
-    wait_for("PS> ", 3);
-    keys.write_all(b"exit\n").expect("exit");
+    let text = wait_for(" end");
+    let wrapper: u32 = text
+        .split("wrapper ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("the wrapper's PID in {text:?}"));
+    send(wrapper, rustix::process::Signal::STOP);
+    wait_until_stopped(wrapper);
+    keys.write_all(b"\x03").expect("Ctrl-C");
+    wait_for("sigint 1");
+    send(wrapper, rustix::process::Signal::USR1);
+    send(wrapper, rustix::process::Signal::CONT);
+    wait_for("usr1");
+    keys.write_all(b"done\r").expect("type a line");
+    let text = wait_for(" fin");
     drop(keys);
     assert!(script.wait().success());
+    assert!(text.contains("total 1 fin"), "{text:?}");
+}
+
+/// Waits (bounded) until `/proc` shows process `pid` stopped: SIGSTOP takes effect when the
+/// process next runs, which the kernel schedules at once.
+fn wait_until_stopped(pid: u32) {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the wrapper");
+        let state = stat[stat.rfind(')').expect("a stat line") + 1..]
+            .split_whitespace()
+            .next();
+        if state == Some("T") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "pid {pid} did not stop");
+        std::thread::yield_now();
+    }
 }

@@ -8,15 +8,24 @@
 //! message was taken.
 //!
 //! The holder's side is one thread of the library's, blocked in `accept` while idle (no timer,
-//! no polling): per connection it checks the peer's user, reads the frame within a deadline,
-//! answers, and calls the handler, one message at a time. A peer of another user, garbage, a
-//! truncated, oversized or slow frame is answered (where it still listens), logged on stderr
-//! and dropped; the listener goes on serving. A handler that panics is logged, and the
-//! listener goes on too.
+//! no polling): each connection is read on a short-lived reader thread (a few at most, so that
+//! silent peers cannot hold a real sender back), which checks the peer's user, reads the frame
+//! within a deadline, answers, and calls the handler, one message at a time. A peer of another
+//! user, garbage, a truncated, oversized or slow frame is answered (where it still listens),
+//! logged on stderr and dropped; the listener goes on serving. A handler that panics is
+//! logged, and the listener goes on too. Once the release begins nothing is accepted any more
+//! (a sender then gets no answer, and tries the lock again), and the release waits until every
+//! message accepted before has been handed to the handler: "accepted" never loses a message.
+//!
+//! The sender talks only to its own user: the socket file must be its user's socket (not a
+//! symlink, not another user's, which in a sticky directory like `/tmp` anyone may create
+//! first), and the process that accepted must run as its user; otherwise it sends nothing.
 //!
 //! The endpoint is created and removed only while its creator holds the lock, the way the PID
 //! file is: so a stale socket left by a crashed holder is recognised (the lock is free, the
-//! connection is refused), never trusted, and removed by the next holder before it binds.
+//! connection is refused), never trusted, and removed by the next holder before it binds. What
+//! is not such a socket (another program's live socket, a file, another user's socket) is left
+//! alone: the holder then does not listen, and says why on stderr, once.
 
 mod frame;
 mod instance;
@@ -34,8 +43,8 @@ use std::fmt;
 use std::io::{self, Write as _};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -69,7 +78,9 @@ pub struct SecondInstance {
     /// The sender's working directory, to resolve relative paths among `args` against.
     /// Empty if the sender could not tell.
     pub cwd: PathBuf,
-    /// The sender's process ID.
+    /// The sender's process ID, as the sender gives it in its message: in its own PID
+    /// namespace, which may not be the holder's (a sandbox, a container sharing the lock's
+    /// directory). Only its user is checked by the kernel, never this number.
     pub pid: u32,
 }
 
@@ -106,8 +117,8 @@ pub enum ForwardError {
         /// The lock file.
         path: PathBuf,
     },
-    /// The holder closed the connection without answering: it exited (or released the lock)
-    /// while we were connecting. The lock may be free now.
+    /// The holder closed the connection without answering: it exited, or began releasing the
+    /// lock, while we were connecting. The lock may be free now.
     #[error("the holder of lock file {} went away before answering", path.display())]
     HolderGone {
         /// The lock file.
@@ -133,6 +144,17 @@ pub enum ForwardError {
         size: usize,
         /// The limit, [`SecondInstance`]s of at most 1 MiB.
         limit: usize,
+    },
+    /// What listens at the lock's endpoint is not this user's: on Unix `<path>.sock` is not
+    /// a socket file of ours (another user's, a symlink, a regular file), or the process that
+    /// accepted the connection runs as another user. Nothing was sent: the message would go
+    /// to whoever planted it. The real holder, if any, cannot listen there.
+    #[error("the endpoint of lock file {} is not the holder's: {reason}; nothing was sent", path.display())]
+    Untrusted {
+        /// The lock file.
+        path: PathBuf,
+        /// What was found there.
+        reason: String,
     },
     /// The holder answered, and refused the message.
     #[error("process {pid}, holder of lock file {}, refused the message: {reason}", path.display())]
@@ -172,6 +194,10 @@ pub(crate) fn send(
     let mut conn = match transport::connect(lock_path, deadline) {
         Ok(conn) => conn,
         Err(e) if is_nobody(&e) => return Err(ForwardError::NotListening { path }),
+        Err(e) if transport::untrusted(&e).is_some() => {
+            let reason = transport::untrusted(&e).unwrap_or_default();
+            return Err(ForwardError::Untrusted { path, reason });
+        }
         Err(e) if is_timeout(&e) => return Err(timed_out(path)),
         Err(source) => return Err(ForwardError::Failed { path, source }),
     };
@@ -240,8 +266,47 @@ fn is_gone(e: &io::Error) -> bool {
     )
 }
 
-/// The user's handler, called on the listener thread one message at a time.
-pub(crate) type Handler = Arc<Mutex<dyn FnMut(SecondInstance) + Send>>;
+/// The user's handler, called on the listener's threads one message at a time.
+#[derive(Clone)]
+pub(crate) struct Handler {
+    call: Arc<Mutex<dyn FnMut(SecondInstance) + Send>>,
+    /// For a handler that runs elsewhere (the async pump, which stops when the program's body
+    /// returns): asked before each message is accepted.
+    admission: Option<Arc<dyn Admission>>,
+}
+
+impl Handler {
+    pub(crate) fn new(call: impl FnMut(SecondInstance) + Send + 'static) -> Handler {
+        Handler {
+            call: Arc::new(Mutex::new(call)),
+            admission: None,
+        }
+    }
+
+    pub(crate) fn with_admission(
+        call: impl FnMut(SecondInstance) + Send + 'static,
+        admission: Arc<dyn Admission>,
+    ) -> Handler {
+        Handler {
+            call: Arc::new(Mutex::new(call)),
+            admission: Some(admission),
+        }
+    }
+}
+
+/// Whether a handler can still take a message, asked before the message is accepted, so that
+/// "accepted" never meets a handler that has stopped.
+pub(crate) trait Admission: Send + Sync {
+    /// Reserves the handling of one message; `false` once the handler runs no more.
+    fn admit(&self) -> bool;
+    /// The reserved message was not accepted after all (its sender left).
+    fn withdraw(&self);
+}
+
+/// How many connections may be read at once, each on its own short-lived thread: a few silent
+/// or slow peers then cannot hold a real sender back past its bound. Past this many, the
+/// listener thread reads the next connection itself (at most [`READ_DEADLINE`] each).
+const MAX_READERS: usize = 8;
 
 /// What a `PidLockFile` knows about second instances: the handler it was given, and the
 /// listener it runs while it holds the lock.
@@ -249,6 +314,9 @@ pub(crate) type Handler = Arc<Mutex<dyn FnMut(SecondInstance) + Send>>;
 pub(crate) struct Forwarding {
     handler: Option<Handler>,
     listener: Option<Listener>,
+    /// Listening was tried for the current hold (and failed, if `listener` is `None`): it is
+    /// not tried, nor its failure logged, a second time until the lock is released.
+    tried: bool,
     /// Messages refused because another user sent them, over this value's lifetime.
     refused: Arc<AtomicU64>,
 }
@@ -276,39 +344,49 @@ impl Forwarding {
         self.listener.is_some()
     }
 
-    /// Starts listening, if there is a handler and no listener yet. Called right after the
-    /// lock is taken, and only then: the endpoint is ours to replace only while we hold the
-    /// lock. A failure is logged and leaves the lock held without a listener: second instances
-    /// then get the conflict as without forwarding.
+    /// Whether listening was tried for the current hold, successfully or not.
+    pub(crate) fn was_tried(&self) -> bool {
+        self.tried
+    }
+
+    /// Starts listening, if there is a handler and listening was not tried yet for this hold.
+    /// Called right after the lock is taken, and only then: the endpoint is ours to replace
+    /// only while we hold the lock. A failure is logged (once) and leaves the lock held
+    /// without a listener: second instances then get the conflict as without forwarding.
     pub(crate) fn start(&mut self, lock_path: &Path) {
         let Some(handler) = &self.handler else { return };
-        if self.listener.is_some() {
+        if self.tried {
             return;
         }
+        self.tried = true;
         let server = match transport::Server::bind(lock_path) {
             Ok(server) => server,
             Err(e) => {
                 log(format_args!(
-                    "not listening for second instances of lock file {}: {e}",
+                    "not listening for second instances of lock file {}: {e}; second instances \
+                     get the usual conflict",
                     lock_path.display()
                 ));
                 return;
             }
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let serving = Serving {
+        let gate = Arc::new(Gate::default());
+        let serving = Arc::new(Serving {
             server: Arc::new(server),
-            handler: Arc::clone(handler),
+            handler: handler.clone(),
             stop: Arc::clone(&stop),
+            gate: Arc::clone(&gate),
+            readers: AtomicUsize::new(0),
             refused: Arc::clone(&self.refused),
             lock_path: lock_path.to_owned(),
-        };
+        });
         let server = Arc::clone(&serving.server);
         match thread::Builder::new()
             .name("pidlock-second-instances".to_owned())
             .spawn(move || serving.run())
         {
-            Ok(_) => self.listener = Some(Listener { server, stop }),
+            Ok(_) => self.listener = Some(Listener { server, stop, gate }),
             Err(e) => {
                 log(format_args!(
                     "not listening for second instances of lock file {}: cannot start its thread: {e}",
@@ -320,14 +398,19 @@ impl Forwarding {
     }
 
     /// Stops listening and removes the endpoint. Called while the lock is still held, before
-    /// the PID file goes, so the endpoint never outlives the holder's claim on it.
+    /// the PID file goes, so the endpoint never outlives the holder's claim on it. From here
+    /// on no sender is told "accepted" (it gets no answer and tries the lock again), and every
+    /// message already accepted has been handed to the handler when this returns.
     pub(crate) fn stop(&mut self, lock_path: &Path) {
+        self.tried = false;
         if let Some(listener) = self.listener.take() {
             listener.stop.store(true, Ordering::Release);
+            listener.gate.close();
             // The thread wakes from `accept` and exits; it is not joined, because it may be
             // inside a handler that blocks (then it exits when the handler returns).
             listener.server.wake(lock_path);
             listener.server.remove(lock_path);
+            listener.gate.wait_handed_over();
         }
     }
 }
@@ -336,19 +419,79 @@ impl Forwarding {
 struct Listener {
     server: Arc<transport::Server>,
     stop: Arc<AtomicBool>,
+    gate: Arc<Gate>,
 }
 
-/// The listener thread's state.
+/// Where "accepted" answers meet the release: once the gate closes no message is accepted,
+/// and the release waits until every message accepted before has been handed to the handler,
+/// so that "accepted" always means "the handler is called with it".
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    handed_over: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    closed: bool,
+    /// Messages answered "accepted" (or being answered) whose handler call has not begun.
+    pending: usize,
+}
+
+impl Gate {
+    fn state(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reserves the right to accept one message: `false` once the release has begun.
+    fn enter(&self) -> bool {
+        let mut state = self.state();
+        if state.closed {
+            return false;
+        }
+        state.pending += 1;
+        true
+    }
+
+    /// The reserved message was handed to the handler, or dropped.
+    fn leave(&self) {
+        let mut state = self.state();
+        state.pending -= 1;
+        self.handed_over.notify_all();
+    }
+
+    fn close(&self) {
+        self.state().closed = true;
+    }
+
+    /// Waits until no accepted message is still on its way to the handler. Never long: the
+    /// handler's lock is taken before a message is accepted, so only the answer's write (at
+    /// most 100 ms) lies between the two.
+    fn wait_handed_over(&self) {
+        let mut state = self.state();
+        while state.pending > 0 {
+            state = self
+                .handed_over
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// The listener's state, shared by its thread and its readers.
 struct Serving {
     server: Arc<transport::Server>,
     handler: Handler,
     stop: Arc<AtomicBool>,
+    gate: Arc<Gate>,
+    /// Reader threads running now.
+    readers: AtomicUsize,
     refused: Arc<AtomicU64>,
     lock_path: PathBuf,
 }
 
 impl Serving {
-    fn run(self) {
+    fn run(self: Arc<Self>) {
         // How long to back off after a failed accept (out of descriptors): never spin.
         let mut pause = Duration::from_millis(1);
         loop {
@@ -359,7 +502,7 @@ impl Serving {
             match accepted {
                 Ok(conn) => {
                     pause = Duration::from_millis(1);
-                    self.serve(conn);
+                    self.dispatch(conn);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -371,6 +514,36 @@ impl Serving {
                     pause = (pause * 2).min(Duration::from_millis(500));
                 }
             }
+        }
+    }
+
+    /// Serves `conn` on a reader thread of its own while fewer than [`MAX_READERS`] run, else
+    /// on this thread.
+    fn dispatch(self: &Arc<Self>, conn: transport::Conn) {
+        if self.readers.fetch_add(1, Ordering::AcqRel) < MAX_READERS {
+            let serving = Arc::clone(self);
+            let conn = Arc::new(Mutex::new(Some(conn)));
+            let theirs = Arc::clone(&conn);
+            let spawned = thread::Builder::new()
+                .name("pidlock-second-instance-reader".to_owned())
+                .spawn(move || {
+                    if let Some(conn) = theirs.lock().unwrap_or_else(PoisonError::into_inner).take()
+                    {
+                        serving.serve(conn);
+                    }
+                    serving.readers.fetch_sub(1, Ordering::AcqRel);
+                });
+            if spawned.is_ok() {
+                return;
+            }
+            self.readers.fetch_sub(1, Ordering::AcqRel);
+            let conn = conn.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(conn) = conn {
+                self.serve(conn);
+            }
+        } else {
+            self.readers.fetch_sub(1, Ordering::AcqRel);
+            self.serve(conn);
         }
     }
 
@@ -393,6 +566,8 @@ impl Serving {
                     &format!("its sender's user cannot be checked: {e}"),
                     0,
                 );
+                let _ =
+                    conn.write_all_by(&frame::encode_answer(Status::OtherUser, me), answer_by());
                 return;
             }
         }
@@ -405,11 +580,33 @@ impl Serving {
                 return;
             }
         };
+        // One message at a time: the handler's turn is taken before the answer, so a sender
+        // behind a handler that blocks gets no answer within its bound, and falls back.
+        let mut handler = self
+            .handler
+            .call
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !self.gate.enter() {
+            // The release has begun: no answer, so the sender tries the lock again.
+            self.drop_message(&from, "the holder is releasing the lock", 0);
+            return;
+        }
+        let admission = self.handler.admission.as_deref();
+        if admission.is_some_and(|a| !a.admit()) {
+            self.gate.leave();
+            self.drop_message(&from, "the program is finishing", 0);
+            return;
+        }
         // Answer before calling the handler: a sender that gave up (its bound passed while
         // an earlier message kept the handler busy) has closed its end, the answer fails,
         // and its message is dropped rather than handled behind its back.
         if let Err(e) = conn.write_all_by(&frame::encode_answer(Status::Accepted, me), answer_by())
         {
+            if let Some(admission) = admission {
+                admission.withdraw();
+            }
+            self.gate.leave();
             self.drop_message(
                 &from,
                 &format!("its sender left before it was accepted ({e})"),
@@ -418,7 +615,7 @@ impl Serving {
             return;
         }
         drop(conn);
-        let mut handler = self.handler.lock().unwrap_or_else(PoisonError::into_inner);
+        self.gate.leave();
         if catch_unwind(AssertUnwindSafe(|| handler(message))).is_err() {
             log(format_args!(
                 "the second-instance handler of lock file {} panicked; still listening",
@@ -497,11 +694,19 @@ impl crate::PidLockFile {
     /// 1 s) messages are dropped with a line on stderr, and the listener goes on. A `handler`
     /// that panics is logged, and the listener goes on.
     ///
+    /// Several connections are read at once (up to 8), so a few silent peers cannot hold a
+    /// real sender back; messages are handed to `handler` one at a time all the same. Once the
+    /// release begins no message is accepted any more (its sender gets no answer and tries
+    /// the lock again), and the release returns only after every message accepted before it
+    /// has been handed to `handler`; it does not wait for `handler` to return.
+    ///
     /// The endpoint is created and removed only while the lock is held; a socket file left by
-    /// a holder that crashed is replaced by the next holder. If it cannot be created (a path
-    /// over the socket-name limit of about 100 bytes, a directory others may write into), the
-    /// lock is still taken, a line on stderr says why, and second instances get the usual
-    /// conflict.
+    /// a holder that crashed (a socket of this user nobody accepts on) is replaced by the next
+    /// holder. Anything else at that name is left alone: a live socket of another program, a
+    /// file that is not a socket, a symlink, another user's socket. If the endpoint cannot be
+    /// created (those, a path over the socket-name limit of about 100 bytes, a directory
+    /// others may write into unless it is sticky, even the user's own), the lock is still
+    /// taken, one line on stderr says why, and second instances get the usual conflict.
     ///
     /// ```
     /// use std::sync::mpsc;
@@ -527,7 +732,7 @@ impl crate::PidLockFile {
     where
         F: FnMut(SecondInstance) + Send + 'static,
     {
-        self.forward.set_handler(Arc::new(Mutex::new(handler)));
+        self.forward.set_handler(Handler::new(handler));
         self
     }
 
@@ -536,11 +741,15 @@ impl crate::PidLockFile {
     /// [`DEFAULT_FORWARD_TIMEOUT`] (2 s) for its answer. `Ok` means the holder took it and
     /// calls its handler with it; any error means it did not (see [`ForwardError`]).
     ///
+    /// Only a holder of this user is talked to: if the endpoint is not this user's (on Unix,
+    /// `<path>.sock` is not a socket of this user, or the process behind it runs as another
+    /// user), nothing is sent and the result is [`ForwardError::Untrusted`].
+    ///
     /// Call it after [`acquire`](Self::acquire) failed with
     /// [`LockError::AlreadyLocked`](crate::LockError::AlreadyLocked). On
     /// [`ForwardError::NotListening`] or [`ForwardError::HolderGone`] the holder may just have
-    /// exited: try the lock once more before giving up, as `#[single_instance(forward = ...)]`
-    /// does.
+    /// exited (or be releasing the lock): try the lock once more before giving up, as
+    /// `#[single_instance(forward = ...)]` does.
     ///
     /// ```
     /// use pidlock::{ForwardError, PidLockFile, SecondInstance};
@@ -590,6 +799,11 @@ impl crate::PidLockFile {
     /// ```
     pub fn listens_for_second_instances(&self) -> bool {
         self.forward.is_listening()
+    }
+
+    /// Whether listening was tried for the current hold (it may have failed, and said so).
+    pub(crate) fn tried_second_instances(&self) -> bool {
+        self.forward.was_tried()
     }
 
     /// Sets `handler` on a lock already held, and starts listening.

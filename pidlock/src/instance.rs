@@ -120,7 +120,7 @@ impl Guard {
     /// Records that the calling thread holds this lock until the guard is dropped. The
     /// generated code keeps the guard in the frame that runs the body, on this thread, so a
     /// nested guarded call on this thread would wait for itself, and is refused at once. (A
-    /// fleet lock records its thread when it is taken.)
+    /// fleet lock is pinned by `acquire_fleet`, which holds the `PgLock` itself.)
     fn pin_to_thread(&self) {
         match self {
             Guard::File(guard) => guard.lock_file().pin_to_thread(),

@@ -261,24 +261,13 @@ fn with_entries<T>(me: Process, f: impl FnOnce(&mut Vec<Entry>) -> T) -> T {
 }
 
 /// Records that `owner` (the calling process) now holds the inode `dev`/`ino`, through a value
-/// that stays on the calling thread for as long as it holds it (see [`Entry::thread`]).
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-pub(crate) fn record(owner: Process, dev: u64, ino: u64) {
-    record_held_by(owner, dev, ino, Some(thread::current().id()));
-}
-
-/// Records that `owner` (the calling process) now holds the inode `dev`/`ino`, through a value
 /// that may move to any thread: no thread counts as its holder until [`pin_to_thread`] says so.
 pub(crate) fn record_movable(owner: Process, dev: u64, ino: u64) {
-    record_held_by(owner, dev, ino, None);
-}
-
-fn record_held_by(owner: Process, dev: u64, ino: u64, thread: Option<ThreadId>) {
     with_entries(owner, |held| {
         held.push(Entry {
             dev,
             ino,
-            thread,
+            thread: None,
             task: None,
         });
     });
@@ -339,13 +328,38 @@ pub(crate) fn holds(dev: u64, ino: u64) -> bool {
 /// task, not a future, so two guarded calls joined within one task (`join!`) count as one
 /// caller.
 pub(crate) fn held_by_caller(dev: u64, ino: u64, task: Option<&Waker>) -> bool {
-    let thread = thread::current().id();
+    held_by(dev, ino, &Caller::here(task))
+}
+
+/// Who asks whether it holds a lock already: a thread, and the async task running on it, if
+/// any. Taken where the question arises and carried to where it can be answered: a fleet
+/// lock's check must wait until its session has told which server it reached, and an async
+/// task's acquisition connects on a helper thread, whose own identity would never match the
+/// task's record.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    thread: ThreadId,
+    task: Option<Waker>,
+}
+
+impl Caller {
+    /// The calling thread, and the async task `task` wakes if the caller is one.
+    pub(crate) fn here(task: Option<&Waker>) -> Caller {
+        Caller {
+            thread: thread::current().id(),
+            task: task.cloned(),
+        }
+    }
+}
+
+/// [`held_by_caller`] for a caller taken elsewhere (see [`Caller`]).
+pub(crate) fn held_by(dev: u64, ino: u64, caller: &Caller) -> bool {
     with_entries(Process::current(), |held| {
         held.iter()
             .filter(|e| e.is(dev, ino))
-            .any(|e| match (task, &e.task) {
+            .any(|e| match (&caller.task, &e.task) {
                 (Some(caller), Some(holder)) => caller.will_wake(holder),
-                _ => e.thread == Some(thread),
+                _ => e.thread == Some(caller.thread),
             })
     })
 }

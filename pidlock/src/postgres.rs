@@ -35,13 +35,13 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use self::conninfo::ConnInfo;
 pub use self::guard::PgLockGuard;
 pub use self::holder::Holder;
-use self::registry::{registry_device, remember_resolved};
+use self::registry::registry_device;
 use self::session::Session;
 use self::token::Token;
 use self::wait::{Job, Outcome, connect_identified};
 use crate::error::{LockError, UnlockError};
 use crate::loss::{self, LossSignal, OnLost};
-use crate::owner::{self, Process};
+use crate::owner::{self, Caller, Process};
 
 /// The default for [`PgLock::lost_after`]: a holder cut off from the server without a word
 /// (a partition) gives up after this long.
@@ -65,6 +65,9 @@ pub struct PgLock {
     held: Option<Held>,
     /// The last acquisition's fencing token.
     token: Arc<Token>,
+    /// The record's key (see [`registry_device`]) for the server this instance last reached:
+    /// what its self-wait check compares, known only once it has connected.
+    reached: Option<u64>,
 }
 
 /// The connection string, parsed once, and its TLS connector.
@@ -104,8 +107,8 @@ impl PgLock {
     /// string, an unknown host, a refused connection or password, a wrong CA, a server that
     /// does not answer within `connect_timeout`) is [`LockError::LockFailed`] with one
     /// readable line. The lock is not reentrant: an instance that holds it gets
-    /// `AlreadyLocked` at once, and so does a wait for a lock that the calling thread holds
-    /// through another instance.
+    /// `AlreadyLocked` at once (another instance that holds it may have moved to another
+    /// thread, so a wait for it waits, as for any holder; see "Self-wait" on [`PgLock`]).
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -120,15 +123,18 @@ impl PgLock {
     /// # Ok::<(), LockError>(())
     /// ```
     pub fn acquire(&mut self, timeout: Option<Duration>) -> Result<(), LockError> {
-        self.acquire_unless(timeout, None)
+        self.acquire_unless(timeout, None, &Caller::here(None))
     }
 
     /// [`acquire`](Self::acquire), giving up (as a timeout would, and never taking the lock)
-    /// within 100 ms of `cancelled` being set: for a waiter whose caller may go away.
+    /// within 100 ms of `cancelled` being set: for a waiter whose caller may go away. `caller`
+    /// is who waits (see [`Caller`]): a wait for a lock that it holds through another instance
+    /// is refused at once, decided after connecting, on the server the session reached.
     pub(crate) fn acquire_unless(
         &mut self,
         timeout: Option<Duration>,
         cancelled: Option<Arc<AtomicBool>>,
+        caller: &Caller,
     ) -> Result<(), LockError> {
         let me = Process::current();
         match &self.held {
@@ -162,10 +168,8 @@ impl PgLock {
                 .map_err(|e| self.failed(e.to_string()))?
                 .map_err(|reason| self.failed(reason))?
         };
-        remember_resolved(&prepared.info, registry_device(&first.1));
-        if timeout != Some(Duration::ZERO)
-            && owner::held_by_caller(registry_device(&first.1), self.key as u64, None)
-        {
+        self.reached = Some(registry_device(&first.1));
+        if timeout != Some(Duration::ZERO) && self.is_held_by(caller) {
             return Err(self.busy(Some(Duration::ZERO), None, true));
         }
         let signal = LossSignal::new(&self.name, &server, self.callbacks.clone());
@@ -182,7 +186,11 @@ impl PgLock {
         match outcome {
             Ok((session, server_identity)) => {
                 let device = registry_device(&server_identity);
-                owner::record(me, device, self.key as u64);
+                self.reached = Some(device);
+                // Any thread may hold it from here on: this instance, or the guard around it,
+                // can move. A `#[single_instance]` body pins it to its thread, an async task
+                // to itself.
+                owner::record_movable(me, device, self.key as u64);
                 let forgotten = Arc::new(AtomicBool::new(false));
                 // A loss forgets the record at once, so that this process can take the lock
                 // again without dropping this object first.

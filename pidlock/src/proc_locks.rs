@@ -84,4 +84,39 @@ mod tests {
         assert_eq!(file("4: FLOCK ADVISORY WRITE 1 zz:00:1 0 EOF"), None);
         assert_eq!(file(""), None);
     }
+
+    /// Odd and hostile lines (cut short, overlong numbers, other separators) never panic, and
+    /// are not read as a granted exclusive flock.
+    #[test]
+    fn odd_lines_never_panic_and_are_not_locks() {
+        let long = "9".repeat(100_000);
+        let odd = [
+            "".to_owned(),
+            ":".to_owned(),
+            "1:".to_owned(),
+            "1: FLOCK".to_owned(),
+            "1: FLOCK ADVISORY".to_owned(),
+            "1: FLOCK ADVISORY WRITE".to_owned(),
+            "1: FLOCK ADVISORY WRITE 1".to_owned(),
+            "1: FLOCK ADVISORY WRITE 1 :".to_owned(),
+            "1: FLOCK ADVISORY WRITE 1 ::".to_owned(),
+            "1: FLOCK ADVISORY WRITE 1 fe:00:".to_owned(),
+            "1: FLOCK ADVISORY WRITE 1 <none>:0 0 EOF".to_owned(),
+            "1: FLOCK ADVISORY WRITE -1 fe:00:12 0 EOF".to_owned(),
+            "1: FLOCK ADVISORY WRITE 1 ffffffffff:00:12 0 EOF".to_owned(),
+            format!("1: FLOCK ADVISORY WRITE {long} fe:00:{long} 0 EOF"),
+            "1: FLOCK ADVISORY WRITE 1 f\u{e9}:00:12 0 EOF".to_owned(),
+            "1:\u{0}FLOCK\u{0}ADVISORY\u{0}WRITE\u{0}1\u{0}fe:00:12".to_owned(),
+            "1: -> FLOCK ADVISORY WRITE 1 fe:00:12 0 EOF".to_owned(),
+        ];
+        for line in &odd {
+            assert_eq!(file(line), None, "{line:?}");
+        }
+        // Every prefix of a real line, cut at every byte.
+        let real = "12: FLOCK  ADVISORY  WRITE 4242 103:0a:10010721 0 EOF";
+        for end in 0..real.len() {
+            let _ = file(&real[..end]);
+        }
+        assert_eq!(file(real), Some((4242, (0x103, 0x0a, 10_010_721))));
+    }
 }

@@ -350,3 +350,15 @@ pub fn set_user_id_sleep(scratch: &Scratch) -> PathBuf {
     fs::set_permissions(&scratch.dir, fs::Permissions::from_mode(0o755)).expect("chmod");
     program
 }
+
+/// A process that is not the test's child (a job's process reparented when its wrapper was
+/// killed), SIGKILLed when dropped, so that a failing test leaves nothing running.
+pub struct KillOnDrop(pub u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = i32::try_from(self.0).ok().and_then(Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+    }
+}

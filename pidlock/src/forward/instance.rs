@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use super::{DEFAULT_FORWARD_TIMEOUT, ForwardError, Handler, SecondInstance, send};
+use super::{Admission, DEFAULT_FORWARD_TIMEOUT, ForwardError, Handler, SecondInstance, send};
 use crate::instance::{Guard, Options};
 use crate::{Error, LockError, PidLockFile};
 
@@ -26,12 +26,14 @@ impl fmt::Debug for Forward {
 
 /// `forward = handler` on a plain `fn main`: `handler` runs on the listener thread.
 pub fn forward<F: FnMut(SecondInstance) + Send + 'static>(handler: F) -> Option<Forward> {
-    Some(Forward(Arc::new(Mutex::new(handler))))
+    Some(Forward(Handler::new(handler)))
 }
 
 /// `forward = handler` on an `async fn main`: the listener thread posts each message to a
 /// mailbox, and the returned [`Pump`] awaits `handler(message)` for it on the user's runtime,
-/// alongside the body (see [`Pump::serve_while`]), one message at a time.
+/// alongside the body (see [`Pump::serve_while`]), one message at a time. A message is accepted
+/// only while the body runs, and every message accepted is handled before `serve_while`
+/// returns the body's output.
 pub fn forward_async<F, Fut>(handler: F) -> (Option<Forward>, Pump<F, Fut>)
 where
     F: FnMut(SecondInstance) -> Fut,
@@ -39,7 +41,11 @@ where
 {
     let mailbox = Arc::new(Mailbox::default());
     let posting = Arc::clone(&mailbox);
-    let forward = Forward(Arc::new(Mutex::new(move |message| posting.post(message))));
+    let admission: Arc<dyn Admission> = Arc::clone(&mailbox) as Arc<dyn Admission>;
+    let forward = Forward(Handler::with_admission(
+        move |message| posting.post(message),
+        admission,
+    ));
     let pump = Pump {
         mailbox,
         handler: Box::new(handler),
@@ -48,13 +54,13 @@ where
     (Some(forward), pump)
 }
 
-/// Starts listening on the lock `guard` holds, if it does not yet (a lock taken after a wait).
+/// Starts listening on the lock `guard` holds, if that was not tried yet (a lock taken after a
+/// wait): a first try that could not listen has said why once, and is not repeated.
 pub fn forwarding(mut guard: Guard, options: &Options) -> Guard {
     if let (Guard::File(file), Some(Forward(handler))) = (&mut guard, &options.forward)
-        && !file.lock_file().listens_for_second_instances()
+        && !file.lock_file().tried_second_instances()
     {
-        file.lock_file_mut()
-            .serve_second_instances(Arc::clone(handler));
+        file.lock_file_mut().serve_second_instances(handler.clone());
     }
     guard
 }
@@ -71,7 +77,7 @@ pub(crate) fn first_try(
     let try_lock = || {
         let mut lock = PidLockFile::new(path);
         if let Some(Forward(handler)) = &options.forward {
-            lock.forward.set_handler(Arc::clone(handler));
+            lock.forward.set_handler(handler.clone());
         }
         match lock.acquire(Some(Duration::ZERO)) {
             Ok(()) => Some(Ok(Guard::File(crate::PidLockGuard::new(lock)))),
@@ -97,16 +103,28 @@ pub(crate) fn first_try(
             }
             process::exit(0)
         }
-        // The holder may have exited while we connected: try the lock once more.
-        Err(ForwardError::NotListening { .. } | ForwardError::HolderGone { .. }) => try_lock(),
-        Err(ForwardError::TimedOut { .. }) => None,
-        Err(e) => {
-            eprintln!(
-                "note: {} could not hand its arguments to the running instance: {e}",
-                options.program()
-            );
+        // The holder may have exited while we connected (or is releasing, and did not
+        // answer): try the lock once more. Something else at the endpoint (another user's
+        // socket): as if nobody listened, the message unsent.
+        Err(
+            ForwardError::NotListening { .. }
+            | ForwardError::HolderGone { .. }
+            | ForwardError::Untrusted { .. },
+        ) => try_lock(),
+        // A listening holder that refused the message, or a message over the limit any
+        // holder refuses: the cases worth a word, unless quiet. Everything else (no answer
+        // in time, a failure talking to it) leaves exactly the output of a launch without
+        // `forward`.
+        Err(e @ (ForwardError::Refused { .. } | ForwardError::TooLarge { .. })) => {
+            if !options.quiet {
+                eprintln!(
+                    "note: {} could not hand its arguments to the running instance: {e}",
+                    options.program()
+                );
+            }
             None
         }
+        Err(_) => None,
     }
 }
 
@@ -125,7 +143,11 @@ struct MailState {
     busy: bool,
     /// The pump's task, to wake when a message arrives.
     waker: Option<Waker>,
-    /// The body has returned: nobody will handle messages any more.
+    /// Messages admitted (about to be answered "accepted") and not yet posted.
+    reserved: usize,
+    /// The body has returned: no more messages are admitted (those admitted are handled).
+    admitting_closed: bool,
+    /// The pump is gone: nobody will handle messages any more.
     closed: bool,
 }
 
@@ -139,6 +161,7 @@ impl Mailbox {
     /// sender back as in the plain form.
     fn post(&self, message: SecondInstance) {
         let mut state = self.state();
+        state.reserved = state.reserved.saturating_sub(1);
         if state.closed {
             super::log(format_args!(
                 "dropped a second instance's message from process {}: the program is finishing",
@@ -159,12 +182,44 @@ impl Mailbox {
         }
     }
 
+    /// The body has returned: admit no more messages.
+    fn stop_admitting(&self) {
+        self.state().admitting_closed = true;
+    }
+
+    /// Whether every admitted message has been handled (and none is being).
+    fn drained(&self) -> bool {
+        let state = self.state();
+        state.reserved == 0 && state.message.is_none() && !state.busy
+    }
+
     fn close(&self) {
         let mut state = self.state();
+        state.admitting_closed = true;
         state.closed = true;
         state.message = None;
         state.waker = None;
         self.handled.notify_all();
+    }
+}
+
+impl Admission for Mailbox {
+    fn admit(&self) -> bool {
+        let mut state = self.state();
+        if state.admitting_closed || state.closed {
+            return false;
+        }
+        state.reserved += 1;
+        true
+    }
+
+    fn withdraw(&self) {
+        let mut state = self.state();
+        state.reserved = state.reserved.saturating_sub(1);
+        // The pump may be waiting for this message before it lets the body's output go.
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
     }
 }
 
@@ -187,11 +242,12 @@ where
     Fut: Future<Output = ()>,
 {
     /// Polls `body` and the handler's futures together in one task, until `body` finishes;
-    /// then the mailbox closes, and messages that arrive later are dropped with a line on
-    /// stderr.
+    /// then no message is accepted any more (a sender gets no answer, and tries the lock
+    /// again), the messages already accepted are handled, and the body's output is returned.
     pub fn serve_while<B: Future>(self, body: B) -> ServeWhile<B, F, Fut> {
         ServeWhile {
             body: Box::pin(body),
+            output: None,
             pump: self,
         }
     }
@@ -226,6 +282,8 @@ where
 /// The future of [`Pump::serve_while`].
 pub struct ServeWhile<B: Future, F, Fut> {
     body: Pin<Box<B>>,
+    /// The body's output, kept while the messages accepted before it are handled.
+    output: Option<Box<B::Output>>,
     pump: Pump<F, Fut>,
 }
 
@@ -245,11 +303,20 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<B::Output> {
         let this = self.get_mut();
-        if let Poll::Ready(output) = this.body.as_mut().poll(cx) {
-            this.pump.mailbox.close();
-            return Poll::Ready(output);
+        if this.output.is_none()
+            && let Poll::Ready(output) = this.body.as_mut().poll(cx)
+        {
+            this.pump.mailbox.stop_admitting();
+            this.output = Some(Box::new(output));
         }
         this.pump.poll_messages(cx);
+        if this.pump.current.is_none()
+            && this.pump.mailbox.drained()
+            && let Some(output) = this.output.take()
+        {
+            this.pump.mailbox.close();
+            return Poll::Ready(*output);
+        }
         Poll::Pending
     }
 }

@@ -3,11 +3,13 @@
 //! The socket has mode 0600 and lives in a directory that other users cannot write into (or
 //! that is sticky, like `/tmp`), so they can neither reach it nor replace it; and every peer's
 //! user is checked all the same (`SO_PEERCRED` on Linux, `getpeereid` on macOS and the BSDs),
-//! because the mode is set just after `bind`, not atomically with it.
+//! because the mode is set just after `bind`, not atomically with it. The check goes both
+//! ways: in a sticky directory another user may create the name before the holder, so the
+//! sender checks the socket file's owner and the listening process's user before it sends.
 
 use std::fs;
 use std::io::{self, Read as _};
-use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -36,24 +38,7 @@ impl Server {
     pub(crate) fn bind(lock: &Path) -> io::Result<Server> {
         let path = socket_path(lock);
         check_directory(&path)?;
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_dir() => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("{} is a directory", path.display()),
-                ));
-            }
-            // A stale socket (or anything else planted there): unlink the name only, never
-            // following a symlink.
-            Ok(_) => fs::remove_file(&path).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot remove the stale {}: {e}", path.display()),
-                )
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        clear_stale(&path)?;
         let listener = UnixListener::bind(&path).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display()))
         })?;
@@ -86,8 +71,81 @@ impl Server {
     }
 }
 
+/// Removes what a crashed holder of ours left at `path`: a socket file of our user that
+/// refuses connections. Anything else is left alone, and listening is given up, saying why:
+/// another user's socket (in a sticky directory we cannot remove it, and must not trust it),
+/// a live socket (another program's own service, or another holder), a file that is not a
+/// socket (someone's data), a symlink.
+fn clear_stale(path: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let leave = |kind: io::ErrorKind, what: String| {
+        Err(io::Error::new(
+            kind,
+            format!("{} {what}; it is left alone", path.display()),
+        ))
+    };
+    if !meta.file_type().is_socket() {
+        return leave(
+            io::ErrorKind::AlreadyExists,
+            format!("exists and is not a socket ({})", kind_of(&meta)),
+        );
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return leave(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "is a socket of user {}, not ours (user {me}): another user may be squatting \
+                 the name, and second instances refuse to talk to it",
+                meta.uid()
+            ),
+        );
+    }
+    match connect_to(path, Instant::now() + Duration::from_millis(100)) {
+        // Nobody accepts on it: a crashed holder's. Unlink the name (never a symlink's target).
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            fs::remove_file(path).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot remove the stale {}: {e}", path.display()),
+                )
+            })
+        }
+        Ok(_) => leave(
+            io::ErrorKind::AddrInUse,
+            "is a live socket another process listens on".to_owned(),
+        ),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => leave(
+            io::ErrorKind::AddrInUse,
+            "is a live socket another process listens on (its backlog is full)".to_owned(),
+        ),
+        Err(e) => leave(e.kind(), format!("is a socket that cannot be probed ({e})")),
+    }
+}
+
+/// "a regular file", "a symlink", ... for messages.
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_symlink() {
+        "a symlink"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_file() {
+        "a regular file"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else {
+        "a device"
+    }
+}
+
 /// Refuses a directory where another user could replace our socket: one that others may
-/// write into, unless it is sticky (`/tmp`), where they cannot remove what is ours.
+/// write into, unless it is sticky (`/tmp`), where they cannot remove what is ours. Whose the
+/// directory is does not matter: our own mode-0777 directory lets anyone swap the socket.
 fn check_directory(socket: &Path) -> io::Result<()> {
     let dir = match socket.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -97,21 +155,67 @@ fn check_directory(socket: &Path) -> io::Result<()> {
     let mode = meta.mode();
     let writable_by_others = mode & 0o022 != 0;
     let sticky = mode & 0o1000 != 0;
-    if meta.uid() != rustix::process::geteuid().as_raw() && writable_by_others && !sticky {
+    if writable_by_others && !sticky {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "{} is writable by other users and not sticky, so they could replace the socket",
-                dir.display()
+                "{} (mode {:o}) is writable by other users and not sticky, so they could \
+                 replace the socket",
+                dir.display(),
+                mode & 0o7777
             ),
         ));
     }
     Ok(())
 }
 
-/// Connects to the holder of the lock at `lock`.
+/// Why the sender would not talk to what listens at the socket path.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Untrusted(String);
+
+/// The reason, if `e` says the endpoint is not our user's.
+pub(crate) fn untrusted(e: &io::Error) -> Option<String> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Untrusted>())
+        .map(|u| u.0.clone())
+}
+
+fn untrusted_error(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, Untrusted(why))
+}
+
+/// Connects to the holder of the lock at `lock`, and only to one of our own user: the socket
+/// file must be a socket of ours (not a symlink, not another user's: in a sticky directory
+/// another user may have created the name first), and the process that accepted the
+/// connection must run as our user.
 pub(crate) fn connect(lock: &Path, deadline: Instant) -> io::Result<Conn> {
-    connect_to(&socket_path(lock), deadline)
+    let path = socket_path(lock);
+    let meta = fs::symlink_metadata(&path)?;
+    let me = rustix::process::geteuid().as_raw();
+    if !meta.file_type().is_socket() {
+        return Err(untrusted_error(format!(
+            "{} is {}, not a socket",
+            path.display(),
+            kind_of(&meta)
+        )));
+    }
+    if meta.uid() != me {
+        return Err(untrusted_error(format!(
+            "{} belongs to user {}, not to us (user {me})",
+            path.display(),
+            meta.uid()
+        )));
+    }
+    let conn = connect_to(&path, deadline)?;
+    let (uid, _) = conn.peer()?;
+    if uid != me {
+        return Err(untrusted_error(format!(
+            "the process listening on {} runs as user {uid}, not as us (user {me})",
+            path.display()
+        )));
+    }
+    Ok(conn)
 }
 
 /// On Linux a blocking `connect` to a listener whose backlog is full waits: bound it with the
@@ -236,13 +340,15 @@ impl Conn {
         }
     }
 
-    /// The peer's user, and its PID where the kernel says.
+    /// The peer's user, and its PID where the kernel says: none for a peer in another PID
+    /// namespace, which `SO_PEERCRED` reports as PID 0 (its user is still known).
     #[cfg(target_os = "linux")]
     fn peer(&self) -> io::Result<(u32, Option<u32>)> {
-        let cred = rustix::net::sockopt::socket_peercred(&self.stream)?;
+        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+        let cred = getsockopt(&self.stream, PeerCredentials)?;
         Ok((
-            cred.uid.as_raw(),
-            u32::try_from(cred.pid.as_raw_nonzero().get()).ok(),
+            cred.uid(),
+            u32::try_from(cred.pid()).ok().filter(|&pid| pid != 0),
         ))
     }
 

@@ -12,18 +12,31 @@ use std::time::Duration;
 
 use super::future::{Acquire, FleetJob};
 use super::{FirstTry, Fleet, FleetGuard, Guard, Options, limit, on_lost};
+use crate::owner::Caller;
 use crate::{Error, LockError, Lost, PgLock, PgLockGuard};
 
 /// The fleet lock's hooks for the async path (see `future.rs`).
 static JOB: FleetJob = FleetJob {
     first_try,
-    acquire: acquire_cancellable,
+    acquire: acquire_for_task,
 };
 
 /// Takes the fleet lock as the options say, telling the user on stderr when it has to wait.
 /// Blocks the calling thread: for a plain `fn`.
 pub fn acquire_fleet(options: &Options) -> Result<Guard, Error> {
-    acquire_cancellable(options, None)
+    let lock = acquire_cancellable(options, None, &Caller::here(None))?;
+    // The generated code keeps the guard in the frame that runs the body, on this thread.
+    lock.pin_to_thread();
+    Ok(guard(lock))
+}
+
+/// The helper thread's acquisition for an async task (see `future.rs`): `caller` is the task.
+fn acquire_for_task(
+    options: &Options,
+    cancelled: Option<Arc<AtomicBool>>,
+    caller: &Caller,
+) -> Result<Guard, Error> {
+    acquire_cancellable(options, cancelled, caller).map(guard)
 }
 
 /// [`acquire_fleet`] as a future that never blocks the executor (see `future.rs`).
@@ -51,18 +64,12 @@ fn lock_for(options: &Options, fleet: &Fleet) -> PgLock {
     PgLock::new(fleet.conninfo.clone(), name)
 }
 
-/// No try on the executor (even one is network I/O): only the check that the calling task
-/// does not hold this lock already, which needs none.
-fn first_try(options: &Options, task: Option<&Waker>) -> FirstTry {
-    let fleet = match fleet(options) {
-        Ok(fleet) => fleet,
-        Err(e) => return FirstTry::Done(Err(e)),
-    };
-    if options.timeout != Some(Duration::ZERO) {
-        let lock = lock_for(options, fleet);
-        if lock.is_held_by_caller(task) {
-            return FirstTry::Done(Err(lock.held_by_caller_error().into()));
-        }
+/// Nothing on the executor: even one try is network I/O, and so is the check that the calling
+/// task does not hold this lock already (which server a connection string reaches is known
+/// only once connected). The helper thread does both, for the task (see `acquire_cancellable`).
+fn first_try(options: &Options, _task: Option<&Waker>) -> FirstTry {
+    if let Err(e) = fleet(options) {
+        return FirstTry::Done(Err(e));
     }
     FirstTry::Wait {
         path: PathBuf::new(),
@@ -71,11 +78,14 @@ fn first_try(options: &Options, task: Option<&Waker>) -> FirstTry {
 }
 
 /// One try, the waiting notice, then the wait, which stops when `cancelled` is set; failing
-/// closed on a loss unless `on_lost` says otherwise.
+/// closed on a loss unless `on_lost` says otherwise. `caller` is who waits: the calling
+/// thread, or the async task whose helper thread this is; a wait for a lock it holds already
+/// is refused at once, once the session has told which server it reached.
 fn acquire_cancellable(
     options: &Options,
     cancelled: Option<Arc<AtomicBool>>,
-) -> Result<Guard, Error> {
+    caller: &Caller,
+) -> Result<PgLock, Error> {
     let fleet = fleet(options)?;
     let mut lock = lock_for(options, fleet);
     let on_lost = match &fleet.on_lost {
@@ -91,9 +101,13 @@ fn acquire_cancellable(
     lock.on_lost_shared(on_lost);
     let wait = options.timeout;
     if wait != Some(Duration::ZERO) {
-        match lock.acquire_unless(Some(Duration::ZERO), cancelled.clone()) {
-            Ok(()) => return Ok(guard(lock)),
-            Err(LockError::AlreadyLocked { pid, host, .. }) if !lock.is_held_by_caller(None) => {
+        match lock.acquire_unless(Some(Duration::ZERO), cancelled.clone(), caller) {
+            Ok(()) => return Ok(lock),
+            // Held by the caller itself: waiting would be waiting for itself.
+            Err(LockError::AlreadyLocked { .. }) if lock.is_held_by(caller) => {
+                return Err(lock.held_by_caller_error().into());
+            }
+            Err(LockError::AlreadyLocked { pid, host, .. }) => {
                 if !options.quiet {
                     let holder = match (pid, host) {
                         (Some(pid), Some(host)) => format!("pid {pid} on {host}"),
@@ -114,8 +128,8 @@ fn acquire_cancellable(
             Err(error) => return Err(error.into()),
         }
     }
-    lock.acquire_unless(wait, cancelled)?;
-    Ok(guard(lock))
+    lock.acquire_unless(wait, cancelled, caller)?;
+    Ok(lock)
 }
 
 fn guard(lock: PgLock) -> Guard {

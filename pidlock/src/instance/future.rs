@@ -13,7 +13,9 @@
 //!
 //! The lock is recorded as held by the task (its waker), not by the helper thread, so that a
 //! guarded `async fn` that calls another on the same lock fails at once instead of waiting for
-//! itself, while two tasks of one thread still take turns.
+//! itself, while two tasks of one thread still take turns. A fleet lock's check needs the
+//! server the session reached, so the helper makes it after connecting, for the task that
+//! polled (its thread and waker, carried to the helper), never for the helper itself.
 
 use std::future::Future;
 use std::mem;
@@ -26,6 +28,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::{FirstTry, Guard, Options, first_try};
+use crate::owner::Caller;
 use crate::{Error, LockError, PidLockFile, PidLockGuard};
 
 /// Takes the lock as [`acquire`](super::acquire) does, as a future that never blocks the
@@ -38,12 +41,18 @@ pub fn acquire_async(options: &Options) -> Acquire<'_> {
     }
 }
 
+/// A fleet lock's whole acquisition, on the helper thread: the options, the flag that cancels
+/// it, and the task it is for.
+pub(crate) type FleetAcquire =
+    fn(&Options, Option<Arc<AtomicBool>>, &Caller) -> Result<Guard, Error>;
+
 /// A fleet lock's first try and wait, for [`Acquire`]. Function pointers, so that only the
 /// fleet lock's entry point refers to its code (see `fleet.rs`).
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) struct FleetJob {
     pub(crate) first_try: fn(&Options, Option<&Waker>) -> FirstTry,
-    pub(crate) acquire: fn(&Options, Option<Arc<AtomicBool>>) -> Result<Guard, Error>,
+    /// Runs on the helper thread, for the task `Caller` names.
+    pub(crate) acquire: FleetAcquire,
 }
 
 impl std::fmt::Debug for FleetJob {
@@ -116,7 +125,9 @@ impl Handoff {
                     .map_err(Error::from)
             }
             // A fleet lock's wait is on the server; a dropped future lets go of what it gets.
-            Job::Fleet(options, acquire) => acquire(&options, Some(Arc::clone(&self.cancelled))),
+            Job::Fleet(options, caller, acquire) => {
+                acquire(&options, Some(Arc::clone(&self.cancelled)), &caller)
+            }
         };
         let mut slot = self.slot();
         match mem::replace(&mut *slot, Slot::Abandoned) {
@@ -140,11 +151,10 @@ enum Job {
         path: PathBuf,
         timeout: Option<Duration>,
     },
-    /// The whole fleet acquisition, notice included: even its first try is network I/O.
-    Fleet(
-        Options,
-        fn(&Options, Option<Arc<AtomicBool>>) -> Result<Guard, Error>,
-    ),
+    /// The whole fleet acquisition, notice included: even its first try is network I/O. Its
+    /// self-wait check is made after connecting, here, for the task that polled (the
+    /// `Caller`), not for this thread.
+    Fleet(Options, Caller, FleetAcquire),
 }
 
 impl Future for Acquire<'_> {
@@ -188,7 +198,11 @@ impl Future for Acquire<'_> {
         });
         let helper = Arc::clone(&handoff);
         let job = match this.fleet {
-            Some(fleet) => Job::Fleet(this.options.clone(), fleet.acquire),
+            Some(fleet) => Job::Fleet(
+                this.options.clone(),
+                Caller::here(Some(cx.waker())),
+                fleet.acquire,
+            ),
             None => Job::File {
                 path: path.clone(),
                 timeout,

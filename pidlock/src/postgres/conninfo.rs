@@ -207,16 +207,9 @@ pub(crate) fn parse(
         }
         #[cfg(not(unix))]
         config.host(host);
+        // One port per host: a single port applies to every host, as in libpq.
         config.port(port);
-        if host.contains(':') {
-            shown.push(format!("[{host}]:{port}"));
-        } else {
-            shown.push(format!("{host}:{port}"));
-        }
-    }
-    if ports.len() == 1 && hosts.len() > 1 {
-        // tokio-postgres wants one port per host, or a single port for all.
-        config.port(ports[0]);
+        shown.push(shown_host(host, port));
     }
 
     let root_cert = get("sslrootcert").map(|path| match path.as_str() {
@@ -337,6 +330,23 @@ pub(crate) fn parse(
         server: format!("PostgreSQL at {}", shown.join(",")),
         options: get("options"),
     })
+}
+
+/// A host and its port, for messages: `db:5432`, `[::1]:5432`. A host value that no host name,
+/// address or socket directory looks like (a space, a quote, `=` or a backslash in it) is the
+/// sign of a malformed string whose host swallowed other keys, a password among them
+/// (`host='db password=...'`): it is never shown.
+fn shown_host(host: &str, port: u16) -> String {
+    if host
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '=' | '\'' | '"' | '\\'))
+    {
+        format!("(a host that cannot be shown):{port}")
+    } else if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// Where an unknown key sits, for its error: after which known key, never its own text.
@@ -699,5 +709,57 @@ mod tests {
         );
         assert_eq!(info.config.get_ports(), &[5433, 5432]);
         assert_eq!(info.server, "PostgreSQL at [::1]:5433,db2:5432");
+    }
+
+    #[test]
+    fn one_port_applies_to_every_host_in_each_form() {
+        let env = |var: &str| match var {
+            "PGHOST" => Some("10.0.0.1,10.0.0.2".to_owned()),
+            "PGPORT" => Some("6001".to_owned()),
+            _ => None,
+        };
+        for (conninfo, env, ports) in [
+            (
+                "host=10.0.0.1,10.0.0.2 port=6001 user=u",
+                &no_env as &dyn Fn(&str) -> Option<String>,
+                [6001, 6001],
+            ),
+            ("postgres://u@10.0.0.1,10.0.0.2/db", &no_env, [5432, 5432]),
+            (
+                "postgres://u@10.0.0.1,10.0.0.2/db?port=6001",
+                &no_env,
+                [6001, 6001],
+            ),
+            ("user=u", &env, [6001, 6001]),
+        ] {
+            let info = parse(conninfo, env).unwrap();
+            assert_eq!(
+                info.config.get_hosts(),
+                &[
+                    Host::Tcp("10.0.0.1".to_owned()),
+                    Host::Tcp("10.0.0.2".to_owned())
+                ],
+                "{conninfo}"
+            );
+            // One port per host: tokio-postgres refuses any other count.
+            assert_eq!(info.config.get_ports(), &ports, "{conninfo}");
+        }
+    }
+
+    #[test]
+    fn a_host_that_swallowed_other_keys_is_never_shown() {
+        for conninfo in [
+            "host='db password=SECRETPW' port=1 user=u",
+            "host='db\tSECRETPW' port=1 user=u",
+            "host='db,x\\'SECRETPW' port=1 user=u",
+        ] {
+            let info = parse(conninfo, &no_env).unwrap();
+            assert!(!info.server.contains("SECRETPW"), "{}", info.server);
+            assert!(
+                info.server.contains("(a host that cannot be shown):1"),
+                "{}",
+                info.server
+            );
+        }
     }
 }

@@ -64,6 +64,7 @@ impl PgLock {
             prepared: None,
             held: None,
             token: Arc::new(Token::default()),
+            reached: None,
         }
     }
 

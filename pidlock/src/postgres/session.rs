@@ -77,8 +77,32 @@ pub(crate) struct Session {
     /// the connection string's `connect_timeout`.
     answer_within: Duration,
     /// Statements started and not finished: one whose caller gave up on it (a cancelled or
-    /// timed-out wait, a silent server) stays counted.
-    pending: AtomicUsize,
+    /// timed-out wait, a silent server, a fencing token whose commit waits) stays counted.
+    pending: Arc<AtomicUsize>,
+    /// Where the connection went and how: a cancel request goes the same way.
+    reached: Reached,
+}
+
+/// The server address a session reached (the very address, not a name to resolve again, which
+/// may name another server by now), and the TLS connector it used, if any. tokio-postgres
+/// knows neither for a connection made over a socket of ours (`connect_raw`), so
+/// `CancelToken::cancel_query` cannot be used: the cancel request opens its own socket here
+/// (see [`cancel_statement`]).
+#[derive(Clone)]
+struct Reached {
+    target: Target,
+    keepalive: Keepalive,
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl std::fmt::Debug for Reached {
+    /// The connector has no `Debug` of its own.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reached")
+            .field("target", &self.target)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 /// `future`, or the reason it did not finish within `limit`: no call waits forever on a server
@@ -180,13 +204,14 @@ impl Session {
             Err(last)
         };
         match tokio::time::timeout(info.connect_timeout, connecting).await {
-            Ok(Ok((client, driver, watch))) => Ok(Session {
+            Ok(Ok((client, driver, watch, reached))) => Ok(Session {
                 client: Arc::new(client),
                 watch,
                 driver,
                 pinger: None,
                 answer_within: info.connect_timeout,
-                pending: AtomicUsize::new(0),
+                pending: Arc::new(AtomicUsize::new(0)),
+                reached,
             }),
             Ok(Err(reason)) => Err(reason),
             Err(_) => Err(format!(
@@ -222,14 +247,20 @@ impl Session {
     }
 
     /// Which server and database this session reached, whatever the connection string called
-    /// it: the cluster's `system_identifier` (where the role may run `pg_control_system()`, as
-    /// any role may by default), the postmaster's start time (which tells apart a primary and
-    /// a promoted copy of it, and two servers of one identifier) and the database's oid.
-    /// Readable by any role.
+    /// it: the postmaster's start time (which tells apart two servers, a primary and a promoted
+    /// copy of it among them), its port and the database's oid.
+    ///
+    /// Every part reads the same in every session of one server, whatever the session's
+    /// settings or role, or one server would count as two and a holder would wait for itself:
+    /// the start time as whole microseconds since the epoch (its `::text` follows the session's
+    /// `TimeZone` and `DateStyle`), the port and the oid as integers (no setting changes their
+    /// text, and `port` cannot be set per session). Nothing that depends on a privilege: the
+    /// cluster's `system_identifier` (`pg_control_system()`) can be revoked from one role and
+    /// not another, so it is left out. Readable by any role.
     pub(crate) async fn server_identity(&self) -> Result<String, String> {
-        const SQL: &str = "SELECT CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE') \
-                 THEN (pg_control_system()).system_identifier::text ELSE '' END \
-             || '/' || pg_postmaster_start_time()::text || '/' || current_setting('port') \
+        const SQL: &str = "SELECT \
+             (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint::text \
+             || '/' || current_setting('port') \
              || '/' || (SELECT oid FROM pg_database WHERE datname = current_database())::text";
         let query = self.pending(self.client.simple_query(SQL));
         let messages = within(self.answer_within, async {
@@ -265,10 +296,13 @@ impl Session {
 
     /// Runs one statement's `future`, counted as pending until it finishes.
     async fn pending<T>(&self, future: impl std::future::Future<Output = T>) -> T {
-        self.pending.fetch_add(1, Ordering::Relaxed);
-        let output = future.await;
-        self.pending.fetch_sub(1, Ordering::Relaxed);
-        output
+        counted(&self.pending, future).await
+    }
+
+    /// The count of statements started and not finished, for a statement run on the
+    /// [`client`](Self::client) outside this object (the fencing token's, see [`counted`]).
+    pub(crate) fn pending_count(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.pending)
     }
 
     /// `pg_advisory_unlock`: whether this session held the lock. A simple query, with the key
@@ -319,16 +353,44 @@ impl Session {
         // A loss closes the connection at once: the server ends the session (and frees the
         // lock) as soon as it hears of it, even if this object lives on. A silent server hears
         // of it when the link heals, or by its own keepalives.
+        //
+        // Except a backend inside a statement that does not look at its socket: a commit
+        // waiting for a synchronous standby that is gone (the fencing token's) waits on, lock
+        // held, however the socket ends. A cancel request (a new connection, which the server
+        // turns into a signal to the backend) ends that wait; the backend then finds the
+        // socket closed and exits. It is sent when a statement was in flight at the loss, at
+        // the same time as the connection is cut, and given up after `connect_timeout`.
+        //
+        // A session shared with child processes (`share`) is ended by neither: the close is of
+        // this process's copies only (no `shutdown(2)`), and a cancel ends a statement, not a
+        // session. Its lock stays held while any of the children runs, as the promise needs:
+        // the one who shared it stops them all at a loss (`pidlock run` stops the whole job),
+        // and the server frees the lock when the last of them has exited, never under the feet
+        // of one still running.
         let driver = self.driver.abort_handle();
         let shared = Arc::clone(&self.watch);
+        let in_flight = Arc::clone(&self.pending);
+        let cancel = self.client.cancel_token();
+        let reached = self.reached.clone();
+        let bound = self.answer_within;
+        // Called on the runtime's thread (the lock was just taken there).
+        let runtime = tokio::runtime::Handle::try_current().ok();
         signal.on_loss_let_go(Box::new(move || {
             driver.abort();
+            // The copy kept for `share`: a lost lock is handed to no child from now on.
             #[cfg(unix)]
             {
                 shared.lock().unwrap_or_else(PoisonError::into_inner).socket = None;
             }
             #[cfg(not(unix))]
             drop(shared);
+            if in_flight.load(Ordering::Relaxed) > 0
+                && let Some(runtime) = runtime
+            {
+                runtime.spawn(async move {
+                    let _ = tokio::time::timeout(bound, cancel_statement(cancel, reached)).await;
+                });
+            }
         }));
         if let Some(reason) = already {
             signal.fire(&reason);
@@ -408,8 +470,9 @@ impl Drop for Session {
     }
 }
 
-/// A connected client, its connection's driver, and what the driver shares with the session.
-type Connected = (Client, JoinHandle<()>, Arc<Mutex<Watch>>);
+/// A connected client, its connection's driver, what the driver shares with the session, and
+/// where the connection went.
+type Connected = (Client, JoinHandle<()>, Arc<Mutex<Watch>>, Reached);
 
 /// One attempt: the socket to `target`, TLS as `ssl_mode` says, the startup, and the check
 /// `target_session_attrs=read-write` asks for. The connection is driven from here on; a failed
@@ -423,6 +486,11 @@ async fn connect_to(
 ) -> Result<Connected, String> {
     let watch = &Arc::new(Mutex::new(Watch::default()));
     let stream = socket::connect(target, keepalive).await?;
+    let mut reached = Reached {
+        target: socket::reached(&stream, target),
+        keepalive,
+        tls: None,
+    };
     #[cfg(unix)]
     let shared = std::os::fd::AsFd::as_fd(&stream)
         .try_clone_to_owned()
@@ -445,6 +513,7 @@ async fn connect_to(
                 .connect_raw(stream, connector)
                 .await
                 .map_err(|e| describe(&e))?;
+            reached.tls = Some(tls.clone());
             (client, tokio::spawn(drive(connection, Arc::clone(watch))))
         }
     };
@@ -471,7 +540,7 @@ async fn connect_to(
             watch.socket = Some(shared);
         }
     }
-    Ok((client, driver, Arc::clone(watch)))
+    Ok((client, driver, Arc::clone(watch), reached))
 }
 
 /// The startup without TLS, and the connection's driver.
@@ -486,6 +555,38 @@ async fn plain(
         .await
         .map_err(|e| describe(&e))?;
     Ok((client, tokio::spawn(drive(connection, Arc::clone(watch)))))
+}
+
+/// Runs one statement's `future`, counted in `pending` until it finishes: a statement whose
+/// caller gave up on it stays counted, so that a loss knows to cancel it (see `Session::watch`).
+pub(crate) async fn counted<T>(
+    pending: &AtomicUsize,
+    future: impl std::future::Future<Output = T>,
+) -> T {
+    pending.fetch_add(1, Ordering::Relaxed);
+    let output = future.await;
+    pending.fetch_sub(1, Ordering::Relaxed);
+    output
+}
+
+/// Asks the server to cancel the statement that `cancel`'s session runs: a socket of its own to
+/// the address the session `reached`, over TLS if the session used it. The server answers
+/// nothing; a failure to connect is of no further use to the caller, who bounds the wait.
+async fn cancel_statement(
+    cancel: tokio_postgres::CancelToken,
+    reached: Reached,
+) -> Result<(), String> {
+    let stream = socket::connect(&reached.target, reached.keepalive).await?;
+    match reached.tls {
+        Some(mut tls) => {
+            let hostname = reached.target.hostname.as_deref().unwrap_or("");
+            let connector = MakeTlsConnect::<Stream>::make_tls_connect(&mut tls, hostname)
+                .map_err(|e| format!("error performing TLS handshake: {e}"))?;
+            cancel.cancel_query_raw(stream, connector).await
+        }
+        None => cancel.cancel_query_raw(stream, NoTls).await,
+    }
+    .map_err(|e| describe(&e))
 }
 
 /// Drives the connection until it ends, then fires the held lock's signal, if any.

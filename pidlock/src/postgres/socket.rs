@@ -113,6 +113,24 @@ pub(crate) async fn connect(target: &Target, keepalive: Keepalive) -> Result<Str
     }
 }
 
+/// The place `stream` (connected to `target`) reached, to connect to again: the very address
+/// for TCP, whatever `target` names (a name may resolve to another server by now, or to
+/// several); `target` itself for a Unix socket. The name for TLS stays `target`'s.
+pub(crate) fn reached(stream: &Stream, target: &Target) -> Target {
+    match stream {
+        Stream::Tcp(tcp) => match tcp.peer_addr() {
+            Ok(peer) => Target {
+                addr: Host::Tcp(peer.ip().to_string()),
+                port: peer.port(),
+                hostname: target.hostname.clone(),
+            },
+            Err(_) => target.clone(),
+        },
+        #[cfg(unix)]
+        Stream::Unix(_) => target.clone(),
+    }
+}
+
 /// No Nagle delay (every message is a whole request), and the kernel's keepalive and user
 /// timeout: they close a connection to a silent server even when no process of the holder
 /// drives it any more.

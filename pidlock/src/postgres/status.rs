@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::holder::identity;
-use super::registry::resolved;
 use super::session::Session;
 use super::{Holder, PgLock, runtime, session, token};
 use crate::error::LockError;
 use crate::loss::LossWatch;
-use crate::owner;
+use crate::owner::{self, Caller};
 
 impl PgLock {
     /// Whether anyone holds the lock, as [`PidLockFile::is_locked`](crate::PidLockFile::is_locked)
@@ -143,8 +142,9 @@ impl PgLock {
                 return None;
             }
             let client = held.session.client();
+            let pending = held.session.pending_count();
             let limit = self.lost_after;
-            let made = runtime::block_on(token::durable_id(client, limit))
+            let made = runtime::block_on(token::durable_id(client, pending, limit))
                 .map_err(|e| e.to_string())
                 .and_then(|made| made);
             match made {
@@ -175,17 +175,12 @@ impl PgLock {
             .map(|held| LossWatch::new(Arc::clone(&held.signal)))
     }
 
-    /// Whether the caller (the calling thread, or the async task `task` wakes) holds this lock
-    /// through another instance: then a wait for it would never end.
-    ///
-    /// No I/O: it can decide only for a spelling of the server this process has connected
-    /// with before (as the holder did); otherwise `false`, and `acquire` decides after
-    /// connecting, for the calling thread.
-    pub(crate) fn is_held_by_caller(&self, task: Option<&std::task::Waker>) -> bool {
-        self.prepared().is_ok_and(|prepared| {
-            resolved(&prepared.info)
-                .is_some_and(|device| owner::held_by_caller(device, self.key as u64, task))
-        })
+    /// Whether `caller` holds this lock through another instance: then a wait for it would
+    /// never end. No I/O: it can decide only once this instance has connected and learnt which
+    /// server it reached (`acquire` decides after connecting); before that, `false`.
+    pub(crate) fn is_held_by(&self, caller: &Caller) -> bool {
+        self.reached
+            .is_some_and(|device| owner::held_by(device, self.key as u64, caller))
     }
 
     /// The error for a wait that would be a wait for itself.
@@ -199,6 +194,17 @@ impl PgLock {
             && !held.forgotten.load(Ordering::Acquire)
         {
             owner::hand_to_task(held.owner, held.device, self.key as u64, task);
+        }
+    }
+
+    /// Records that the calling thread holds this lock until it is released: a
+    /// `#[single_instance]` body's, whose guard never leaves the frame that runs it, so that a
+    /// nested guarded call on this thread is refused at once instead of waiting for itself.
+    pub(crate) fn pin_to_thread(&self) {
+        if let Some(held) = &self.held
+            && !held.forgotten.load(Ordering::Acquire)
+        {
+            owner::pin_to_thread(held.owner, held.device, self.key as u64);
         }
     }
 }

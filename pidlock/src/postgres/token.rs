@@ -13,6 +13,7 @@
 //! session, so it can only succeed while this holder still holds the lock: the id lies inside
 //! the holder's turn, after every id of an earlier turn and before every id of a later one.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -49,8 +50,15 @@ impl Token {
 
 /// A transaction id of `client`'s session, durable before it is returned (see the module
 /// documentation), within `limit`.
-pub(crate) async fn durable_id(client: Arc<Client>, limit: Duration) -> Result<u64, String> {
-    let messages = tokio::time::timeout(limit, client.simple_query(DURABLE_ID))
+/// `pending` counts it while it runs (and after, if it never finishes: see
+/// `session::counted`), so that a loss cancels a commit that waits on.
+pub(crate) async fn durable_id(
+    client: Arc<Client>,
+    pending: Arc<AtomicUsize>,
+    limit: Duration,
+) -> Result<u64, String> {
+    let query = super::session::counted(&pending, client.simple_query(DURABLE_ID));
+    let messages = tokio::time::timeout(limit, query)
         .await
         .map_err(|_| format!("no answer from the server within {limit:?}"))?
         .map_err(|e| super::session::describe(&e))?;
