@@ -602,3 +602,69 @@ fn relative_status_from_another_thread_after_the_acquirer_exited() {
     }
     run_role(name);
 }
+
+static MOVED_GATE: AtomicBool = AtomicBool::new(false);
+
+struct MovedGate;
+impl Future for MovedGate {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        if MOVED_GATE.load(Ordering::SeqCst) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+fn moved_task_path() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "pidlock-ownership-moved-{}.pid",
+        std::process::id()
+    ))
+}
+
+#[pidlock::single_instance(path = moved_task_path(), timeout = "forever", quiet)]
+fn plain_on_the_moved_tasks_lock() -> Result<(), pidlock::Error> {
+    Ok(())
+}
+
+#[pidlock::single_instance(path = moved_task_path(), timeout = "forever", quiet)]
+async fn moving_task() -> Result<Result<(), pidlock::Error>, pidlock::Error> {
+    MovedGate.await;
+    Ok(plain_on_the_moved_tasks_lock())
+}
+
+/// A task that moved to another thread and then calls a plain guarded function on its own lock
+/// is refused at once there (it would wait for itself), wherever it took the lock.
+#[test]
+fn task_that_moved_is_refused_at_once_on_its_own_lock() {
+    let (tx, rx) = mpsc::channel();
+    let first_worker = thread::spawn(move || {
+        let mut task = Box::pin(moving_task());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(
+            task.as_mut().poll(&mut cx).is_pending(),
+            "inside, holding the lock"
+        );
+        tx.send(task).unwrap();
+    });
+    let mut task = rx.recv().unwrap();
+    first_worker.join().unwrap();
+    MOVED_GATE.store(true, Ordering::SeqCst);
+    // Polled on this thread now, with a waker of its own: bounded by a helper that gives up.
+    let (done_tx, done_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut cx = Context::from_waker(Waker::noop());
+        let outcome = task.as_mut().poll(&mut cx);
+        let _ = done_tx.send(matches!(
+            outcome,
+            Poll::Ready(Ok(Err(pidlock::Error::Lock(
+                LockError::AlreadyLocked { .. }
+            ))))
+        ));
+    });
+    let refused = done_rx.recv_timeout(common::PATIENCE);
+    let _ = fs::remove_file(moved_task_path());
+    assert_eq!(refused, Ok(true), "the plain call was not refused at once");
+}

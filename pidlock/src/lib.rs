@@ -188,9 +188,10 @@ extern crate self as pidlock;
 pub mod __private {
     pub use crate::forward::{Forward, Pump, ServeWhile, forward, forward_async, forwarding};
     pub use crate::instance::{
-        Acquire, ConflictError, Fleet, Function, FutureReturned, Guard, Main, MainExitCode,
+        Acquire, ConflictError, Fleet, Function, FutureReturned, Guard, InTask, Main, MainExitCode,
         NoUnwind, NotAFuture, Options, OtherConflict, PlainReturned, ResultConflict, ResultContext,
-        Returns, UnwindContext, acquire, acquire_async, exit, fleet, on_lost, panic, path_from,
+        Returns, UnwindContext, acquire, acquire_async, exit, fleet, in_task, on_lost, panic,
+        path_from,
     };
     #[cfg(feature = "postgres")]
     pub use crate::instance::{FleetGuard, acquire_fleet, acquire_fleet_async};

@@ -414,8 +414,40 @@ pub(crate) fn held_by_caller(dev: u64, ino: u64, task: Option<&Waker>) -> bool {
             .filter(|e| e.is(dev, ino))
             .any(|e| match (task, &e.task) {
                 (Some(caller), Some(holder)) => caller.will_wake(holder),
-                (None, Some(_)) => false,
+                (None, Some(holder)) => polling_task_is(holder),
                 (_, None) => e.thread == Some(thread),
             })
     })
+}
+
+thread_local! {
+    /// The task whose guarded `async fn` body this thread is polling right now (see
+    /// [`InTask`](crate::instance::InTask)): a plain function called from that body runs on
+    /// behalf of that task.
+    static POLLING: std::cell::RefCell<Option<Waker>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `poll` as the task `task` wakes: plain functions it calls count as that task (see
+/// [`held_by_caller`]). Restores what was there before, also on unwinding.
+pub(crate) fn polling<T>(task: &Waker, poll: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Waker>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let before = self.0.take();
+            let _ = POLLING.try_with(|slot| *slot.borrow_mut() = before);
+        }
+    }
+    let before = POLLING.with(|slot| slot.replace(Some(task.clone())));
+    let _restore = Restore(before);
+    poll()
+}
+
+fn polling_task_is(holder: &Waker) -> bool {
+    POLLING
+        .try_with(|slot| {
+            slot.borrow()
+                .as_ref()
+                .is_some_and(|task| task.will_wake(holder))
+        })
+        .unwrap_or(false)
 }

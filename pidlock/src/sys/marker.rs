@@ -104,17 +104,21 @@ mod linux {
             // Whole file, exclusive: conflicts with the maker's lock, whoever asks.
             // The constants are small and positive, so the casts to `c_short` cannot wrap.
             #[allow(clippy::cast_possible_truncation)]
-            let mut query = flock {
+            let whole_file = flock {
                 l_type: F_WRLCK as c_short,
                 l_whence: SEEK_SET as c_short,
                 l_start: 0,
                 l_len: 0,
                 l_pid: 0,
             };
+            let mut query = whole_file;
             let asked = match fcntl(self.file.as_fd(), FcntlArg::F_OFD_GETLK(&mut query)) {
                 // No open-file-description locks (proot, old gVisor, a seccomp profile that
                 // lists fcntl commands): the classic query shows every lock but the caller's.
-                Err(Errno::EINVAL) => fcntl(self.file.as_fd(), FcntlArg::F_GETLK(&mut query)),
+                Err(Errno::EINVAL) => {
+                    query = whole_file;
+                    fcntl(self.file.as_fd(), FcntlArg::F_GETLK(&mut query))
+                }
                 asked => asked,
             };
             if asked.is_err() {
