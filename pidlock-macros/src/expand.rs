@@ -332,13 +332,11 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
     } else {
         TokenStream::new()
     };
-    let guarded = |acquire: TokenStream, conflict: TokenStream, user: Group, in_task: bool| {
-        // An async body is polled as its task (`in_task`), so that a plain guarded function
-        // it calls knows which task holds the lock, on whatever thread the task runs.
-        let tail = match (args.forward.is_some() && is_async, in_task) {
-            (true, _) => quote!(#pump.serve_while(#private::in_task(async #user)).await),
-            (false, true) => quote!(#private::in_task(async #user).await),
-            (false, false) => quote!(#user),
+    let guarded = |acquire: TokenStream, conflict: TokenStream, user: Group| {
+        let tail = if args.forward.is_some() && is_async {
+            quote!(#pump.serve_while(async #user).await)
+        } else {
+            quote!(#user)
         };
         quote! {{
             let #guard = match #acquire {
@@ -359,7 +357,6 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
             quote!(#private::#acquire_async(&#options).await),
             on_conflict(boxed.dispatch()),
             user,
-            true,
         );
         let head = &boxed.head;
         let inner_head: TokenStream = boxed
@@ -408,7 +405,7 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
             }
             _ => TokenStream::new(),
         };
-        let block = guarded(acquire, on_conflict(function.dispatch()), user, is_async);
+        let block = guarded(acquire, on_conflict(function.dispatch()), user);
         brace.surround(&mut fn_body, |tokens| {
             quote! {
                 #(#inner_attrs)*

@@ -12,7 +12,7 @@ pub use conflict::{
 };
 #[cfg(feature = "postgres")]
 pub use fleet::{acquire_fleet, acquire_fleet_async};
-pub use future::{Acquire, InTask, acquire_async, in_task};
+pub use future::{Acquire, acquire_async};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

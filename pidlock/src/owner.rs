@@ -303,10 +303,10 @@ struct Entry {
     dev: u64,
     ino: u64,
     /// The thread that holds it, where that is known for sure: a `#[single_instance]` function
-    /// running on it (its guard never leaves the body's frame). `None` for a lock taken through
-    /// the runtime API, whose `PidLockFile` or guard may have been moved to any thread since,
-    /// and for one an async task holds (tasks move between threads): then no thread is taken
-    /// for its holder.
+    /// running on it (its guard never leaves the body's frame), or the thread an async task got
+    /// it on (which counts only for guarded functions, see [`held_by_thread`]). `None` for a
+    /// lock taken through the runtime API, whose `PidLockFile` or guard may have been moved to
+    /// any thread since: then no thread is taken for its holder.
     thread: Option<ThreadId>,
     /// The async task that holds it, if a guarded `async fn` took it: tasks of one thread take
     /// turns, so the thread alone does not say who holds it.
@@ -376,12 +376,13 @@ pub(crate) fn forget(owner: Process, dev: u64, ino: u64) {
 }
 
 /// Records that the lock on `dev`/`ino`, which `owner` holds, now belongs to the async task
-/// that `task` wakes. Not to the calling thread: a multi-threaded runtime moves the task to
-/// another worker at any `.await`, and the thread it left must not be taken for the holder.
+/// that `task` wakes, running on the calling thread (see [`held_by_thread`] for why the thread
+/// counts only for `#[single_instance]` functions).
 pub(crate) fn hand_to_task(owner: Process, dev: u64, ino: u64, task: &Waker) {
+    let thread = thread::current().id();
     with_entries(owner, |held| {
         if let Some(entry) = held.iter_mut().find(|e| e.is(dev, ino)) {
-            entry.thread = None;
+            entry.thread = Some(thread);
             entry.task = Some(task.clone());
         }
     });
@@ -395,18 +396,19 @@ pub(crate) fn holds(dev: u64, ino: u64) -> bool {
 }
 
 /// Whether the caller itself holds the inode `dev`/`ino`, so that waiting for it would be
-/// waiting for itself: the calling thread, if `task` is `None`; else the async task `task`
-/// wakes. Only holders that are known for sure count (see [`Entry::thread`]): a lock taken
-/// through the runtime API is never taken for the caller's, since its guard may have moved to
-/// another thread that will let go of it.
+/// waiting for itself: for a `#[single_instance]` function, the calling thread, if `task` is
+/// `None`; else the async task `task` wakes. Only holders that are known for sure count (see
+/// [`Entry::thread`]): a lock taken through the runtime API is never taken for the caller's,
+/// since its guard may have moved to another thread that will let go of it.
 ///
-/// A task waits for itself when it holds the lock, or when a guarded plain function on its
-/// thread does (`#[single_instance] fn main` that runs the runtime: it cannot let go while
-/// the thread runs the task). A plain function goes by its thread only: a task is not on any
-/// thread for good (a multi-threaded runtime moves it at every `.await`), so a plain wait on
-/// a thread that runs the holding task (`block_on` within the task on a current-thread
-/// runtime) is not recognised, like a `std::sync::Mutex` locked twice. A waker names a task,
-/// not a future, so two guarded calls joined within one task (`join!`) count as one caller.
+/// Across the two kinds of caller: a task waits for itself when a guarded plain function on
+/// its thread holds the lock (`#[single_instance] fn main` that runs the runtime: it cannot let
+/// go while the thread runs the task), and a guarded plain function when the task that got the
+/// lock on its thread holds it (it is called from the task's body, or it blocks the thread the
+/// task needs). Both go by the thread the task got the lock on, so a task that moved to
+/// another worker thread since is not recognised there, and a guarded plain function on the
+/// thread it left is refused. A waker names a task, not a future, so two guarded calls joined
+/// within one task (`join!`) count as one caller.
 pub(crate) fn held_by_caller(dev: u64, ino: u64, task: Option<&Waker>) -> bool {
     let thread = thread::current().id();
     with_entries(Process::current(), |held| {
@@ -414,40 +416,19 @@ pub(crate) fn held_by_caller(dev: u64, ino: u64, task: Option<&Waker>) -> bool {
             .filter(|e| e.is(dev, ino))
             .any(|e| match (task, &e.task) {
                 (Some(caller), Some(holder)) => caller.will_wake(holder),
-                (None, Some(holder)) => polling_task_is(holder),
-                (_, None) => e.thread == Some(thread),
+                _ => e.thread == Some(thread),
             })
     })
 }
 
-thread_local! {
-    /// The task whose guarded `async fn` body this thread is polling right now (see
-    /// [`InTask`](crate::instance::InTask)): a plain function called from that body runs on
-    /// behalf of that task.
-    static POLLING: std::cell::RefCell<Option<Waker>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Runs `poll` as the task `task` wakes: plain functions it calls count as that task (see
-/// [`held_by_caller`]). Restores what was there before, also on unwinding.
-pub(crate) fn polling<T>(task: &Waker, poll: impl FnOnce() -> T) -> T {
-    struct Restore(Option<Waker>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let before = self.0.take();
-            let _ = POLLING.try_with(|slot| *slot.borrow_mut() = before);
-        }
-    }
-    let before = POLLING.with(|slot| slot.replace(Some(task.clone())));
-    let _restore = Restore(before);
-    poll()
-}
-
-fn polling_task_is(holder: &Waker) -> bool {
-    POLLING
-        .try_with(|slot| {
-            slot.borrow()
-                .as_ref()
-                .is_some_and(|task| task.will_wake(holder))
-        })
-        .unwrap_or(false)
+/// Whether the calling thread holds the inode `dev`/`ino` through a `#[single_instance]`
+/// function running on it, for a plain `acquire`: a lock that an async task holds does not
+/// count, since the task may run on any worker thread by now (a multi-threaded runtime moves
+/// it at any `.await`), and the thread it got the lock on must then wait its turn.
+pub(crate) fn held_by_thread(dev: u64, ino: u64) -> bool {
+    let thread = thread::current().id();
+    with_entries(Process::current(), |held| {
+        held.iter()
+            .any(|e| e.is(dev, ino) && e.task.is_none() && e.thread == Some(thread))
+    })
 }

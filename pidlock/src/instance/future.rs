@@ -218,38 +218,6 @@ fn held_by(result: Result<Guard, Error>, task: &Waker) -> Result<Guard, Error> {
     result
 }
 
-/// A guarded `async fn`'s body, polled as its task: a plain guarded function (or `acquire`)
-/// that the body calls on a lock its task holds is refused at once instead of waiting for
-/// itself, on whatever worker thread the task runs by then, while a thread the task only ran
-/// on before is not taken for it.
-pub fn in_task<B: Future>(body: B) -> InTask<B> {
-    InTask {
-        body: Box::pin(body),
-    }
-}
-
-/// The future returned by [`in_task`].
-#[must_use = "futures do nothing unless awaited"]
-pub struct InTask<B: Future> {
-    body: Pin<Box<B>>,
-}
-
-impl<B: Future> std::fmt::Debug for InTask<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("InTask")
-    }
-}
-
-impl<B: Future> Future for InTask<B> {
-    type Output = B::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<B::Output> {
-        let this = self.get_mut();
-        let task = cx.waker().clone();
-        crate::owner::polling(&task, || this.body.as_mut().poll(cx))
-    }
-}
-
 impl Drop for Acquire<'_> {
     fn drop(&mut self) {
         if let Stage::Waiting(handoff) = &self.stage {
