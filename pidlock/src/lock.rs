@@ -253,8 +253,12 @@ impl PidLockFile {
     /// that value releases it. Waiting for itself is refused at once in exactly these cases:
     /// - this instance holds the lock: `AlreadyLocked`, whatever the timeout;
     /// - the calling thread runs a `#[single_instance]` function that holds the lock (its guard
-    ///   cannot leave the function's frame), or the calling async task is a guarded `async fn`
-    ///   that holds it: `AlreadyLocked`, for any timeout but zero.
+    ///   cannot leave the function's frame): `AlreadyLocked`, for any timeout but zero.
+    ///
+    /// A lock that a guarded `async fn`'s task holds is not taken for the calling thread's: a
+    /// multi-threaded runtime moves the task between worker threads, and a thread it left must
+    /// wait its turn. (A guarded function called within such a task is refused at once, see
+    /// `#[single_instance]`.)
     ///
     /// Otherwise, as with [`std::sync::Mutex::lock`], a caller that holds the lock itself
     /// through another value (a guard kept on this thread, or moved into it) is not recognised:
@@ -616,7 +620,7 @@ impl PidLockFile {
     fn held_by_this_thread(&self, file: &File) -> bool {
         file.metadata()
             .and_then(|meta| sys::identity(file, &meta))
-            .is_ok_and(|(dev, ino)| owner::held_by_caller(dev, ino, None))
+            .is_ok_and(|(dev, ino)| owner::held_by_thread(dev, ino))
     }
 
     /// Whether the caller (this thread, or the async task `task` wakes) holds the lock at
