@@ -67,7 +67,7 @@ cargo clippy --workspace --all-targets --target "$target" -- -D warnings
 # Tests run under `wine`; every wait in them is bounded, and this bounds the whole run too.
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
 tests=(--test seed_contract --test windows --test contention --test single_instance
-    --test single_instance_scopes)
+    --test single_instance_scopes --test forward)
 
 echo "== cargo build (tests and fixture binaries for $target)"
 cargo test --target "$target" -p pidlock-tests "${tests[@]}" --no-run

@@ -1,17 +1,32 @@
 //! `forward = handler`: a second launch hands its arguments to the running instance. Real
 //! processes throughout: the `si-forward*` fixtures (see `tests/fixtures/forward_common.rs`),
-//! `forward-send` for what a command line cannot carry, and raw clients on the socket.
-#![cfg(unix)]
+//! `forward-send` for what a command line cannot carry, and raw clients on the endpoint.
+//!
+//! The same tests run on Windows against the named pipe (`scripts/test-windows.sh`, under
+//! Wine), except what has no Windows counterpart: the socket file's mode and its stale file
+//! (a pipe goes with its last handle), a FIFO, a half-closed connection, and another user
+//! (Wine runs every process as one user; see the README's platform notes). Arguments travel
+//! as UTF-16 there, so the fixtures' hex is of UTF-16LE, and a command line holds at most
+//! 32,767 characters.
 
 mod common;
+#[path = "fixtures/forward_common.rs"]
+#[allow(dead_code)]
+mod fixture;
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
-use std::os::unix::ffi::OsStrExt;
+#[cfg(unix)]
 use std::os::unix::fs::PermissionsExt;
+#[cfg(unix)]
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(unix)]
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
+use std::sync::mpsc;
+use std::thread;
+#[cfg(unix)]
 use std::time::Duration;
 
 use common::{PATIENCE, Proc, Scratch};
@@ -21,7 +36,14 @@ const FORWARD_ASYNC: &str = env!("CARGO_BIN_EXE_si-forward-async");
 const FORWARD_QUIET: &str = env!("CARGO_BIN_EXE_si-forward-quiet");
 const SEND: &str = env!("CARGO_BIN_EXE_forward-send");
 
-fn hex(bytes: &[u8]) -> String {
+/// How the fixtures report an argument: its bytes (UTF-16LE on Windows) in hex.
+fn hex(arg: impl AsRef<OsStr>) -> String {
+    fixture::hex(arg.as_ref())
+}
+
+/// Raw bytes in hex, for a raw client's frame.
+#[cfg(unix)]
+fn hex_bytes(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -98,6 +120,7 @@ impl Holder {
 
 impl Holder {
     /// Closes the holder's stdin and waits for its end: every stderr line it wrote.
+    #[cfg(unix)]
     fn finish(mut self) -> Vec<String> {
         self.proc.close_stdin();
         let (_, rest) = self.proc.finish();
@@ -110,6 +133,7 @@ impl Holder {
     }
 
     /// Its stderr lines saying it does not listen: one, with `why`.
+    #[cfg(unix)]
     fn said_once_not_listening(self, why: &str) {
         let lines = self.finish();
         let said: Vec<_> = lines
@@ -132,10 +156,11 @@ fn os(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
 }
 
-fn socket(lock: &Path) -> PathBuf {
+#[cfg(unix)]
+fn socket(lock: &Path) -> std::path::PathBuf {
     let mut path = lock.as_os_str().to_owned();
     path.push(".sock");
-    PathBuf::from(path)
+    std::path::PathBuf::from(path)
 }
 
 #[test]
@@ -154,22 +179,32 @@ fn second_copy_hands_its_arguments_to_the_first_and_exits_0() {
     );
     let (pid, args, cwd) = holder.next_message();
     assert_ne!(pid, holder.pid);
-    assert_eq!(args, [hex(b"a.txt"), hex(b"--line=3")]);
-    assert_eq!(
-        cwd,
-        hex(std::env::current_dir().unwrap().as_os_str().as_bytes())
-    );
+    assert_eq!(args, [hex("a.txt"), hex("--line=3")]);
+    assert_eq!(cwd, hex(std::env::current_dir().unwrap()));
     // The socket sits beside the PID file, the user's alone.
-    let mode = std::fs::metadata(socket(&lock))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
-    // The release removes it with the PID file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(socket(&lock))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The release removes it with the PID file (on Windows the pipe goes with its handles).
     holder.proc.close_stdin();
     assert!(holder.proc.wait().success());
     assert!(!lock.exists());
+    #[cfg(unix)]
     assert!(!socket(&lock).exists());
+    // Nobody listens any more.
+    let mut send = Proc::spawn({
+        let mut c = Command::new(SEND);
+        c.arg(&lock).arg("late");
+        c
+    });
+    let line = send.next_report();
+    assert!(line.starts_with("err NotListening: "), "{line}");
 }
 
 #[test]
@@ -178,33 +213,46 @@ fn non_utf8_empty_and_many_arguments_arrive_intact() {
     let lock = scratch.path("app.pid");
     let mut holder = Holder::start(FORWARD, &lock);
 
+    // Not Unicode: bytes that are not UTF-8 on Unix, an unpaired surrogate on Windows.
+    #[cfg(unix)]
+    let not_unicode =
+        <OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff\xfe-not-utf8").to_owned();
+    #[cfg(windows)]
+    let not_unicode = <OsString as std::os::windows::ffi::OsStringExt>::from_wide(&[
+        0xd800,
+        u16::from(b'-'),
+        u16::from(b'x'),
+    ]);
     let odd = vec![
-        OsStr::from_bytes(b"\xff\xfe-not-utf8").to_owned(),
+        not_unicode,
         OsString::new(),
         OsString::from("ünïcode with spaces"),
     ];
     let (status, out) = second(FORWARD, &lock, &odd);
     assert!(status.success(), "{out:?}");
     let (_, args, _) = holder.next_message();
-    let expected: Vec<String> = odd.iter().map(|a| hex(a.as_bytes())).collect();
+    let expected: Vec<String> = odd.iter().map(hex).collect();
     assert_eq!(args, expected);
 
     let (status, out) = second(FORWARD, &lock, &[]);
     assert!(status.success(), "{out:?}");
     assert_eq!(holder.next_message().1, Vec::<String>::new());
 
-    let many: Vec<OsString> = (0..10_000)
-        .map(|i| OsString::from(format!("f{i}")))
+    // A Windows command line holds 32,767 characters: 10,000 one-letter arguments fit.
+    let many: Vec<OsString> = (0..10_000u32)
+        .map(|i| {
+            if cfg!(windows) {
+                OsString::from(char::from(b'a' + u8::try_from(i % 26).unwrap()).to_string())
+            } else {
+                OsString::from(format!("f{i}"))
+            }
+        })
         .collect();
     let (status, out) = second(FORWARD, &lock, &many);
     assert!(status.success(), "{out:?}");
     let (_, args, _) = holder.next_message();
     assert_eq!(args.len(), 10_000);
-    assert!(
-        args.iter()
-            .zip(&many)
-            .all(|(got, sent)| *got == hex(sent.as_bytes()))
-    );
+    assert!(args.iter().zip(&many).all(|(got, sent)| *got == hex(sent)));
 }
 
 #[test]
@@ -223,11 +271,22 @@ fn a_message_over_one_mebibyte_is_refused_with_a_clear_error() {
     assert!(line.contains("over the 1048576-byte limit"), "{line}");
     assert!(send.wait().success());
     // A guarded program whose own command line is over the limit (1.2 MiB) says why, then
-    // behaves as without `forward`: the conflict line and the exit code.
+    // behaves as without `forward`: the conflict line and the exit code. (Not on Windows,
+    // whose command lines stop at 32,767 characters.)
+    #[cfg(unix)]
+    big_command_line_falls_back_to_the_conflict(&lock);
+    // The holder handled neither, and still serves.
+    let (status, _) = second(FORWARD, &lock, &os(&["after"]));
+    assert!(status.success());
+    assert_eq!(holder.next_message().1, [hex("after")]);
+}
+
+#[cfg(unix)]
+fn big_command_line_falls_back_to_the_conflict(lock: &Path) {
     let big: Vec<OsString> = (0..10)
         .map(|_| OsString::from("y".repeat(120 * 1024)))
         .collect();
-    let (status, out) = second(FORWARD, &lock, &big);
+    let (status, out) = second(FORWARD, lock, &big);
     assert_eq!(status.code(), Some(1), "{out:?}");
     assert!(
         out.iter()
@@ -239,10 +298,6 @@ fn a_message_over_one_mebibyte_is_refused_with_a_clear_error() {
             .any(|l| l.contains("si-forward is already running")),
         "{out:?}"
     );
-    // The holder handled neither, and still serves.
-    let (status, _) = second(FORWARD, &lock, &os(&["after"]));
-    assert!(status.success());
-    assert_eq!(holder.next_message().1, [hex(b"after")]);
 }
 
 #[test]
@@ -267,9 +322,7 @@ fn fifty_second_instances_at_once_are_each_delivered_exactly_once() {
     }
     let mut got: Vec<String> = (0..50).map(|_| holder.next_message().1.join(",")).collect();
     got.sort();
-    let mut expected: Vec<String> = (0..50)
-        .map(|i| hex(format!("msg-{i}").as_bytes()))
-        .collect();
+    let mut expected: Vec<String> = (0..50).map(|i| hex(format!("msg-{i}"))).collect();
     expected.sort();
     assert_eq!(got, expected);
     // Nothing more arrives: the holder exits on EOF, and its output ends without messages.
@@ -287,7 +340,8 @@ fn a_holder_that_does_not_listen_gets_exactly_the_usual_conflict() {
     let mut plain = Proc::spawn(command(env!("CARGO_BIN_EXE_si-plain"), &lock, &[]));
     let line = plain.next_report();
     let pid: u32 = line.strip_prefix("running ").unwrap().parse().unwrap();
-    drop(UnixListener::bind(socket(&lock)).unwrap());
+    #[cfg(unix)]
+    drop(std::os::unix::net::UnixListener::bind(socket(&lock)).unwrap());
     let (status, out) = second(FORWARD, &lock, &os(&["a.txt"]));
     assert_eq!(status.code(), Some(1));
     assert_eq!(
@@ -307,7 +361,7 @@ fn quiet_hands_over_without_a_word() {
     let (status, out) = second(FORWARD_QUIET, &lock, &os(&["q"]));
     assert!(status.success());
     assert!(out.is_empty(), "{out:?}");
-    assert_eq!(holder.next_message().1, [hex(b"q")]);
+    assert_eq!(holder.next_message().1, [hex("q")]);
 }
 
 #[test]
@@ -318,7 +372,7 @@ fn async_handler_runs_on_the_programs_own_runtime() {
     for name in ["one", "two"] {
         let (status, out) = second(FORWARD_ASYNC, &lock, &os(&[name]));
         assert!(status.success(), "{out:?}");
-        assert_eq!(holder.next_message().1, [hex(name.as_bytes())]);
+        assert_eq!(holder.next_message().1, [hex(name)]);
         // current_thread runtime: the runtime's thread is main's.
         assert_eq!(holder.next(), "handled on main");
     }
@@ -330,16 +384,18 @@ fn a_killed_holders_socket_never_stops_the_next_launch() {
     let lock = scratch.path("app.pid");
     let mut first = Holder::start(FORWARD, &lock);
     first.proc.kill();
+    // On Windows its pipe went with its process.
+    #[cfg(unix)]
     assert!(
         socket(&lock).exists(),
         "SIGKILL leaves the socket file behind"
     );
-    // The next launch takes the lock at once and replaces the socket...
+    // The next launch takes the lock at once and replaces the socket (creates the pipe)...
     let mut next = Holder::start(FORWARD, &lock);
     // ...on which it is reached.
     let (status, out) = second(FORWARD, &lock, &os(&["after-crash"]));
     assert!(status.success(), "{out:?}");
-    assert_eq!(next.next_message().1, [hex(b"after-crash")]);
+    assert_eq!(next.next_message().1, [hex("after-crash")]);
 }
 
 #[test]
@@ -372,6 +428,7 @@ fn a_blocked_handler_makes_the_next_sender_fall_back_to_the_conflict() {
     assert!(line.starts_with("err TimedOut: "), "{line}");
 }
 
+#[cfg(unix)]
 #[test]
 fn a_sender_that_gave_up_is_never_handled_behind_its_back() {
     let scratch = Scratch::new("forward-gave-up");
@@ -409,7 +466,71 @@ fn a_sender_that_gave_up_is_never_handled_behind_its_back() {
     let (status, _) = second(FORWARD, &lock, &os(&["after"]));
     assert!(status.success());
     // The next message handled is the one after: the abandoned one never was.
-    assert_eq!(holder.next_message().1, [hex(b"after")]);
+    assert_eq!(holder.next_message().1, [hex("after")]);
+}
+
+/// A raw client of the holder's endpoint: its socket on Unix, its named pipe on Windows.
+#[cfg(unix)]
+fn raw_client(lock: &Path) -> std::os::unix::net::UnixStream {
+    std::os::unix::net::UnixStream::connect(socket(lock)).unwrap()
+}
+
+/// A raw client of the holder's endpoint: its socket on Unix, its named pipe on Windows
+/// (retried while all its instances are busy: the holder makes the next one after a connect).
+#[cfg(windows)]
+fn raw_client(lock: &Path) -> std::fs::File {
+    const ERROR_PIPE_BUSY: i32 = 231;
+    let name = pipe_name(lock);
+    let give_up = std::time::Instant::now() + PATIENCE;
+    loop {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&name)
+        {
+            Ok(pipe) => return pipe,
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) => {
+                assert!(std::time::Instant::now() < give_up, "{name} stayed busy");
+                thread::yield_now();
+            }
+            Err(e) => panic!("cannot open {name}: {e}"),
+        }
+    }
+}
+
+/// The holder's pipe, as the library names it: `\\.\pipe\pidlock-VOLUME-INDEX`, from the
+/// lock file's volume serial number and file index.
+#[cfg(windows)]
+fn pipe_name(lock: &Path) -> String {
+    use std::os::windows::io::AsRawHandle;
+    use windows_sys::Win32::Storage::FileSystem::{
+        BY_HANDLE_FILE_INFORMATION, GetFileInformationByHandle,
+    };
+    let file = std::fs::File::open(lock).unwrap();
+    // SAFETY: a plain C struct, for which all zeroes is a valid value.
+    let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
+    // SAFETY: `file` is open for the call, `info` is live and writable.
+    assert_ne!(
+        unsafe { GetFileInformationByHandle(file.as_raw_handle(), &raw mut info) },
+        0
+    );
+    let index = (u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow);
+    format!(
+        r"\\.\pipe\pidlock-{:016x}-{index:016x}",
+        info.dwVolumeSerialNumber
+    )
+}
+
+/// Everything the holder writes back before it hangs up, waiting at most `PATIENCE`.
+fn answer(mut raw: impl Read + Send + 'static) -> Vec<u8> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut answer = Vec::new();
+        let _ = raw.read_to_end(&mut answer);
+        let _ = tx.send(answer);
+    });
+    rx.recv_timeout(PATIENCE)
+        .expect("the holder neither answered nor hung up")
 }
 
 #[test]
@@ -417,64 +538,63 @@ fn garbage_and_half_frames_from_raw_clients_are_dropped_and_serving_goes_on() {
     let scratch = Scratch::new("forward-garbage");
     let lock = scratch.path("app.pid");
     let mut holder = Holder::start(FORWARD, &lock);
-    let sock = socket(&lock);
-    let answer = |stream: &mut UnixStream| {
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        let mut answer = Vec::new();
-        let _ = stream.read_to_end(&mut answer);
-        answer
-    };
 
     // Garbage.
-    let mut raw = UnixStream::connect(&sock).unwrap();
+    let mut raw = raw_client(&lock);
     raw.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
-    let reply = answer(&mut raw);
+    let reply = answer(raw);
     assert_eq!(&reply[..4], b"PLSA");
     assert_eq!(reply[5], 1, "malformed");
     holder.wait_for_log("does not start like a pidlock message");
 
     // A header announcing 2 MiB.
-    let mut raw = UnixStream::connect(&sock).unwrap();
+    let mut raw = raw_client(&lock);
     let mut header = b"PLSI\x01".to_vec();
     header.extend_from_slice(&(2u32 << 20).to_le_bytes());
     raw.write_all(&header).unwrap();
-    assert_eq!(answer(&mut raw)[5], 2, "too large");
+    assert_eq!(answer(raw)[5], 2, "too large");
     holder.wait_for_log("over the 1048576-byte limit");
 
     // Half a frame, then the writer stalls: dropped at the holder's read deadline.
-    let mut raw = UnixStream::connect(&sock).unwrap();
+    let mut raw = raw_client(&lock);
     let mut half = b"PLSI\x01".to_vec();
     half.extend_from_slice(&100u32.to_le_bytes());
     half.extend_from_slice(&[0; 10]);
     raw.write_all(&half).unwrap();
-    assert_eq!(answer(&mut raw)[5], 5, "too slow");
+    assert_eq!(answer(raw)[5], 5, "too slow");
     holder.wait_for_log("did not arrive within");
 
-    // Half a frame, then the writer closes.
-    let mut raw = UnixStream::connect(&sock).unwrap();
+    // Half a frame, then the writer closes: its side only on Unix, its whole end on Windows
+    // (a pipe has no half-close).
+    let mut raw = raw_client(&lock);
     raw.write_all(&half).unwrap();
-    raw.shutdown(std::net::Shutdown::Write).unwrap();
-    let _ = answer(&mut raw);
+    #[cfg(unix)]
+    {
+        raw.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = answer(raw);
+    }
+    #[cfg(windows)]
+    drop(raw);
     holder.wait_for_log("truncated");
 
     // A body whose lengths lie.
-    let mut raw = UnixStream::connect(&sock).unwrap();
+    let mut raw = raw_client(&lock);
     let mut lying = b"PLSI\x01".to_vec();
     lying.extend_from_slice(&12u32.to_le_bytes());
     lying.extend_from_slice(&1u32.to_le_bytes());
     lying.extend_from_slice(&u32::MAX.to_le_bytes());
     lying.extend_from_slice(&0u32.to_le_bytes());
     raw.write_all(&lying).unwrap();
-    assert_eq!(answer(&mut raw)[5], 1, "malformed");
+    assert_eq!(answer(raw)[5], 1, "malformed");
     holder.wait_for_log("malformed");
 
     // A connection that closes at once.
-    drop(UnixStream::connect(&sock).unwrap());
+    drop(raw_client(&lock));
 
     // Still serving, and none of the above reached the handler.
     let (status, out) = second(FORWARD, &lock, &os(&["still-here"]));
     assert!(status.success(), "{out:?}");
-    assert_eq!(holder.next_message().1, [hex(b"still-here")]);
+    assert_eq!(holder.next_message().1, [hex("still-here")]);
 }
 
 #[test]
@@ -488,17 +608,19 @@ fn a_panicking_handler_leaves_the_listener_serving() {
     holder.wait_for_log("handler of lock file");
     let (status, _) = second(FORWARD, &lock, &os(&["next"]));
     assert!(status.success());
-    assert_eq!(holder.next_message().1, [hex(b"next")]);
+    assert_eq!(holder.next_message().1, [hex("next")]);
 }
 
+#[cfg(unix)]
 #[test]
 fn a_holder_leaving_while_a_second_instance_connects_hands_it_the_lock() {
+    use std::os::unix::net::UnixListener;
     let scratch = Scratch::new("forward-race");
     let lock = scratch.path("app.pid");
     // Play the holder in this process: hold the lock, accept the connection, then release
     // and hang up without an answer, as a holder exiting at that moment does.
     let mut held = pidlock::PidLockFile::new(&lock);
-    held.acquire(Some(Duration::ZERO)).unwrap();
+    held.acquire(Some(std::time::Duration::ZERO)).unwrap();
     let listener = UnixListener::bind(socket(&lock)).unwrap();
     let mut second = Proc::spawn(command(FORWARD, &lock, &os(&["racing"])));
     let (conn, _) = listener.accept().unwrap();
@@ -515,6 +637,7 @@ fn a_holder_leaving_while_a_second_instance_connects_hands_it_the_lock() {
 }
 
 /// Runs `exe args` as user and group 65534 (nobody), through setpriv.
+#[cfg(unix)]
 fn as_nobody(exe: &str, args: &[&OsStr]) -> Proc {
     let mut c = Command::new("setpriv");
     c.args(["--reuid=65534", "--regid=65534", "--clear-groups", exe])
@@ -522,6 +645,7 @@ fn as_nobody(exe: &str, args: &[&OsStr]) -> Proc {
     Proc::spawn(c)
 }
 
+#[cfg(unix)]
 #[test]
 fn another_users_message_is_refused_and_never_handled() {
     pidlock_test_support::require_root!("runs a sender as another user");
@@ -555,7 +679,7 @@ fn another_users_message_is_refused_and_never_handled() {
             OsStr::new("-c"),
             OsStr::new(client),
             socket(&lock).as_os_str(),
-            OsStr::new(&hex(&frame(1, &["intruder"]))),
+            OsStr::new(&hex_bytes(&frame(1, &["intruder"]))),
         ],
     );
     let line = other.next_report();
@@ -570,9 +694,131 @@ fn another_users_message_is_refused_and_never_handled() {
     // The handler saw none of it: the next message it reports is ours.
     let (status, _) = second(FORWARD, &lock, &os(&["mine"]));
     assert!(status.success());
-    assert_eq!(holder.next_message().1, [hex(b"mine")]);
+    assert_eq!(holder.next_message().1, [hex("mine")]);
 }
 
+/// The SDDL of `descriptor`'s DACL, or of this process's user SID with `sid`.
+#[cfg(windows)]
+mod sddl {
+    use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+    use std::ptr;
+
+    use windows_sys::Win32::Foundation::{HANDLE, LocalFree};
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertSecurityDescriptorToStringSecurityDescriptorW, ConvertSidToStringSidW,
+        GetSecurityInfo, SDDL_REVISION_1, SE_KERNEL_OBJECT,
+    };
+    use windows_sys::Win32::Security::{
+        DACL_SECURITY_INFORMATION, GetTokenInformation, PSECURITY_DESCRIPTOR, TOKEN_QUERY,
+        TOKEN_USER, TokenUser,
+    };
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+
+    /// Takes a LocalAlloc'd wide string, and frees it.
+    fn take(text: *mut u16) -> String {
+        let mut n = 0;
+        // SAFETY: the string is NUL-terminated; it is read up to the NUL, then freed once.
+        unsafe {
+            while *text.add(n) != 0 {
+                n += 1;
+            }
+            let s = String::from_utf16_lossy(std::slice::from_raw_parts(text, n));
+            LocalFree(text.cast());
+            s
+        }
+    }
+
+    /// The DACL of the kernel object `handle` has open, as SDDL ("D:P(A;;FA;;;S-1-5-...)").
+    pub fn dacl(handle: &impl AsRawHandle) -> String {
+        let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
+        // SAFETY: `handle` is open; `descriptor` receives a LocalAlloc'd copy, freed below.
+        let err = unsafe {
+            GetSecurityInfo(
+                handle.as_raw_handle(),
+                SE_KERNEL_OBJECT,
+                DACL_SECURITY_INFORMATION,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                &raw mut descriptor,
+            )
+        };
+        assert_eq!(err, 0, "GetSecurityInfo failed: {err}");
+        let mut text: *mut u16 = ptr::null_mut();
+        // SAFETY: `descriptor` is valid (above); `text` receives a LocalAlloc'd string.
+        let ok = unsafe {
+            ConvertSecurityDescriptorToStringSecurityDescriptorW(
+                descriptor,
+                SDDL_REVISION_1,
+                DACL_SECURITY_INFORMATION,
+                &raw mut text,
+                ptr::null_mut(),
+            )
+        };
+        assert_ne!(ok, 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: allocated by GetSecurityInfo, no longer used.
+        unsafe { LocalFree(descriptor) };
+        take(text)
+    }
+
+    /// This process's user SID ("S-1-5-21-...").
+    pub fn current_user() -> String {
+        let mut token: HANDLE = ptr::null_mut();
+        // SAFETY: the pseudo-handle needs no closing; `token` receives a new handle.
+        let ok = unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &raw mut token) };
+        assert_ne!(ok, 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: a handle just returned to us, owned by nothing else.
+        let token = unsafe { OwnedHandle::from_raw_handle(token) };
+        // u64s, so the TOKEN_USER and the SID in it are aligned.
+        let mut buffer = vec![0u64; 128];
+        let mut len = 0u32;
+        // SAFETY: `buffer` is live, aligned, and 1 KiB long.
+        let ok = unsafe {
+            GetTokenInformation(
+                token.as_raw_handle(),
+                TokenUser,
+                buffer.as_mut_ptr().cast(),
+                1024,
+                &raw mut len,
+            )
+        };
+        assert_ne!(ok, 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: the call succeeded: the buffer starts with a TOKEN_USER whose SID is in it.
+        let sid = unsafe { (*buffer.as_ptr().cast::<TOKEN_USER>()).User.Sid };
+        let mut text: *mut u16 = ptr::null_mut();
+        // SAFETY: `sid` is valid; `text` receives a LocalAlloc'd string.
+        let ok = unsafe { ConvertSidToStringSidW(sid, &raw mut text) };
+        assert_ne!(ok, 0, "{}", std::io::Error::last_os_error());
+        take(text)
+    }
+}
+
+#[cfg(windows)]
+#[test]
+fn the_pipe_is_named_from_the_lock_and_open_to_this_user_alone() {
+    let scratch = Scratch::new("forward-dacl");
+    let lock = scratch.path("app.pid");
+    let mut holder = Holder::start(FORWARD, &lock);
+    // The pipe named from the lock file's identity is the holder's.
+    let pipe = raw_client(&lock);
+    // One entry, allowing everything to this user; protected, so nothing is inherited.
+    // (Windows stores GENERIC_ALL mapped to the pipe's FILE_ALL_ACCESS.)
+    let dacl = sddl::dacl(&pipe);
+    let me = sddl::current_user();
+    assert!(
+        dacl == format!("D:P(A;;FA;;;{me})") || dacl == format!("D:P(A;;GA;;;{me})"),
+        "{dacl}"
+    );
+    // Our raw connection sends nothing: the holder drops it at its read deadline.
+    drop(answer(pipe));
+    holder.wait_for_log("did not arrive within");
+    let (status, out) = second(FORWARD, &lock, &os(&["after"]));
+    assert!(status.success(), "{out:?}");
+    assert_eq!(holder.next_message().1, [hex("after")]);
+}
+
+#[cfg(unix)]
 /// The line a second launch of `name` prints when `pid` holds `lock` and nothing is handed over.
 fn conflict(name: &str, pid: u32, lock: &Path) -> String {
     format!(
@@ -581,6 +827,7 @@ fn conflict(name: &str, pid: u32, lock: &Path) -> String {
     )
 }
 
+#[cfg(unix)]
 /// A directory of mode `mode` inside the test's scratch directory, reachable by every user.
 fn shared_dir(scratch: &Scratch, name: &str, mode: u32) -> PathBuf {
     let dir = scratch.path(name);
@@ -590,6 +837,7 @@ fn shared_dir(scratch: &Scratch, name: &str, mode: u32) -> PathBuf {
     dir
 }
 
+#[cfg(unix)]
 /// Runs `exe` with `args` as user 65534 against `lock`: a second launch of that user.
 fn second_as_nobody(exe: &str, lock: &Path, args: &[&str]) -> (ExitStatus, Vec<String>) {
     let mut c = Command::new("setpriv");
@@ -601,6 +849,7 @@ fn second_as_nobody(exe: &str, lock: &Path, args: &[&str]) -> (ExitStatus, Vec<S
     proc.finish()
 }
 
+#[cfg(unix)]
 /// Whatever connected to `listener` so far (non-blocking): the bytes each sent.
 fn what_reached(listener: &UnixListener) -> Vec<Vec<u8>> {
     listener.set_nonblocking(true).unwrap();
@@ -615,6 +864,7 @@ fn what_reached(listener: &UnixListener) -> Vec<Vec<u8>> {
     got
 }
 
+#[cfg(unix)]
 #[test]
 fn another_users_socket_at_the_name_never_receives_a_message() {
     pidlock_test_support::require_root!("runs the holder and second launches as another user");
@@ -678,6 +928,7 @@ fn another_users_socket_at_the_name_never_receives_a_message() {
     );
 }
 
+#[cfg(unix)]
 #[test]
 fn a_directory_others_may_write_into_is_refused_even_when_it_is_ours() {
     let scratch = Scratch::new("forward-own-0777");
@@ -713,6 +964,7 @@ fn a_listener_thread_is_reading() {
     }
 }
 
+#[cfg(unix)]
 /// A valid version-1 frame for `args` from `pid` (see pidlock/src/forward/frame.rs).
 fn frame(pid: u32, args: &[&str]) -> Vec<u8> {
     let mut body = pid.to_le_bytes().to_vec();
@@ -759,6 +1011,7 @@ fn a_holder_that_has_begun_its_release_never_answers_accepted() {
     next.release().unwrap();
 }
 
+#[cfg(unix)]
 #[test]
 fn a_sender_in_another_pid_namespace_is_handed_over_by_its_user() {
     pidlock_test_support::require_root!("makes a new PID namespace");
@@ -779,7 +1032,7 @@ fn a_sender_in_another_pid_namespace_is_handed_over_by_its_user() {
     let line = holder.next_report();
     // The PID is the one the sender gave in its message.
     assert!(
-        line.starts_with("got ") && line.ends_with(&hex(b"from-outside")),
+        line.starts_with("got ") && line.ends_with(&hex_bytes(b"from-outside")),
         "{line}"
     );
     holder.close_stdin();
@@ -787,6 +1040,7 @@ fn a_sender_in_another_pid_namespace_is_handed_over_by_its_user() {
     assert!(!rest.iter().any(|l| l.contains("dropped")), "{rest:?}");
 }
 
+#[cfg(unix)]
 #[test]
 fn what_is_not_a_stale_socket_of_ours_is_never_removed() {
     let scratch = Scratch::new("forward-clobber");
@@ -823,6 +1077,7 @@ fn what_is_not_a_stale_socket_of_ours_is_never_removed() {
     );
 }
 
+#[cfg(unix)]
 #[test]
 fn a_holder_that_cannot_listen_leaves_the_second_launch_exactly_as_without_forward() {
     let scratch = Scratch::new("forward-long-path");
@@ -839,6 +1094,7 @@ fn a_holder_that_cannot_listen_leaves_the_second_launch_exactly_as_without_forwa
     }
 }
 
+#[cfg(unix)]
 #[test]
 fn a_refusal_by_a_listening_holder_gets_a_note_unless_quiet() {
     let scratch = Scratch::new("forward-refusal-note");
@@ -871,6 +1127,7 @@ fn a_refusal_by_a_listening_holder_gets_a_note_unless_quiet() {
     held.release().unwrap();
 }
 
+#[cfg(unix)]
 #[test]
 fn silent_connections_do_not_hold_a_real_sender_back() {
     let scratch = Scratch::new("forward-silent");
@@ -883,7 +1140,7 @@ fn silent_connections_do_not_hold_a_real_sender_back() {
         .collect();
     let (status, out) = second(FORWARD, &lock, &os(&["real"]));
     assert!(status.success(), "{out:?}");
-    assert_eq!(holder.next_message().1, [hex(b"real")]);
+    assert_eq!(holder.next_message().1, [hex_bytes(b"real")]);
     drop(silent);
 }
 

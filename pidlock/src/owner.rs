@@ -10,13 +10,37 @@
 //!
 //! # How a process knows itself
 //!
-//! Each process makes, on first use, an identity: its PID, a generation number, and a mark that
-//! only it carries (on Linux a record lock on a private memfd, see `sys/marker.rs`). A lock
-//! records the identity that took it, and the identity of the caller is checked with two
-//! syscalls: `getpid()`, which tells an ordinary forked child at once (its PID differs), then one
-//! `fcntl(F_OFD_GETLK)` on the mark, which tells the maker from a child in a nested PID
-//! namespace that has the maker's very PID, at any depth. A process that is not its identity's
-//! maker makes its own, with a higher generation than anything in the memory it inherited.
+//! Each process makes, on first use, an identity: its PID, a generation number, a mark that
+//! only it carries (on Linux a record lock on a private memfd, see `sys/marker.rs`), and the
+//! inode of its PID namespace (`/proc/self/ns/pid`), read then, before any fork. A lock records
+//! the identity that took it, and the identity of the caller is checked with three syscalls:
+//! `getpid()`, which tells an ordinary forked child at once (its PID differs), then an `fstat`
+//! that the mark's descriptor still names the memfd and one `fcntl(F_OFD_GETLK)` on it, which
+//! tells the maker from a child in a nested PID namespace that has the maker's very PID, at any
+//! depth. A process that is not its identity's maker makes its own, with a higher generation
+//! than anything in the memory it inherited.
+//!
+//! # When the mark cannot answer
+//!
+//! The mark can be lost by its very maker: a descriptor sweep closes it, reopening the memfd
+//! through `/proc/self/fd` and closing that descriptor ends the record lock, a thread with a
+//! descriptor table of its own (`unshare(CLONE_FILES)`) made it where other threads cannot see
+//! it, the kernel has no `F_OFD_GETLK` (then `F_GETLK` serves, which cannot show the caller its
+//! own lock), or no mark could be made (no memfds; the descriptor limit at first use, in which
+//! case it is made again at a later check). The holder must never lose itself, so then the
+//! recorded PID namespace decides, read again (1.8 µs): the same PID in the same PID namespace
+//! is the same process. The identity is kept (its generation, and so every lock recorded under
+//! it), and a mark that lost its lock takes it again, so that the next check is cheap again.
+//! The mark is never closed through a descriptor number that may belong to another table.
+//!
+//! Without `/proc` (the namespace reads as 0 when the identity is made) that fallback cannot
+//! tell the maker from a nested child with its PID, and the answer errs on the safe side where
+//! it can: a mark whose descriptor is gone means "another process" (what a daemonising child
+//! that closed everything sees), so a holder without `/proc` whose mark a sweep closed no
+//! longer counts as the holder (its `release` says `NotMyLock`; the kernel lock still ends when
+//! its file is closed). The one case where a child in a nested PID namespace with its parent's
+//! PID is taken for the parent: **no mark could ever be made in the parent (no memfds, or every
+//! check at the descriptor limit) and `/proc` is not mounted**; then the PID alone decides.
 //!
 //! Why not something cheaper:
 //! - A fork detector read without a syscall (a page marked `MADV_WIPEONFORK`, a counter bumped
@@ -24,15 +48,17 @@
 //!   this crate has no `unsafe` outside the Windows module. std caches nothing of the kind
 //!   (`std::process::id()` is a `getpid` each time).
 //! - The PID and parent PID (the old key of this cache) are both copied by the scenario above.
-//! - The PID namespace's inode (`/proc/self/ns/pid`) is exact but costs a path walk in `/proc`
-//!   (1.8 µs here) at every check; it is kept as the fallback where no mark can be made.
+//! - The PID namespace's inode is exact but costs a path walk in `/proc` (1.8 µs here) at every
+//!   check; it is kept as the fallback where the mark cannot answer.
+//! - The mark's descriptor number alone: a nested child can close it and put a file it locks
+//!   itself there, which `F_OFD_GETLK` would report as held by the caller's PID; hence the
+//!   `fstat` in every check.
 //!
 //! Measured on the development VM: a `getpid` costs 62 ns and the `fcntl` 143 ns, so a check
-//! is about 0.2 µs, where the old one (a `getpid` and a `getppid`, with one more `getpid` on
-//! release) was 0.13 to 0.19 µs: an acquire and release cycle (about 10 µs) pays about 0.1 µs
-//! more, which the cycle benchmark cannot tell from noise. The first use costs a `memfd_create`
-//! and an `fcntl` (1.6 µs) instead of the `/proc` walk (1.8 µs). A process that is not Linux
-//! has no PID namespaces; there the PID alone decides and the mark is empty.
+//! with its `fstat` is about 0.3 µs, against an acquire and release cycle of about 10 µs. The
+//! first use costs a `memfd_create`, an `fcntl` and the `/proc` walk for the namespace (about
+//! 3.4 µs, once per process). A process that is not Linux has no PID namespaces; there the PID
+//! alone decides and the mark is empty.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -56,17 +82,30 @@ pub(crate) struct Process {
 struct Identity {
     pid: u32,
     generation: u64,
-    /// `None` where no mark can be made: then the PID namespace decides, read each time.
+    /// `None` where no mark could be made (see [`Identity::retry_mark`]).
     mark: Option<ProcessMark>,
-    /// The PID namespace's inode, read when first needed (`u64::MAX` until then): a process
-    /// never changes PID namespace.
-    pid_namespace: AtomicU64,
+    /// The PID namespace's inode, read when the identity was made, in the process that made
+    /// it (read in a forked child it would be the child's own): what tells the maker from a
+    /// nested child with its PID when the mark cannot. 0 where `/proc` is not mounted.
+    pid_namespace: u64,
+    /// Whether making the mark failed for want of descriptors or memory (a first use at the
+    /// descriptor limit), so that it is worth trying again.
+    retry_mark: bool,
 }
 
-/// Not yet read.
-const UNREAD: u64 = u64::MAX;
-
 impl Identity {
+    fn new(pid: u32, generation: u64) -> Identity {
+        let mark = ProcessMark::new();
+        let retry_mark = mark.as_ref().is_err_and(ProcessMark::worth_retrying);
+        Identity {
+            pid,
+            generation,
+            mark: mark.ok(),
+            pid_namespace: crate::sys::pid_namespace(),
+            retry_mark,
+        }
+    }
+
     fn process(&self) -> Process {
         Process {
             pid: self.pid,
@@ -74,14 +113,32 @@ impl Identity {
         }
     }
 
-    fn pid_namespace(&self) -> u64 {
-        let known = self.pid_namespace.load(Ordering::Relaxed);
-        if known != UNREAD {
-            return known;
+    /// Whether the caller, whose PID is this identity's, is the process that made it, given
+    /// what the mark said (see the module documentation).
+    fn is_maker(&self, sighting: Sighting) -> bool {
+        match sighting {
+            Sighting::Maker => return true,
+            Sighting::Other => return false,
+            Sighting::Unlocked | Sighting::Lost => {}
         }
-        let read = crate::sys::pid_namespace();
-        self.pid_namespace.store(read, Ordering::Relaxed);
-        read
+        if self.pid_namespace != 0 {
+            // Exact: the same PID in the same PID namespace is the same process.
+            return crate::sys::pid_namespace() == self.pid_namespace;
+        }
+        // No `/proc` when the identity was made.
+        match sighting {
+            // A descriptor of the memfd that is gone is what a daemonising child that closed
+            // everything sees as much as the maker after a sweep: the safe answer is "not me".
+            Sighting::Lost if self.mark.is_some() => false,
+            // No mark was ever made: the PID decides (documented as the one case where a child
+            // in a nested PID namespace with its parent's PID is taken for it).
+            Sighting::Lost => true,
+            // The memfd is there and unlocked: the maker lost its lock (which takes `/proc` to
+            // do), or it is dead and the caller took its PID. Either way the caller is the only
+            // process left that can answer for the lock.
+            Sighting::Unlocked | Sighting::Maker => true,
+            Sighting::Other => false,
+        }
     }
 }
 
@@ -95,8 +152,8 @@ static IDENTITY: ArcSwapOption<Identity> = ArcSwapOption::const_empty();
 static GENERATIONS: AtomicU64 = AtomicU64::new(0);
 
 impl Process {
-    /// The calling process: a `getpid`, and on the mark an `fcntl` (see the module
-    /// documentation).
+    /// The calling process: a `getpid`, and on the mark an `fstat` and an `fcntl` (see the
+    /// module documentation).
     pub(crate) fn current() -> Process {
         Self::identity().process()
     }
@@ -105,61 +162,72 @@ impl Process {
         let pid = crate::sys::current_pid();
         loop {
             let cached = IDENTITY.load_full();
-            let mut generation = None;
-            if let Some(identity) = &cached
-                && identity.pid == pid
-            {
-                let sighting = identity
-                    .mark
-                    .as_ref()
-                    .map_or(Sighting::Unknown, |mark| mark.sighting(pid));
-                match sighting {
-                    Sighting::Maker => return Arc::clone(identity),
-                    Sighting::Other => {}
-                    // No mark, or ours was closed by code that closes what it does not own: the
-                    // PID namespace, read when the identity was made (before any fork: read in
-                    // a child, it would be the child's own), still tells the maker from a child
-                    // in a nested namespace. Without `/proc` both read 0, and the PID decides.
-                    // A mark that was closed leaves the namespace unread: a new identity then.
-                    Sighting::Unknown => {
-                        let recorded = identity.pid_namespace.load(Ordering::Relaxed);
-                        if recorded != UNREAD && crate::sys::pid_namespace() == recorded {
-                            if identity.mark.is_none() {
+            let replacement = match &cached {
+                Some(identity) if identity.pid == pid => {
+                    let sighting = identity
+                        .mark
+                        .as_ref()
+                        .map_or(Sighting::Lost, |mark| mark.sighting(pid));
+                    match sighting {
+                        Sighting::Maker => return Arc::clone(identity),
+                        _ if identity.is_maker(sighting) => {
+                            // Ours, and it stays ours: the same generation, so everything this
+                            // process recorded under it (the locks it holds) is still found.
+                            if let Some(mark) = &identity.mark {
+                                if sighting == Sighting::Unlocked {
+                                    mark.relock();
+                                }
                                 return Arc::clone(identity);
                             }
-                            // Ours after all: the same identity, with a new mark.
-                            generation = Some(identity.generation);
+                            if !identity.retry_mark {
+                                return Arc::clone(identity);
+                            }
+                            let again = Identity::new(pid, identity.generation);
+                            if again.mark.is_none() {
+                                return Arc::clone(identity);
+                            }
+                            Arc::new(again)
                         }
+                        _ => Self::fresh(pid),
                     }
                 }
-            }
-            let mark = ProcessMark::new();
-            // Without a mark the namespace is what tells this process from its children later,
-            // so it is read now, before any fork.
-            let pid_namespace = if mark.is_some() {
-                UNREAD
-            } else {
-                crate::sys::pid_namespace()
+                _ => Self::fresh(pid),
             };
-            let fresh = Arc::new(Identity {
-                pid,
-                generation: generation
-                    .unwrap_or_else(|| GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1),
-                mark,
-                pid_namespace: AtomicU64::new(pid_namespace),
-            });
-            let previous = IDENTITY.compare_and_swap(&cached, Some(Arc::clone(&fresh)));
+            let previous = IDENTITY.compare_and_swap(&cached, Some(Arc::clone(&replacement)));
             let swapped = match (&*previous, &cached) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                 (None, None) => true,
                 _ => false,
             };
             if swapped {
-                return fresh;
+                drop(previous);
+                // The replaced identity's mark: a forked child's copy of its parent's, closed
+                // if no other thread still looks at it and the number still names it here.
+                if let Some(old) = cached.and_then(|old| Arc::try_unwrap(old).ok())
+                    && old.pid != pid
+                    && let Some(mark) = old.mark
+                {
+                    mark.close();
+                }
+                return replacement;
             }
-            // Another thread of this process made one first: use it (ours is dropped, and
-            // closing its memfd touches no lock of the other's).
+            // Another thread of this process made one first: use it, and close the mark made
+            // here (in this thread's descriptor table).
+            drop(previous);
+            if let Ok(ours) = Arc::try_unwrap(replacement)
+                && let Some(mark) = ours.mark
+            {
+                mark.close();
+            }
         }
+    }
+
+    /// A new identity for a process that is not the one that made the cached identity.
+    fn fresh(pid: u32) -> Arc<Identity> {
+        Arc::new(Identity::new(
+            pid,
+            GENERATIONS.fetch_add(1, Ordering::Relaxed) + 1,
+        ))
     }
 
     /// Whether this is the calling process (and not, say, the parent it was forked from, in
@@ -176,7 +244,7 @@ impl Process {
 /// The PID namespace of the calling process, read once per process (see `sys::pid_namespace`).
 #[cfg_attr(any(not(target_os = "linux"), pidlock_portable), allow(dead_code))]
 pub(crate) fn pid_namespace() -> u64 {
-    Process::identity().pid_namespace()
+    Process::identity().pid_namespace
 }
 
 /// A value of which each process has its own, made on first use. A forked child finds its
@@ -236,8 +304,9 @@ struct Entry {
     ino: u64,
     /// The thread that holds it, where that is known for sure: a `#[single_instance]` function
     /// running on it (its guard never leaves the body's frame), or the thread an async task got
-    /// it on. `None` for a lock taken through the runtime API, whose `PidLockFile` or guard may
-    /// have been moved to any thread since: then no thread is taken for its holder.
+    /// it on (which counts only for guarded functions, see [`held_by_thread`]). `None` for a
+    /// lock taken through the runtime API, whose `PidLockFile` or guard may have been moved to
+    /// any thread since: then no thread is taken for its holder.
     thread: Option<ThreadId>,
     /// The async task that holds it, if a guarded `async fn` took it: tasks of one thread take
     /// turns, so the thread alone does not say who holds it.
@@ -296,7 +365,8 @@ pub(crate) fn forget(owner: Process, dev: u64, ino: u64) {
 }
 
 /// Records that the lock on `dev`/`ino`, which `owner` holds, now belongs to the async task
-/// that `task` wakes, running on the calling thread.
+/// that `task` wakes, running on the calling thread (see [`held_by_thread`] for why the thread
+/// counts only for `#[single_instance]` functions).
 pub(crate) fn hand_to_task(owner: Process, dev: u64, ino: u64, task: &Waker) {
     let thread = thread::current().id();
     with_entries(owner, |held| {
@@ -315,18 +385,19 @@ pub(crate) fn holds(dev: u64, ino: u64) -> bool {
 }
 
 /// Whether the caller itself holds the inode `dev`/`ino`, so that waiting for it would be
-/// waiting for itself: the calling thread, if `task` is `None`; else the async task `task`
-/// wakes. Only holders whose thread is known count (see [`Entry::thread`]): a lock taken
-/// through the runtime API is never taken for the caller's, since its guard may have moved to
-/// another thread that will let go of it.
+/// waiting for itself: for a `#[single_instance]` function, the calling thread, if `task` is
+/// `None`; else the async task `task` wakes. Only holders that are known for sure count (see
+/// [`Entry::thread`]): a lock taken through the runtime API is never taken for the caller's,
+/// since its guard may have moved to another thread that will let go of it.
 ///
 /// Across the two kinds of caller: a task waits for itself when a guarded plain function on
 /// its thread holds the lock (`#[single_instance] fn main` that runs the runtime: it cannot let
-/// go while the thread runs the task), and a plain function when the task that got the lock on
-/// its thread holds it (it blocks the thread the task needs). Both go by the thread, so a task
-/// that moved to another worker thread since it got the lock is not recognised; a waker names a
-/// task, not a future, so two guarded calls joined within one task (`join!`) count as one
-/// caller.
+/// go while the thread runs the task), and a guarded plain function when the task that got the
+/// lock on its thread holds it (it is called from the task's body, or it blocks the thread the
+/// task needs). Both go by the thread the task got the lock on, so a task that moved to
+/// another worker thread since is not recognised there, and a guarded plain function on the
+/// thread it left is refused. A waker names a task, not a future, so two guarded calls joined
+/// within one task (`join!`) count as one caller.
 pub(crate) fn held_by_caller(dev: u64, ino: u64, task: Option<&Waker>) -> bool {
     held_by(dev, ino, &Caller::here(task))
 }
@@ -361,5 +432,17 @@ pub(crate) fn held_by(dev: u64, ino: u64, caller: &Caller) -> bool {
                 (Some(caller), Some(holder)) => caller.will_wake(holder),
                 _ => e.thread == Some(caller.thread),
             })
+    })
+}
+
+/// Whether the calling thread holds the inode `dev`/`ino` through a `#[single_instance]`
+/// function running on it, for a plain `acquire`: a lock that an async task holds does not
+/// count, since the task may run on any worker thread by now (a multi-threaded runtime moves
+/// it at any `.await`), and the thread it got the lock on must then wait its turn.
+pub(crate) fn held_by_thread(dev: u64, ino: u64) -> bool {
+    let thread = thread::current().id();
+    with_entries(Process::current(), |held| {
+        held.iter()
+            .any(|e| e.is(dev, ino) && e.task.is_none() && e.thread == Some(thread))
     })
 }

@@ -30,6 +30,16 @@ impl Place {
         if path.is_absolute() {
             return Ok(Place::given(path.to_owned()));
         }
+        // "app.pid/" names a directory, and opening it to create a file fails (`EISDIR`), as
+        // for an absolute path: `Path` would drop the slash from the name, so resolve instead
+        // (`std::path::absolute` keeps a trailing slash).
+        if path
+            .as_os_str()
+            .to_string_lossy()
+            .ends_with(std::path::is_separator)
+        {
+            return Ok(Place::given(std::path::absolute(path)?));
+        }
         #[cfg(target_os = "linux")]
         if let Some(place) = linux::through_open_directory(path) {
             return Ok(place);

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use windows_sys::Win32::Foundation::{ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_NOT_CONNECTED};
+use windows_sys::Win32::Foundation::{
+    ERROR_BROKEN_PIPE, ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_NOT_CONNECTED,
+};
 use windows_sys::Win32::Storage::FileSystem::SECURITY_IDENTIFICATION;
 
 use crate::sys::{self, Backoff, pipe};
@@ -129,16 +131,30 @@ impl Conn {
         deadline: Instant,
     ) -> io::Result<()> {
         let mut backoff = Backoff::new();
+        let closed = |e: &io::Error| {
+            e.raw_os_error().is_some_and(|code| {
+                [ERROR_BROKEN_PIPE, ERROR_PIPE_NOT_CONNECTED].contains(&(code as u32))
+            })
+        };
         while !buf.is_empty() {
+            // Only what is there: an empty pipe must not read as a closed one (see
+            // `pipe::available`).
+            match pipe::available(&self.file) {
+                Ok(0) => {
+                    wait(&mut backoff, deadline)?;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) if closed(&e) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Err(e) => return Err(e),
+            }
             match self.file.read(buf) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => buf = &mut buf[n..],
                 Err(e) if e.raw_os_error() == Some(ERROR_NO_DATA as i32) => {
                     wait(&mut backoff, deadline)?;
                 }
-                Err(e) if e.raw_os_error() == Some(ERROR_PIPE_NOT_CONNECTED as i32) => {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
+                Err(e) if closed(&e) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

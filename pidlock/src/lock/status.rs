@@ -102,7 +102,7 @@ impl PidLockFile {
     pub(super) fn held_by_this_thread(&self, file: &File) -> bool {
         file.metadata()
             .and_then(|meta| sys::identity(file, &meta))
-            .is_ok_and(|(dev, ino)| owner::held_by_caller(dev, ino, None))
+            .is_ok_and(|(dev, ino)| owner::held_by_thread(dev, ino))
     }
 
     /// Whether the caller (this thread, or the async task `task` wakes) holds the lock at

@@ -44,6 +44,9 @@ pub(crate) struct Keepalive {
     pub(crate) idle: Duration,
     pub(crate) interval: Duration,
     pub(crate) retries: u32,
+    /// `TCP_USER_TIMEOUT`, which only Linux has: elsewhere the keepalive probes alone notice a
+    /// silent server.
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
     pub(crate) user_timeout: Duration,
 }
 

@@ -149,6 +149,8 @@ fn load_client_cert(
 }
 
 /// libpq's rule for a key file: no access for others (0600 or less), or 0640 if root owns it.
+/// Like libpq, nothing is checked where there are no Unix modes (Windows).
+#[cfg_attr(not(unix), allow(unused_variables))]
 fn private_to_owner(key: &Path) -> Result<(), String> {
     #[cfg(unix)]
     {

@@ -11,10 +11,17 @@
 //!   namespace cannot see its ancestors);
 //! - they end with the process that holds them.
 //!
-//! So "the mark's lock is held by the PID that `getpid()` returns" is true in the process that
-//! made the mark and in no other: an ordinary child sees its parent's PID, a child in a nested
-//! namespace (which may have the parent's very PID) sees 0, and any process once the maker is
-//! dead sees no lock at all.
+//! So "the descriptor still names the mark's memfd (`fstat`), and its lock is held by the PID
+//! that `getpid()` returns" is true in the process that made the mark and in no other: an
+//! ordinary child sees its parent's PID, a child in a nested namespace (which may have the
+//! parent's very PID) sees 0, and any process once the maker is dead sees no lock at all. The
+//! `fstat` matters: a nested child can close the mark's number and put a file it record-locks
+//! itself there, whose lock `F_OFD_GETLK` would show as held by the caller's PID.
+//!
+//! The mark can also be lost by its maker (the descriptor closed by a sweep, the lock ended by
+//! closing another descriptor of the memfd, a thread with a descriptor table of its own); then
+//! it says so ([`Sighting::Unlocked`], [`Sighting::Lost`]) and `owner.rs` falls back to the PID
+//! namespace recorded with the identity.
 //!
 //! Elsewhere (macOS, the BSDs, Windows) there are no PID namespaces, so the PID alone tells a
 //! process from its children, and the mark is empty.
@@ -22,15 +29,25 @@
 /// What a [`ProcessMark`] says about the calling process, whose PID is the mark's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sighting {
-    /// The caller made the mark.
+    /// The caller made the mark: its descriptor names the mark's memfd, whose record lock is
+    /// held by the caller's PID as the caller's own PID namespace sees it.
     Maker,
-    /// The caller did not: it is a copy made by `fork` (in a nested PID namespace, since the
-    /// PID is the same), or the maker is dead and the caller reuses its PID.
+    /// The caller did not: the maker's lock is held by a process that the caller's PID
+    /// namespace cannot see, so the caller is a copy made by `fork` into a nested namespace.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Other,
-    /// The mark cannot answer: there is none (no `memfd` here), or its descriptor was closed or
-    /// replaced behind our back. The caller decides some other, slower way.
-    Unknown,
+    /// The descriptor names the mark's memfd, but no lock of the caller's shows on it: the
+    /// maker lost its lock (a descriptor of the memfd was opened through `/proc/self/fd` and
+    /// closed, which ends every record lock of the process on it), or the maker is dead, or
+    /// `F_OFD_GETLK` is missing and `F_GETLK` cannot show the caller its own lock. The caller
+    /// decides some other way (`owner.rs`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    Unlocked,
+    /// The mark cannot answer: its descriptor was closed (a descriptor sweep), now names
+    /// another file, or belongs to another descriptor table (`unshare(CLONE_FILES)`). The
+    /// caller decides some other way (`owner.rs`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    Lost,
 }
 
 #[cfg(target_os = "linux")]
@@ -38,8 +55,11 @@ pub(crate) use linux::ProcessMark;
 
 #[cfg(target_os = "linux")]
 mod linux {
+    use std::io;
+    use std::mem::ManuallyDrop;
     use std::os::fd::{AsFd, OwnedFd};
 
+    use nix::errno::Errno;
     use nix::fcntl::{FcntlArg, fcntl};
     use nix::libc::{F_UNLCK, F_WRLCK, SEEK_SET, c_short, flock};
     use rustix::fs::{FlockOperation, MemfdFlags, fcntl_lock, fstat, memfd_create};
@@ -49,52 +69,96 @@ mod linux {
     /// A private `memfd` with a record lock on it, held by the process that made it.
     #[derive(Debug)]
     pub(crate) struct ProcessMark {
-        file: OwnedFd,
-        /// The memfd's device and inode, to notice a descriptor closed and reused by code that
-        /// closes descriptors it does not own.
+        /// Never closed by a destructor: the identity that owns the mark can be dropped on a
+        /// thread whose descriptor table is not the one the mark was made in (a thread that
+        /// called `unshare(CLONE_FILES)`), where this number names another file or none.
+        /// [`ProcessMark::close`] closes it only after `fstat` shows it still names the memfd.
+        file: ManuallyDrop<OwnedFd>,
+        /// The memfd's device and inode: the descriptor number alone proves nothing, since code
+        /// that closes descriptors it does not own can leave another file at that number, with
+        /// a record lock of its own.
         id: (u64, u64),
     }
 
     impl ProcessMark {
-        /// A new mark for the calling process, or `None` where memfds or record locks are not
-        /// available (a seccomp filter, an old kernel).
-        pub(crate) fn new() -> Option<ProcessMark> {
-            let file = memfd_create("pidlock-process-identity", MemfdFlags::CLOEXEC).ok()?;
-            fcntl_lock(&file, FlockOperation::NonBlockingLockExclusive).ok()?;
-            let stat = fstat(&file).ok()?;
-            Some(ProcessMark {
-                file,
+        /// A new mark for the calling process; an error where memfds or record locks are not
+        /// available (a seccomp filter, an old kernel) or descriptors ran out.
+        pub(crate) fn new() -> io::Result<ProcessMark> {
+            let file = memfd_create("pidlock-process-identity", MemfdFlags::CLOEXEC)?;
+            fcntl_lock(&file, FlockOperation::NonBlockingLockExclusive)?;
+            let stat = fstat(&file)?;
+            Ok(ProcessMark {
+                file: ManuallyDrop::new(file),
                 id: (stat.st_dev, stat.st_ino),
             })
         }
 
-        /// Whether the caller, whose PID is `pid`, made this mark. One `fcntl`.
+        /// Whether the caller, whose PID is `pid`, made this mark: an `fstat` that the
+        /// descriptor still names the memfd, then one `fcntl` on it.
         pub(crate) fn sighting(&self, pid: u32) -> Sighting {
+            // First that the number names our memfd, in every case: else the lock answer is
+            // about some other file (which a nested child may have locked itself).
+            if !self.is_named() {
+                return Sighting::Lost;
+            }
             // Whole file, exclusive: conflicts with the maker's lock, whoever asks.
             // The constants are small and positive, so the casts to `c_short` cannot wrap.
             #[allow(clippy::cast_possible_truncation)]
-            let mut query = flock {
+            let whole_file = flock {
                 l_type: F_WRLCK as c_short,
                 l_whence: SEEK_SET as c_short,
                 l_start: 0,
                 l_len: 0,
                 l_pid: 0,
             };
-            if fcntl(self.file.as_fd(), FcntlArg::F_OFD_GETLK(&mut query)).is_err() {
-                return Sighting::Unknown;
+            let mut query = whole_file;
+            let asked = match fcntl(self.file.as_fd(), FcntlArg::F_OFD_GETLK(&mut query)) {
+                // No open-file-description locks (proot, old gVisor, a seccomp profile that
+                // lists fcntl commands): the classic query shows every lock but the caller's.
+                Err(Errno::EINVAL) => {
+                    query = whole_file;
+                    fcntl(self.file.as_fd(), FcntlArg::F_GETLK(&mut query))
+                }
+                asked => asked,
+            };
+            if asked.is_err() {
+                return Sighting::Lost;
             }
             #[allow(clippy::cast_possible_truncation)]
             let held = query.l_type != F_UNLCK as c_short;
-            if held && u32::try_from(query.l_pid) == Ok(pid) {
-                return Sighting::Maker;
+            match u32::try_from(query.l_pid) {
+                Ok(holder) if held && holder == pid => Sighting::Maker,
+                // Held by a process this PID namespace cannot see: an ancestor namespace's.
+                Ok(0) if held => Sighting::Other,
+                _ => Sighting::Unlocked,
             }
-            // Not ours. If the descriptor still names our memfd, that is the answer; if someone
-            // closed it (and maybe opened something else there), the lock is gone with it and
-            // this says nothing.
-            match fstat(&self.file) {
-                Ok(stat) if (stat.st_dev, stat.st_ino) == self.id => Sighting::Other,
-                _ => Sighting::Unknown,
+        }
+
+        /// Whether a failure to make a mark may pass: descriptors or memory ran out.
+        pub(crate) fn worth_retrying(error: &io::Error) -> bool {
+            matches!(
+                Errno::from_raw(error.raw_os_error().unwrap_or(0)),
+                Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM
+            )
+        }
+
+        /// Takes the mark's lock again, for its maker that lost it (see [`Sighting::Unlocked`]).
+        pub(crate) fn relock(&self) {
+            if self.is_named() {
+                let _ = fcntl_lock(&*self.file, FlockOperation::NonBlockingLockExclusive);
             }
+        }
+
+        /// Closes the descriptor if it names the memfd in the caller's descriptor table (a
+        /// forked child's copy of its parent's mark); else leaves the number alone.
+        pub(crate) fn close(self) {
+            if self.is_named() {
+                drop(ManuallyDrop::into_inner(self.file));
+            }
+        }
+
+        fn is_named(&self) -> bool {
+            fstat(&*self.file).is_ok_and(|stat| (stat.st_dev, stat.st_ino) == self.id)
         }
     }
 }
@@ -106,11 +170,19 @@ pub(crate) struct ProcessMark;
 
 #[cfg(not(target_os = "linux"))]
 impl ProcessMark {
-    pub(crate) fn new() -> Option<ProcessMark> {
-        Some(ProcessMark)
+    pub(crate) fn new() -> std::io::Result<ProcessMark> {
+        Ok(ProcessMark)
     }
 
     pub(crate) fn sighting(&self, _pid: u32) -> Sighting {
         Sighting::Maker
     }
+
+    pub(crate) fn worth_retrying(_error: &std::io::Error) -> bool {
+        false
+    }
+
+    pub(crate) fn relock(&self) {}
+
+    pub(crate) fn close(self) {}
 }

@@ -25,7 +25,7 @@ use windows_sys::Win32::Storage::FileSystem::{FILE_FLAG_FIRST_PIPE_INSTANCE, PIP
 use windows_sys::Win32::System::Pipes::{
     ConnectNamedPipe, CreateNamedPipeW, GetNamedPipeClientProcessId, PIPE_NOWAIT,
     PIPE_READMODE_BYTE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES,
-    PIPE_WAIT, SetNamedPipeHandleState, WaitNamedPipeW,
+    PIPE_WAIT, PeekNamedPipe, SetNamedPipeHandleState, WaitNamedPipeW,
 };
 use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
@@ -197,6 +197,31 @@ pub(crate) fn set_nowait(pipe: &impl AsRawHandle) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// How many bytes wait to be read from either end of a connected pipe, without reading them.
+/// Fails with `ERROR_BROKEN_PIPE` once the other end has closed and nothing is left to read.
+///
+/// A read in `PIPE_NOWAIT` mode cannot tell "nothing yet" from "closed": std reads pipes with
+/// `NtReadFile` and maps what comes back, and under Wine an empty non-blocking pipe reads as
+/// end of file. So a reader asks this first, and reads only what is there.
+pub(crate) fn available(pipe: &impl AsRawHandle) -> io::Result<u32> {
+    let mut available = 0u32;
+    // SAFETY: `pipe` is a live pipe handle; no buffer is passed, `available` is a live local.
+    if unsafe {
+        PeekNamedPipe(
+            pipe.as_raw_handle(),
+            ptr::null_mut(),
+            0,
+            ptr::null_mut(),
+            &raw mut available,
+            ptr::null_mut(),
+        )
+    } == 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(available)
 }
 
 /// Waits up to `timeout` for an instance of the pipe `name` to be free.
