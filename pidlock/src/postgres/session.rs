@@ -147,8 +147,9 @@ fn cause_of<'a>(
 }
 
 impl Session {
-    /// Connects as `identity` (the session's `application_name`), within the connection
-    /// string's `connect_timeout` for everything: name lookup, TCP, TLS, authentication.
+    /// Connects as `identity` (the session's `application_name`), each host and address in
+    /// turn, each within the connection string's `connect_timeout` (name lookup, TCP, TLS,
+    /// authentication), as libpq does.
     pub(crate) async fn connect(
         info: &ConnInfo,
         tls: Option<&MakeRustlsConnect>,
@@ -169,31 +170,33 @@ impl Session {
             retries: 4,
             user_timeout: lost_after.saturating_mul(2),
         };
-        let connecting = async {
-            let mut last = "no host to connect to".to_owned();
-            for target in socket::targets(&config) {
-                match connect_to(&config, &target, keepalive, info.ssl_mode, tls).await {
-                    Ok(connected) => return Ok(connected),
-                    Err(reason) => last = reason,
+        // Each attempt (host, address) gets `connect_timeout` of its own, as in libpq: a host
+        // that does not answer is given up for the next one.
+        let mut last = "no host to connect to".to_owned();
+        for target in socket::targets(&config)? {
+            let attempt = connect_to(
+                &config,
+                &target,
+                keepalive,
+                info.ssl_mode,
+                tls,
+                info.connect_timeout,
+            );
+            match attempt.await {
+                Ok((client, driver, watch)) => {
+                    return Ok(Session {
+                        client: Arc::new(client),
+                        watch,
+                        driver,
+                        pinger: None,
+                        answer_within: info.connect_timeout,
+                        pending: AtomicUsize::new(0),
+                    });
                 }
+                Err(reason) => last = reason,
             }
-            Err(last)
-        };
-        match tokio::time::timeout(info.connect_timeout, connecting).await {
-            Ok(Ok((client, driver, watch))) => Ok(Session {
-                client: Arc::new(client),
-                watch,
-                driver,
-                pinger: None,
-                answer_within: info.connect_timeout,
-                pending: AtomicUsize::new(0),
-            }),
-            Ok(Err(reason)) => Err(reason),
-            Err(_) => Err(format!(
-                "no answer from the server within {:?} (connect_timeout)",
-                info.connect_timeout
-            )),
         }
+        Err(last)
     }
 
     /// `pg_try_advisory_lock`: `Ok` if it was free and is now held. One round trip (see
@@ -420,9 +423,29 @@ async fn connect_to(
     keepalive: Keepalive,
     ssl_mode: SslMode,
     tls: Option<&MakeRustlsConnect>,
+    limit: Duration,
+) -> Result<Connected, String> {
+    let (stream, began) = socket::connect(target, keepalive, limit).await?;
+    let started = start(config, target, stream, ssl_mode, tls);
+    tokio::time::timeout_at((began + limit).into(), started)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from the server within {limit:?} (connect_timeout)"
+            ))
+        })
+}
+
+/// The rest of an attempt once its socket is connected: TLS as `ssl_mode` says, the startup,
+/// and the check `target_session_attrs=read-write` asks for.
+async fn start(
+    config: &tokio_postgres::Config,
+    target: &Target,
+    stream: Stream,
+    ssl_mode: SslMode,
+    tls: Option<&MakeRustlsConnect>,
 ) -> Result<Connected, String> {
     let watch = &Arc::new(Mutex::new(Watch::default()));
-    let stream = socket::connect(target, keepalive).await?;
     #[cfg(unix)]
     let shared = std::os::fd::AsFd::as_fd(&stream)
         .try_clone_to_owned()
