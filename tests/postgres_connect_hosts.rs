@@ -86,5 +86,8 @@ fn host_and_hostaddr_lists_of_different_lengths_are_refused_as_in_libpq() {
     assert!(!psql.status.success(), "control: libpq refuses the string");
     let mut lock = PgLock::new(conninfo, "review14f-hostaddr-count");
     let taken = lock.acquire(Some(Duration::ZERO));
-    assert!(taken.is_err(), "PgLock took the lock with a malformed string");
+    assert!(
+        taken.is_err(),
+        "PgLock took the lock with a malformed string"
+    );
 }

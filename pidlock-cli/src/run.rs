@@ -270,7 +270,11 @@ fn stop_on_loss(
             }
         };
         stop(Signal::TERM);
-        let whom = if group.is_some() { " and its process group" } else { "" };
+        let whom = if group.is_some() {
+            " and its process group"
+        } else {
+            ""
+        };
         eprintln!(
             "pidlock: lost the lock {} on {} ({}); stopping {name} (pid {}){whom}",
             lost.name(),

@@ -33,7 +33,11 @@ fn a_child_that_outlives_the_sigterm_of_a_lost_lock_runs_beside_the_next_copy() 
          WHERE application_name LIKE 'pidlock {wrapper}@%') AS t"
     ));
     assert_eq!(ended, "1");
-    assert_eq!(job.process.wait().code(), Some(75), "the wrapper reported the loss");
+    assert_eq!(
+        job.process.wait().code(),
+        Some(75),
+        "the wrapper reported the loss"
+    );
     let still_running = alive(child);
     // A scheduler retries at once after 75: the next copy.
     let second = Command::new(PIDLOCK)
@@ -47,7 +51,10 @@ fn a_child_that_outlives_the_sigterm_of_a_lost_lock_runs_beside_the_next_copy() 
     if still_running {
         send(child, Signal::KILL);
     }
-    assert!(!still_running, "the job's child (pid {child}) outlived the wrapper's exit 75");
+    assert!(
+        !still_running,
+        "the job's child (pid {child}) outlived the wrapper's exit 75"
+    );
     assert!(
         !(still_running && second_ran),
         "the first job's child (pid {child}) still ran after its wrapper exited 75, and a \
