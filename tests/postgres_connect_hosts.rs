@@ -1,4 +1,4 @@
-//! Review of issue 14: the connection code pidlock now owns (socket.rs), against libpq.
+//! The connection code pidlock owns (socket.rs), against libpq (from the review of issue 14).
 #![cfg(unix)]
 #![allow(clippy::unwrap_used)]
 
@@ -35,8 +35,8 @@ fn blackhole() -> (u16, Vec<OwnedFd>, Vec<TcpStream>) {
 }
 
 /// libpq's `connect_timeout` is per host: a first host that does not answer is given up after
-/// it, and the next host is tried. `psql` connects with this string; `PgLock` spends the whole
-/// timeout on the first host and never tries the second.
+/// it, and the next host is tried. `psql` connects with this string; so must `PgLock` (before
+/// the fix it spent the whole timeout on the first host and never tried the second).
 #[test]
 fn connect_timeout_is_per_host_as_in_libpq() {
     let Some(pg) = pg_support::cluster() else {
@@ -68,7 +68,8 @@ fn connect_timeout_is_per_host_as_in_libpq() {
 
 /// libpq (and tokio-postgres, which pidlock used to connect with before 8b6241e) refuse a
 /// string whose `host` and `hostaddr` lists differ in length: "could not match 2 host names to
-/// 1 hostaddr values". pidlock's own `targets()` now pairs them up silently.
+/// 1 hostaddr values". So does pidlock's own `targets()` (it used to pair them up silently),
+/// and the message names no secret.
 #[test]
 fn host_and_hostaddr_lists_of_different_lengths_are_refused_as_in_libpq() {
     let Some(pg) = pg_support::cluster() else {

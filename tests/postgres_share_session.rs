@@ -1,4 +1,4 @@
-//! Review of issue 14: `PgLock::share_session` as a library user meets it.
+//! `PgLock::share_session` as a library user meets it (from the review of issue 14).
 #![cfg(unix)]
 #![allow(clippy::unwrap_used)]
 
@@ -14,38 +14,56 @@ fn unique(name: &str) -> String {
     format!("{name}-{}", std::process::id())
 }
 
-/// The doc example of `share_session`, as written: `socket` is still in scope at
-/// `lock.release()`. The release returns Ok and says it "closes this process's copy; the lock
-/// goes once report.sh's children have [exited]", yet the child has exited and the lock stays
-/// held, by this very process, through a session nobody drives; the same object then waits
-/// for itself.
+/// The doc example of `share_session`: every copy of the socket in this process is closed
+/// before `release()`, so once the child has exited the lock is free, for another object and
+/// for the same one again. (As the review found it, the example kept `socket` open across the
+/// release: the lock stayed held by this very process and the same object waited for itself.)
 #[test]
-fn the_doc_example_keeps_the_lock_after_release_and_the_childs_exit() {
+fn the_doc_example_lets_go_at_the_release_once_the_child_has_exited() {
     let Some(pg) = pg_support::cluster() else {
         return;
     };
-    let name = unique("review14f-doc-example");
+    let name = unique("share-doc-example");
     let mut lock = PgLock::new(pg.url(), &name);
     lock.acquire(None).unwrap();
     let socket = lock.share_session().unwrap();
     let inherited = rustix::io::dup(&socket).unwrap();
+    drop(socket);
     let status = Command::new("true").status().unwrap();
+    assert!(status.success());
     drop(inherited);
     lock.release().unwrap();
-    let _ = status;
-    // The job is over: another process's acquire should get it.
     let mut other = PgLock::new(pg.url(), &name);
-    let other_got_it = other.acquire(Some(Duration::ZERO)).is_ok();
+    other.acquire(Some(Duration::ZERO)).unwrap();
+    other.release().unwrap();
     // The same object again, as a loop that runs the job every so often would.
-    let again = lock.acquire(Some(Duration::from_millis(500)));
-    let waited_for_itself = matches!(again, Err(LockError::LockTimeout { .. }));
-    drop(socket);
+    lock.acquire(Some(Duration::ZERO)).unwrap();
+    lock.release().unwrap();
+}
+
+/// A copy of the shared socket still open in this process keeps the session, and the lock,
+/// after `release()`: the same object's next `acquire` is refused at once as held by this
+/// process, instead of waiting (here up to 30 s) for itself; once the copy is closed, it takes
+/// the lock.
+#[test]
+fn a_copy_kept_in_this_process_is_refused_rather_than_waited_for() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let name = unique("share-kept-copy");
+    let mut lock = PgLock::new(pg.url(), &name);
+    lock.acquire(None).unwrap();
+    let socket = lock.share_session().unwrap();
+    lock.release().unwrap();
+    let again = lock.acquire(Some(Duration::from_secs(30)));
+    let me = std::process::id();
     assert!(
-        other_got_it && !waited_for_itself,
-        "after release() and the child's exit the lock was still held by this process \
-         (other acquire ok: {other_got_it}; same object waited for itself: {waited_for_itself}: \
-         {again:?})"
+        matches!(again, Err(LockError::AlreadyLocked { pid: Some(pid), .. }) if pid == me),
+        "refused at once as held by this process: {again:?}"
     );
+    drop(socket);
+    lock.acquire(Some(Duration::from_secs(30))).unwrap();
+    lock.release().unwrap();
 }
 
 /// Loss detection goes on after sharing while the holder lives: a terminated session fires

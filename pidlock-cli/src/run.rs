@@ -66,9 +66,12 @@
 //! What the job gives up when its wrapper is gone: loss detection. While the wrapper lives it
 //! watches the session, and a lost lock (the session ended by `pg_terminate_backend`, a server
 //! restart or failover; the server silent for `lost_after`) stops the job, CMD's process group
-//! (CMD alone with `--no-inherit`): SIGTERM, SIGKILL after `--kill-grace`, and `pidlock run`
-//! exits with [`LOST`], so that a scheduler can tell "lost the
-//! lock" from CMD's own failures. Once the wrapper is gone, nobody notices a loss, so nobody
+//! (CMD alone with `--no-inherit` or at a terminal, see [`stop_on_loss`]): SIGTERM, SIGKILL
+//! after `--kill-grace` to whatever of the group still runs, CMD or not, and `pidlock run` exits
+//! with [`LOST`] once the group is empty, so that a scheduler can tell "lost the lock" from
+//! CMD's own failures. A wrapper killed during the grace sends no SIGKILL: a CMD that ignores
+//! SIGTERM then runs on, holding the session (no parent-death signal ties a job that holds the
+//! lock to its wrapper). Once the wrapper is gone, nobody notices a loss, so nobody
 //! stops the job: another host may take the lock (after a restart, a failover, or the server's
 //! keepalives ending a session cut off for twice `lost_after`) while the job runs on. And `status`
 //! and `kill`, which find the job through the wrapper the session names, no longer can; `wait`
