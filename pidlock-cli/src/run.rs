@@ -273,13 +273,8 @@ fn stop_on_loss(
             }
         };
         stop(Signal::TERM);
-        let whom = if group.is_some() {
-            " and its process group"
-        } else {
-            ""
-        };
         eprintln!(
-            "pidlock: lost the lock {} on {} ({}); stopping {name} (pid {}){whom}",
+            "pidlock: lost the lock {} on {} ({}); stopping {name} (pid {})",
             lost.name(),
             lost.server(),
             lost.reason(),
@@ -293,9 +288,14 @@ fn stop_on_loss(
             ),
         };
         if !gone {
+            // CMD itself, or only processes of its group once CMD has been reaped.
+            let whom = if ended.try_recv().is_ok() {
+                format!("processes of {name}'s group (pid {}) still run", target.pid)
+            } else {
+                format!("{name} (pid {}) still runs", target.pid)
+            };
             eprintln!(
-                "pidlock: {name} (pid {}){whom} still runs {} after SIGTERM; sending SIGKILL",
-                target.pid,
+                "pidlock: {whom} {} after SIGTERM; sending SIGKILL",
                 format_duration(grace)
             );
             stop(Signal::KILL);
