@@ -112,6 +112,11 @@ pub struct PgLock {
     /// The record's key (see [`registry_device`]) for the server this instance last reached:
     /// what its self-wait check compares, known only once it has connected.
     reached: Option<u64>,
+    /// What `/proc/self/fd` shows for the last socket handed on with
+    /// [`share_session`](Self::share_session) (`socket:[inode]`): while this process still has
+    /// a copy of it open, its session, and the lock, live on, and a new
+    /// [`acquire`](Self::acquire) would wait for itself.
+    shared_socket: Option<std::path::PathBuf>,
 }
 
 /// The connection string, parsed once, and its TLS connector.
@@ -135,6 +140,15 @@ struct Held {
     /// The session's socket was handed on ([`PgLock::share_session`]): the release and the
     /// drop only close this process's copy, and never unlock.
     shared: bool,
+}
+
+/// Whether this process has a descriptor open on what `link` names (`socket:[inode]`, as
+/// `/proc/self/fd` shows it). `false` where `/proc` cannot tell.
+fn still_open_here(link: &std::path::Path) -> bool {
+    std::fs::read_dir("/proc/self/fd").is_ok_and(|fds| {
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to == link))
+    })
 }
 
 /// Who holds a fleet lock, as its session records it.
@@ -306,6 +320,7 @@ impl PgLock {
             held: None,
             token: Arc::new(Token::default()),
             reached: None,
+            shared_socket: None,
         }
     }
 
@@ -451,6 +466,15 @@ impl PgLock {
                 }
             }
             None => {}
+        }
+        // A copy of a socket this object handed on, still open in this process, keeps the
+        // session that holds the lock: waiting would be waiting for itself.
+        if let Some(link) = self.shared_socket.take()
+            && still_open_here(&link)
+        {
+            let busy = self.busy(None, None, true);
+            self.shared_socket = Some(link);
+            return Err(busy);
         }
         let prepared = self.prepared()?;
         self.prepared = Some(prepared.clone());
@@ -618,6 +642,14 @@ impl PgLock {
     /// [`lost_after`](Self::lost_after), after which the server's keepalives end the session),
     /// so nobody stops them when the lock goes; and nobody can read the fencing token.
     ///
+    /// **Every copy counts, this process's too.** The returned descriptor, and any duplicate of
+    /// it this process keeps, hold the session (and the lock) as a child's copy does:
+    /// [`release`](Self::release) returns `Ok` but the lock stays held until this process has
+    /// closed them all. Drop them before the release, as below. On Linux, an
+    /// [`acquire`](Self::acquire) on this object while a copy of the last shared socket is still
+    /// open here is refused at once ([`LockError::AlreadyLocked`] naming this process) rather
+    /// than waiting for itself; another `PgLock` object, or another platform, would wait.
+    ///
     /// Unix only. An error if this instance holds no lock, or has lost it.
     ///
     /// ```no_run
@@ -628,9 +660,12 @@ impl PgLock {
     /// let socket = lock.share_session()?;
     /// // Inherited by the child (and by every process it starts) under its own number.
     /// let inherited = rustix::io::dup(&socket)?;
+    /// drop(socket);
     /// let status = Command::new("./report.sh").status()?;
     /// drop(inherited);
-    /// lock.release()?; // closes this process's copy; the lock goes once report.sh's children have
+    /// // Closes this process's last copy: the lock goes once report.sh and the children it
+    /// // left running have all exited.
+    /// lock.release()?;
     /// # let _ = status;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -652,6 +687,12 @@ impl PgLock {
         }
         let socket = held.session.share()?;
         held.shared = true;
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let fd = format!("/proc/self/fd/{}", socket.as_raw_fd());
+            self.shared_socket = std::fs::read_link(fd).ok();
+        }
         Ok(socket)
     }
 
