@@ -104,6 +104,13 @@ impl Job {
     pub fn id(&self) -> u32 {
         self.child.id()
     }
+
+    /// Whether CMD leads a process group of its own (it does unless it shares the wrapper's
+    /// on a terminal): the group that holds its children too, and that the wrapper may signal
+    /// as a whole without signalling itself.
+    pub fn own_group(&self) -> bool {
+        !self.in_terminal_group
+    }
 }
 
 /// Starts `argv` tied to the lock as `tie` says: in a process group of its own, or in the

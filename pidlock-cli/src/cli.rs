@@ -73,6 +73,10 @@ nobody to notice a lost lock); `kill -KILL -PID` (PID from the file, or CMD's) e
 and frees the lock at once. With --no-inherit pidlock alone holds the lock, and CMD is killed
 (SIGKILL) when pidlock dies; CMD's own children are not.
 
+As with flock(1), a process of the job that closes its inherited descriptors (a daemon, a
+closefrom(), sudo with its default closefrom of every descriptor from 3 up) no longer holds the
+lock. The descriptor's number in the job is unspecified.
+
 A background process that outlives CMD keeps the lock too, after pidlock has exited: the PID
 file, still naming CMD, is then left stale (not removed or emptied: nobody is left to do it),
 and the next run takes it over.
@@ -85,8 +89,10 @@ passed on to CMD, once.
 
 A --postgres lock can be lost while CMD runs (its session was terminated, the server restarted
 or failed over, the network cut it off): pidlock then says so, sends the job (CMD's process
-group; CMD alone with --no-inherit) SIGTERM, SIGKILL if CMD is still running --kill-grace seconds
-later, and exits 75 (EX_TEMPFAIL), whatever CMD's status.";
+group; CMD alone with --no-inherit or at a terminal) SIGTERM, SIGKILL to whatever of it still
+runs --kill-grace seconds later (even once CMD itself has ended), and exits 75 (EX_TEMPFAIL),
+whatever CMD's status, once the group is empty. A process that left the group (setsid) is not
+reached.";
 
 const STATUS_HELP: &str = "\
 Examples:

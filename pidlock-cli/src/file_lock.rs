@@ -200,6 +200,7 @@ impl Lock for FileLock {
             since: changed_at(&meta),
             file_pid: in_file.filter(|_| pid.is_none()),
             holders,
+            wrapper_gone: None,
         }))
     }
 

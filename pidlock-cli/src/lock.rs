@@ -169,6 +169,10 @@ pub struct Holder {
     /// and its job, or a `flock(1)` and its command); `process` describes the first when the
     /// file names none of them.
     pub holders: Vec<u32>,
+    /// For a fleet lock, the PID its session names when that is a `pidlock run` on this host
+    /// that no longer runs (or whose number another process has now): its job outlived it and
+    /// holds the session. Never taken for the holder's `pid`.
+    pub wrapper_gone: Option<u32>,
 }
 
 /// The server session that holds a fleet lock.

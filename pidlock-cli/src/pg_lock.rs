@@ -62,9 +62,21 @@ impl FleetLock {
         let Some(found) = self.lock.holder()? else {
             return Ok(None);
         };
-        let pid = (found.pid != 0).then_some(found.pid);
+        let mut pid = (found.pid != 0).then_some(found.pid);
         let here = pid.filter(|_| on_this_host(&found));
         let wrapper = here.and_then(ProcessInfo::read);
+        // A PID on this host is named only while it is that `pidlock run`: once the wrapper
+        // has exited, its job (a child that kept the session) holds the lock, and the number
+        // may belong to any process by now.
+        let wrapper_gone = here.filter(|_| {
+            !wrapper
+                .as_ref()
+                .is_some_and(|info| is_run_of(info, self.lock_name()))
+        });
+        if wrapper_gone.is_some() {
+            pid = None;
+        }
+        let wrapper = wrapper.filter(|_| wrapper_gone.is_none());
         let command = here.and_then(|pid| self.command_of(pid, wrapper.as_ref()));
         let process = match command {
             Some(command) => ProcessInfo::read(command),
@@ -84,6 +96,7 @@ impl FleetLock {
             command,
             file_pid: None,
             holders: Vec::new(),
+            wrapper_gone,
         };
         Ok(Some((found, holder)))
     }
@@ -223,9 +236,10 @@ impl Lock for FleetLock {
                 pid,
                 why: format!(
                     "by the session of pid {} on this host, which is not running here: a \
-                     `pidlock run` killed while its job runs on holding the session (signal the \
-                     job's process group, CMD's pid, by hand), or a process of another PID \
-                     namespace with the same host name",
+                     `pidlock run` that has exited (however it ended) while its job's \
+                     processes run on holding the session (signal the job's process group, \
+                     CMD's pid, by hand), or a process of another PID namespace with the same \
+                     host name",
                     found.pid
                 ),
             });

@@ -66,9 +66,12 @@
 //! What the job gives up when its wrapper is gone: loss detection. While the wrapper lives it
 //! watches the session, and a lost lock (the session ended by `pg_terminate_backend`, a server
 //! restart or failover; the server silent for `lost_after`) stops the job, CMD's process group
-//! (CMD alone with `--no-inherit`): SIGTERM, SIGKILL after `--kill-grace`, and `pidlock run`
-//! exits with [`LOST`], so that a scheduler can tell "lost the
-//! lock" from CMD's own failures. Once the wrapper is gone, nobody notices a loss, so nobody
+//! (CMD alone with `--no-inherit` or at a terminal, see [`stop_on_loss`]): SIGTERM, SIGKILL
+//! after `--kill-grace` to whatever of the group still runs, CMD or not, and `pidlock run` exits
+//! with [`LOST`] once the group is empty, so that a scheduler can tell "lost the lock" from
+//! CMD's own failures. A wrapper killed during the grace sends no SIGKILL: a CMD that ignores
+//! SIGTERM then runs on, holding the session (no parent-death signal ties a job that holds the
+//! lock to its wrapper). Once the wrapper is gone, nobody notices a loss, so nobody
 //! stops the job: another host may take the lock (after a restart, a failover, or the server's
 //! keepalives ending a session cut off for twice `lost_after`) while the job runs on. And `status`
 //! and `kill`, which find the job through the wrapper the session names, no longer can; `wait`
@@ -81,10 +84,10 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pidlock::{LockError, LossWatch, UnlockError};
-use rustix::process::Signal;
+use rustix::process::{Pid, Signal};
 
 use crate::cli::RunArgs;
 use crate::failure::Failure;
@@ -140,10 +143,12 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
             return Err(Failure::Refused(why));
         }
     };
+    // With --no-inherit the session is never shared (asking for it would hand it on), so the
+    // wrapper's release unlocks as usual.
     let shared = !args.no_inherit && lock.inheritable().is_some();
-    let tie = match lock.inheritable() {
-        Some(fd) if shared => child::Tie::Inherit(fd),
-        _ => child::Tie::DieWithWrapper,
+    let tie = match shared.then(|| lock.inheritable()).flatten() {
+        Some(fd) => child::Tie::Inherit(fd),
+        None => child::Tie::DieWithWrapper,
     };
     let mut job = match child::spawn(&args.command, tie) {
         Ok(job) => job,
@@ -165,7 +170,7 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
         stop_on_loss(
             watch,
             job.id(),
-            shared,
+            shared && job.own_group(),
             &args.command,
             args.kill_grace.unwrap_or_default().0,
         )
@@ -204,15 +209,29 @@ fn run_under_lock(args: &RunArgs) -> Result<u8, Failure> {
 }
 
 /// Watches for the loss of the lock while `cmd` runs, on a thread of its own: at a loss it
-/// says so, sends `cmd` SIGTERM, and SIGKILL if it has not ended `grace` later. When the job
-/// shares the lock (`whole_job`), every process of it holds the lock, so the signals go to the
-/// job's process group, which `cmd` leads: CMD's children must not run on beside the next
-/// holder either. The caller sends on the returned channel once `cmd` is reaped, and then
-/// releases the lock, which ends the watch; the thread returns whether it stopped `cmd`.
+/// says so, sends `cmd` SIGTERM, and SIGKILL if it has not ended `grace` later. The caller
+/// sends on the returned channel once `cmd` is reaped, and then releases the lock, which ends
+/// the watch; the thread returns whether it stopped the job, and the wrapper exits only after
+/// it returned.
+///
+/// When the job shares the lock and `cmd` leads a process group of its own (`group`), every
+/// process of that group may hold the lock, so the signals go to the whole group, whether or
+/// not `cmd` itself still runs: a child that outlives the SIGTERM (it ignores it, or `cmd` died
+/// of it at once) gets the SIGKILL too, and the thread returns only once the group is empty
+/// (bounded by [`KILLED_WITHIN`] after the SIGKILL), since the wrapper's exit with [`LOST`]
+/// tells a scheduler that the next copy may start. Signalling the group by its number is safe
+/// after `cmd` is reaped: the kernel does not reuse a number while it is some process's
+/// group, and the signalling stops at the first "no such group".
+///
+/// What the signals cannot reach: a process that left the group (`setsid`, `setpgid`, a
+/// daemon's double fork) and still has the session's socket open keeps the lock beyond the
+/// wrapper's exit. On a terminal (`cmd` in the wrapper's own group, which also holds the
+/// wrapper and the shell's other commands of the pipeline) only `cmd` is signalled: the
+/// wrapper must not signal its own group, so `cmd`'s children are left to `cmd`.
 fn stop_on_loss(
     watch: LossWatch,
     cmd: u32,
-    whole_job: bool,
+    group: bool,
     argv: &[OsString],
     grace: Duration,
 ) -> (mpsc::Sender<()>, JoinHandle<bool>) {
@@ -226,6 +245,9 @@ fn stop_on_loss(
         locker: None,
         leader_gone: false,
     };
+    let group = group
+        .then(|| i32::try_from(cmd).ok().and_then(Pid::from_raw))
+        .flatten();
     let name = argv.first().map_or_else(String::new, |program| {
         Path::new(program)
             .file_name()
@@ -241,10 +263,12 @@ fn stop_on_loss(
         if ended.try_recv().is_ok() {
             return false;
         }
-        // Stop CMD first: nothing, not even a failing write to stderr, may come before that.
-        let stop = |signal| {
-            // The group only while its leader runs (pinned), and CMD alone otherwise.
-            if !whole_job || target.signal_group(signal).is_err() {
+        // Stop the job first: nothing, not even a failing write to stderr, may come before that.
+        let stop = |signal| match group {
+            Some(group) => {
+                let _ = rustix::process::kill_process_group(group, signal);
+            }
+            None => {
                 let _ = target.signal(signal);
             }
         };
@@ -256,17 +280,57 @@ fn stop_on_loss(
             lost.reason(),
             target.pid
         );
-        if let Err(mpsc::RecvTimeoutError::Timeout) = ended.recv_timeout(grace) {
+        let gone = match group {
+            Some(group) => group_gone(group, Instant::now() + grace),
+            None => !matches!(
+                ended.recv_timeout(grace),
+                Err(mpsc::RecvTimeoutError::Timeout)
+            ),
+        };
+        if !gone {
+            // CMD itself, or only processes of its group once CMD has been reaped.
+            let whom = if ended.try_recv().is_ok() {
+                format!("processes of {name}'s group (pid {}) still run", target.pid)
+            } else {
+                format!("{name} (pid {}) still runs", target.pid)
+            };
             eprintln!(
-                "pidlock: {name} (pid {}) still runs {} after SIGTERM; sending SIGKILL",
-                target.pid,
+                "pidlock: {whom} {} after SIGTERM; sending SIGKILL",
                 format_duration(grace)
             );
             stop(Signal::KILL);
+            if let Some(group) = group
+                && !group_gone(group, Instant::now() + KILLED_WITHIN)
+            {
+                eprintln!(
+                    "pidlock: processes of {name}'s group (pid {}) still run {} after SIGKILL",
+                    target.pid,
+                    format_duration(KILLED_WITHIN)
+                );
+            }
         }
         true
     });
     (reaped, stopper)
+}
+
+/// How long the wrapper waits, after the SIGKILL of a lost lock, for the job's process group to
+/// be empty: a process in an uninterruptible sleep (a hung NFS read) dies only when it wakes.
+const KILLED_WITHIN: Duration = Duration::from_secs(10);
+
+/// Waits until process group `group` has no process left, or `deadline`; whether it is empty.
+/// The kernel tells of no group's end, so this looks every few milliseconds.
+fn group_gone(group: Pid, deadline: Instant) -> bool {
+    loop {
+        if rustix::process::test_kill_process_group(group).is_err() {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        thread::sleep((deadline - now).min(Duration::from_millis(20)));
+    }
 }
 
 /// The lock back from the thread that waited for it, and whether it was taken.

@@ -73,6 +73,10 @@ fn sentence(status: &Status) -> String {
 fn held_sentence(holder: &Holder) -> String {
     let mut text = match (holder.pid, &holder.session) {
         (Some(pid), _) => format!("held by pid {pid}"),
+        (None, Some(_)) if let Some(wrapper) = holder.wrapper_gone => format!(
+            "held by a job that outlived its wrapper (the session names `pidlock run` pid \
+             {wrapper}, which no longer runs)"
+        ),
         (None, Some(session)) => format!(
             "held by a session that is not pidlock's (application_name {:?})",
             session.application_name
@@ -159,6 +163,12 @@ fn as_json(lock: &dyn Lock, found: &Result<Status, Failure>) -> Value {
                         json!(session.application_name),
                     ),
                     ("command_pid".to_owned(), json!(holder.command)),
+                    // The job outlived its wrapper: the session names a PID that no longer
+                    // runs, so `pid` is null.
+                    (
+                        "wrapper_exited".to_owned(),
+                        json!(holder.wrapper_gone.is_some()),
+                    ),
                 ]);
             }
             fields

@@ -16,7 +16,6 @@ mod registry;
 mod runtime;
 mod service;
 mod session;
-#[cfg(unix)]
 mod share;
 mod socket;
 mod status;
@@ -37,6 +36,7 @@ pub use self::guard::PgLockGuard;
 pub use self::holder::Holder;
 use self::registry::registry_device;
 use self::session::Session;
+use self::share::still_open_here;
 use self::token::Token;
 use self::wait::{Job, Outcome, connect_identified};
 use crate::error::{LockError, UnlockError};
@@ -68,6 +68,11 @@ pub struct PgLock {
     /// The record's key (see [`registry_device`]) for the server this instance last reached:
     /// what its self-wait check compares, known only once it has connected.
     reached: Option<u64>,
+    /// What `/proc/self/fd` shows for the last socket handed on with
+    /// [`share_session`](Self::share_session) (`socket:[inode]`): while this process still has
+    /// a copy of it open, its session, and the lock, live on, and a new
+    /// [`acquire`](Self::acquire) would wait for itself.
+    shared_socket: Option<std::path::PathBuf>,
 }
 
 /// The connection string, parsed once, and its TLS connector.
@@ -154,6 +159,15 @@ impl PgLock {
                 }
             }
             None => {}
+        }
+        // A copy of a socket this object handed on, still open in this process, keeps the
+        // session that holds the lock: waiting would be waiting for itself.
+        if let Some(link) = self.shared_socket.take()
+            && still_open_here(&link)
+        {
+            let busy = self.busy(None, None, true);
+            self.shared_socket = Some(link);
+            return Err(busy);
         }
         let prepared = self.prepared()?;
         self.prepared = Some(prepared.clone());

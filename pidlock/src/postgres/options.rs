@@ -65,6 +65,7 @@ impl PgLock {
             held: None,
             token: Arc::new(Token::default()),
             reached: None,
+            shared_socket: None,
         }
     }
 

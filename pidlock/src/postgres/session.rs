@@ -171,8 +171,9 @@ fn cause_of<'a>(
 }
 
 impl Session {
-    /// Connects as `identity` (the session's `application_name`), within the connection
-    /// string's `connect_timeout` for everything: name lookup, TCP, TLS, authentication.
+    /// Connects as `identity` (the session's `application_name`), each host and address in
+    /// turn, each within the connection string's `connect_timeout` (name lookup, TCP, TLS,
+    /// authentication), as libpq does.
     pub(crate) async fn connect(
         info: &ConnInfo,
         tls: Option<&MakeRustlsConnect>,
@@ -193,32 +194,34 @@ impl Session {
             retries: 4,
             user_timeout: lost_after.saturating_mul(2),
         };
-        let connecting = async {
-            let mut last = "no host to connect to".to_owned();
-            for target in socket::targets(&config) {
-                match connect_to(&config, &target, keepalive, info.ssl_mode, tls).await {
-                    Ok(connected) => return Ok(connected),
-                    Err(reason) => last = reason,
+        // Each attempt (host, address) gets `connect_timeout` of its own, as in libpq: a host
+        // that does not answer is given up for the next one.
+        let mut last = "no host to connect to".to_owned();
+        for target in socket::targets(&config)? {
+            let attempt = connect_to(
+                &config,
+                &target,
+                keepalive,
+                info.ssl_mode,
+                tls,
+                info.connect_timeout,
+            );
+            match attempt.await {
+                Ok((client, driver, watch, reached)) => {
+                    return Ok(Session {
+                        client: Arc::new(client),
+                        watch,
+                        driver,
+                        pinger: None,
+                        answer_within: info.connect_timeout,
+                        pending: Arc::new(AtomicUsize::new(0)),
+                        reached,
+                    });
                 }
+                Err(reason) => last = reason,
             }
-            Err(last)
-        };
-        match tokio::time::timeout(info.connect_timeout, connecting).await {
-            Ok(Ok((client, driver, watch, reached))) => Ok(Session {
-                client: Arc::new(client),
-                watch,
-                driver,
-                pinger: None,
-                answer_within: info.connect_timeout,
-                pending: Arc::new(AtomicUsize::new(0)),
-                reached,
-            }),
-            Ok(Err(reason)) => Err(reason),
-            Err(_) => Err(format!(
-                "no answer from the server within {:?} (connect_timeout)",
-                info.connect_timeout
-            )),
         }
+        Err(last)
     }
 
     /// `pg_try_advisory_lock`: `Ok` if it was free and is now held. One round trip (see
@@ -388,7 +391,8 @@ impl Session {
                 && let Some(runtime) = runtime
             {
                 runtime.spawn(async move {
-                    let _ = tokio::time::timeout(bound, cancel_statement(cancel, reached)).await;
+                    let _ =
+                        tokio::time::timeout(bound, cancel_statement(cancel, reached, bound)).await;
                 });
             }
         }));
@@ -483,9 +487,30 @@ async fn connect_to(
     keepalive: Keepalive,
     ssl_mode: SslMode,
     tls: Option<&MakeRustlsConnect>,
+    limit: Duration,
+) -> Result<Connected, String> {
+    let (stream, began) = socket::connect(target, keepalive, limit).await?;
+    let started = start(config, target, stream, keepalive, ssl_mode, tls);
+    tokio::time::timeout_at((began + limit).into(), started)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from the server within {limit:?} (connect_timeout)"
+            ))
+        })
+}
+
+/// The rest of an attempt once its socket is connected: TLS as `ssl_mode` says, the startup,
+/// and the check `target_session_attrs=read-write` asks for.
+async fn start(
+    config: &tokio_postgres::Config,
+    target: &Target,
+    stream: Stream,
+    keepalive: Keepalive,
+    ssl_mode: SslMode,
+    tls: Option<&MakeRustlsConnect>,
 ) -> Result<Connected, String> {
     let watch = &Arc::new(Mutex::new(Watch::default()));
-    let stream = socket::connect(target, keepalive).await?;
     let mut reached = Reached {
         target: socket::reached(&stream, target),
         keepalive,
@@ -575,8 +600,9 @@ pub(crate) async fn counted<T>(
 async fn cancel_statement(
     cancel: tokio_postgres::CancelToken,
     reached: Reached,
+    limit: Duration,
 ) -> Result<(), String> {
-    let stream = socket::connect(&reached.target, reached.keepalive).await?;
+    let (stream, _) = socket::connect(&reached.target, reached.keepalive, limit).await?;
     match reached.tls {
         Some(mut tls) => {
             let hostname = reached.target.hostname.as_deref().unwrap_or("");

@@ -1,6 +1,7 @@
 //! Handing a held fleet lock's session on to child processes, as a `flock` is passed on to a
 //! job: the lock then lasts as long as any of them keeps the socket open.
 
+#[cfg(unix)]
 use std::io;
 
 use super::PgLock;
@@ -27,6 +28,14 @@ impl PgLock {
     /// [`lost_after`](Self::lost_after), after which the server's keepalives end the session),
     /// so nobody stops them when the lock goes; and nobody can read the fencing token.
     ///
+    /// **Every copy counts, this process's too.** The returned descriptor, and any duplicate of
+    /// it this process keeps, hold the session (and the lock) as a child's copy does:
+    /// [`release`](Self::release) returns `Ok` but the lock stays held until this process has
+    /// closed them all. Drop them before the release, as below. On Linux, an
+    /// [`acquire`](Self::acquire) on this object while a copy of the last shared socket is still
+    /// open here is refused at once ([`LockError::AlreadyLocked`] naming this process) rather
+    /// than waiting for itself; another `PgLock` object, or another platform, would wait.
+    ///
     /// Unix only. An error if this instance holds no lock, or has lost it.
     ///
     /// ```no_run
@@ -37,9 +46,12 @@ impl PgLock {
     /// let socket = lock.share_session()?;
     /// // Inherited by the child (and by every process it starts) under its own number.
     /// let inherited = rustix::io::dup(&socket)?;
+    /// drop(socket);
     /// let status = Command::new("./report.sh").status()?;
     /// drop(inherited);
-    /// lock.release()?; // closes this process's copy; the lock goes once report.sh's children have
+    /// // Closes this process's last copy: the lock goes once report.sh and the children it
+    /// // left running have all exited.
+    /// lock.release()?;
     /// # let _ = status;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -61,6 +73,21 @@ impl PgLock {
         }
         let socket = held.session.share()?;
         held.shared = true;
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let fd = format!("/proc/self/fd/{}", socket.as_raw_fd());
+            self.shared_socket = std::fs::read_link(fd).ok();
+        }
         Ok(socket)
     }
+}
+
+/// Whether this process has a descriptor open on what `link` names (`socket:[inode]`, as
+/// `/proc/self/fd` shows it). `false` where `/proc` cannot tell.
+pub(super) fn still_open_here(link: &std::path::Path) -> bool {
+    std::fs::read_dir("/proc/self/fd").is_ok_and(|fds| {
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to == link))
+    })
 }

@@ -12,7 +12,7 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -51,11 +51,22 @@ pub(crate) struct Keepalive {
 }
 
 /// The places to try, in the connection string's order, as tokio-postgres tries them.
-pub(crate) fn targets(config: &tokio_postgres::Config) -> Vec<Target> {
+///
+/// Refused, as libpq and tokio-postgres refuse it, when `host` and `hostaddr` both list
+/// places but not as many of each: they are meant pairwise, and pairing them up any other way
+/// would connect somewhere the string does not say. The message names only the counts.
+pub(crate) fn targets(config: &tokio_postgres::Config) -> Result<Vec<Target>, String> {
     let hosts = config.get_hosts();
     let addrs = config.get_hostaddrs();
     let ports = config.get_ports();
-    (0..hosts.len().max(addrs.len()))
+    if !hosts.is_empty() && !addrs.is_empty() && hosts.len() != addrs.len() {
+        return Err(format!(
+            "could not match {} host names to {} hostaddr values",
+            hosts.len(),
+            addrs.len()
+        ));
+    }
+    Ok((0..hosts.len().max(addrs.len()))
         .filter_map(|i| {
             let host = hosts.get(i);
             let port = ports
@@ -77,17 +88,28 @@ pub(crate) fn targets(config: &tokio_postgres::Config) -> Vec<Target> {
                 hostname,
             })
         })
-        .collect()
+        .collect())
 }
 
 /// Connects to `target` (each address its name resolves to, in turn), with `keepalive` set on
-/// a TCP socket. The error reads as tokio-postgres's would: `error connecting to server: ...`.
-pub(crate) async fn connect(target: &Target, keepalive: Keepalive) -> Result<Stream, String> {
+/// a TCP socket. As libpq does, each address gets `limit` of its own (the connection string's
+/// `connect_timeout`), and one that does not answer within it is given up for the next; the
+/// name lookup gets `limit` too. Returns the stream and when its address's attempt began, for
+/// the caller to bound the rest of the attempt (TLS, authentication) by the same `limit`. The
+/// error reads as tokio-postgres's would: `error connecting to server: ...`.
+pub(crate) async fn connect(
+    target: &Target,
+    keepalive: Keepalive,
+    limit: Duration,
+) -> Result<(Stream, Instant), String> {
     let failed = |e: io::Error| format!("error connecting to server: {e}");
+    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "timeout expired");
     match &target.addr {
         Host::Tcp(host) => {
-            let addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), target.port))
+            let lookup = tokio::net::lookup_host((host.as_str(), target.port));
+            let addrs: Vec<_> = tokio::time::timeout(limit, lookup)
                 .await
+                .map_err(|_| failed(timed_out()))?
                 .map_err(failed)?
                 .collect();
             let mut last = io::Error::new(
@@ -95,12 +117,14 @@ pub(crate) async fn connect(target: &Target, keepalive: Keepalive) -> Result<Str
                 "could not resolve any addresses",
             );
             for addr in addrs {
-                match TcpStream::connect(addr).await {
-                    Ok(stream) => {
+                let began = Instant::now();
+                match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+                    Ok(Ok(stream)) => {
                         set_options(&stream, keepalive).map_err(failed)?;
-                        return Ok(Stream::Tcp(stream));
+                        return Ok((Stream::Tcp(stream), began));
                     }
-                    Err(e) => last = e,
+                    Ok(Err(e)) => last = e,
+                    Err(_) => last = timed_out(),
                 }
             }
             Err(failed(last))
@@ -108,10 +132,13 @@ pub(crate) async fn connect(target: &Target, keepalive: Keepalive) -> Result<Str
         #[cfg(unix)]
         Host::Unix(dir) => {
             let path = dir.join(format!(".s.PGSQL.{}", target.port));
-            UnixStream::connect(path)
-                .await
-                .map(Stream::Unix)
-                .map_err(failed)
+            let began = Instant::now();
+            match tokio::time::timeout(limit, UnixStream::connect(path)).await {
+                Ok(connected) => connected
+                    .map(|stream| (Stream::Unix(stream), began))
+                    .map_err(failed),
+                Err(_) => Err(failed(timed_out())),
+            }
         }
     }
 }
