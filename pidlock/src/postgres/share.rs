@@ -33,7 +33,7 @@ impl PgLock {
     /// [`release`](Self::release) returns `Ok` but the lock stays held until this process has
     /// closed them all. Drop them before the release, as below. On Linux, an
     /// [`acquire`](Self::acquire) on this object while a copy of the last shared socket is still
-    /// open here is refused at once ([`LockError::AlreadyLocked`] naming this process) rather
+    /// open here is refused at once ([`LockError::AlreadyLocked`](crate::LockError::AlreadyLocked) naming this process) rather
     /// than waiting for itself; another `PgLock` object, or another platform, would wait.
     ///
     /// Unix only. An error if this instance holds no lock, or has lost it.
