@@ -147,8 +147,10 @@ pub enum ForwardError {
     },
     /// What listens at the lock's endpoint is not this user's: on Unix `<path>.sock` is not
     /// a socket file of ours (another user's, a symlink, a regular file), or the process that
-    /// accepted the connection runs as another user. Nothing was sent: the message would go
-    /// to whoever planted it. The real holder, if any, cannot listen there.
+    /// accepted the connection runs as another user; on Windows the process serving the
+    /// lock's named pipe runs as another user (pipe names are global: anyone may create one
+    /// first), or its user cannot be read. Nothing was sent: the message would go to whoever
+    /// planted it. The real holder, if any, cannot listen there.
     #[error("the endpoint of lock file {} is not the holder's: {reason}; nothing was sent", path.display())]
     Untrusted {
         /// The lock file.
@@ -176,6 +178,24 @@ pub enum ForwardError {
     },
 }
 
+/// Why the sender would not talk to what listens at the lock's endpoint: the transport's
+/// `connect` fails with it, and nothing is sent.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Untrusted(String);
+
+/// The reason, if `e` says the endpoint is not our user's.
+fn untrusted(e: &io::Error) -> Option<String> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Untrusted>())
+        .map(|u| u.0.clone())
+}
+
+/// The error a transport's `connect` returns for an endpoint that is not our user's.
+fn untrusted_error(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, Untrusted(why))
+}
+
 /// Sends `message` to whoever holds the lock at `lock_path` and listens, and waits up to
 /// `timeout` for its answer.
 pub(crate) fn send(
@@ -194,8 +214,8 @@ pub(crate) fn send(
     let mut conn = match transport::connect(lock_path, deadline) {
         Ok(conn) => conn,
         Err(e) if is_nobody(&e) => return Err(ForwardError::NotListening { path }),
-        Err(e) if transport::untrusted(&e).is_some() => {
-            let reason = transport::untrusted(&e).unwrap_or_default();
+        Err(e) if untrusted(&e).is_some() => {
+            let reason = untrusted(&e).unwrap_or_default();
             return Err(ForwardError::Untrusted { path, reason });
         }
         Err(e) if is_timeout(&e) => return Err(timed_out(path)),
@@ -743,7 +763,8 @@ impl crate::PidLockFile {
     ///
     /// Only a holder of this user is talked to: if the endpoint is not this user's (on Unix,
     /// `<path>.sock` is not a socket of this user, or the process behind it runs as another
-    /// user), nothing is sent and the result is [`ForwardError::Untrusted`].
+    /// user; on Windows, the process serving the lock's named pipe runs as another user or
+    /// cannot be asked), nothing is sent and the result is [`ForwardError::Untrusted`].
     ///
     /// Call it after [`acquire`](Self::acquire) failed with
     /// [`LockError::AlreadyLocked`](crate::LockError::AlreadyLocked). On

@@ -14,6 +14,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::untrusted_error;
+
 /// The socket's mode: the user's alone.
 const SOCKET_MODE: u32 = 0o600;
 
@@ -167,22 +169,6 @@ fn check_directory(socket: &Path) -> io::Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Why the sender would not talk to what listens at the socket path.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Untrusted(String);
-
-/// The reason, if `e` says the endpoint is not our user's.
-pub(crate) fn untrusted(e: &io::Error) -> Option<String> {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<Untrusted>())
-        .map(|u| u.0.clone())
-}
-
-fn untrusted_error(why: String) -> io::Error {
-    io::Error::new(io::ErrorKind::PermissionDenied, Untrusted(why))
 }
 
 /// Connects to the holder of the lock at `lock`, and only to one of our own user: the socket

@@ -16,6 +16,7 @@ use windows_sys::Win32::Foundation::{
 };
 use windows_sys::Win32::Storage::FileSystem::SECURITY_IDENTIFICATION;
 
+use super::untrusted_error;
 use crate::sys::{self, Backoff, pipe};
 
 /// The pipe for the lock file `id`.
@@ -79,15 +80,37 @@ impl Server {
     }
 }
 
-/// The reason, if `e` says the endpoint is not our user's: never said here (the pipe is
-/// opened for identification only, and its holder is not checked yet).
-pub(crate) fn untrusted(_e: &io::Error) -> Option<String> {
-    None
+/// Connects to the holder of the lock at `lock`, and only to one of our own user: pipe names
+/// are global, so another user may have created the lock's pipe first (with a DACL that lets
+/// us in) to receive every second launch's arguments. The process serving the pipe must run
+/// as our user; when that cannot be read (the process is gone, or will not let us query it),
+/// it is not trusted either.
+pub(crate) fn connect(lock: &Path, deadline: Instant) -> io::Result<Conn> {
+    let name = name_for(lock)?;
+    let conn = connect_to(&name, deadline)?;
+    // On an error `conn` closes unwritten: nothing is sent.
+    trust(&name, pipe::server_user(&conn.file))?;
+    Ok(conn)
 }
 
-/// Connects to the holder of the lock at `lock`.
-pub(crate) fn connect(lock: &Path, deadline: Instant) -> io::Result<Conn> {
-    connect_to(&name_for(lock)?, deadline)
+/// Whether the server of the pipe `name`, as `server_user` read it (its user and PID, or why
+/// they could not be read), may receive our message: only if it runs as our user.
+fn trust(name: &str, server: io::Result<(pipe::Sid, u32)>) -> io::Result<()> {
+    let (sid, pid) = server.map_err(|e| {
+        untrusted_error(format!(
+            "cannot tell which user serves the pipe {name}: {e}"
+        ))
+    })?;
+    match pipe::is_current_user(&sid) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(untrusted_error(format!(
+            "process {pid}, serving the pipe {name}, runs as {}, not as us",
+            sid.to_sddl().unwrap_or_else(|_| "another user".to_owned())
+        ))),
+        Err(e) => Err(untrusted_error(format!(
+            "cannot read our own user to compare with the pipe {name}'s server: {e}"
+        ))),
+    }
 }
 
 fn connect_to(name: &str, deadline: Instant) -> io::Result<Conn> {
@@ -201,4 +224,49 @@ fn wait(backoff: &mut Backoff, deadline: Instant) -> io::Result<()> {
     }
     backoff.wait(deadline);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use windows_sys::Win32::Security::WinLocalSystemSid;
+
+    use super::trust;
+    use crate::forward::untrusted;
+    use crate::sys::pipe::{self, Sid};
+
+    const NAME: &str = r"\\.\pipe\pidlock-test";
+
+    #[test]
+    fn a_pipe_served_by_our_own_user_is_trusted() {
+        let me = pipe::current_user().unwrap();
+        trust(NAME, Ok((me, 42))).unwrap();
+    }
+
+    /// Wine runs every process as one user, so no real pipe can be served by another: the
+    /// decision is fed LocalSystem's SID, as `server_user` would read it from a squatter
+    /// running as LocalSystem.
+    #[test]
+    fn a_pipe_served_by_another_user_is_untrusted() {
+        let system = Sid::well_known(WinLocalSystemSid).unwrap();
+        let e = trust(NAME, Ok((system, 42))).unwrap_err();
+        let reason = untrusted(&e).expect("an Untrusted error");
+        assert!(
+            reason.contains("process 42") && reason.contains("runs as S-1-5-18, not as us"),
+            "{reason}"
+        );
+    }
+
+    /// A server whose user cannot be read (gone, or not ours to query) is not trusted either.
+    #[test]
+    fn a_pipe_whose_server_cannot_be_read_is_untrusted() {
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        let e = trust(NAME, Err(denied)).unwrap_err();
+        let reason = untrusted(&e).expect("an Untrusted error");
+        assert!(
+            reason.contains("cannot tell which user serves the pipe"),
+            "{reason}"
+        );
+    }
 }
