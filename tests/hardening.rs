@@ -37,8 +37,13 @@ impl HelperCopy {
         let scratch = Scratch::new("helper-copy");
         fs::set_permissions(scratch.dir(), fs::Permissions::from_mode(0o755)).unwrap();
         let copy = scratch.path("lock-helper");
-        fs::copy(env!("CARGO_BIN_EXE_lock-helper"), &copy).unwrap();
-        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+        // A hard link where it can be made: a copy is written through a descriptor that a
+        // process forked meanwhile by another test's thread inherits, and exec then fails with
+        // ETXTBSY until that process has exec'd in turn.
+        if fs::hard_link(env!("CARGO_BIN_EXE_lock-helper"), &copy).is_err() {
+            fs::copy(env!("CARGO_BIN_EXE_lock-helper"), &copy).unwrap();
+            fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+        }
         HelperCopy { scratch }
     }
 
