@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::holder::identity;
-use super::session::Session;
-use super::{Holder, PgLock, runtime, session, token};
+use super::{Holder, PgLock, runtime, session, token, wait};
 use crate::error::LockError;
 use crate::loss::LossWatch;
 use crate::owner::{self, Caller};
@@ -87,13 +85,7 @@ impl PgLock {
         let prepared = self.prepared()?;
         let lost_after = self.lost_after;
         let found = runtime::block_on(async move {
-            let session = Session::connect(
-                &prepared.info,
-                prepared.tls.as_ref(),
-                &identity(),
-                lost_after,
-            )
-            .await?;
+            let session = wait::connect(&prepared, lost_after).await?;
             session.holder(key).await
         })
         .map_err(|e| self.failed(e.to_string()))?

@@ -27,18 +27,23 @@ pub(super) struct Job {
     pub(super) first: Option<(Session, String)>,
 }
 
-/// A session, and which server it reached (see `Session::server_identity`).
-pub(super) async fn connect_identified(
-    prepared: &Prepared,
-    lost_after: Duration,
-) -> Result<(Session, String), String> {
-    let session = Session::connect(
+/// A session of this lock's connection string, named after this process.
+pub(super) async fn connect(prepared: &Prepared, lost_after: Duration) -> Result<Session, String> {
+    Session::connect(
         &prepared.info,
         prepared.tls.as_ref(),
         &identity(),
         lost_after,
     )
-    .await?;
+    .await
+}
+
+/// A session, and which server it reached (see `Session::server_identity`).
+pub(super) async fn connect_identified(
+    prepared: &Prepared,
+    lost_after: Duration,
+) -> Result<(Session, String), String> {
+    let session = connect(prepared, lost_after).await?;
     let server = session.server_identity().await?;
     Ok((session, server))
 }
