@@ -20,15 +20,7 @@ fn the_live_waiting_line_is_rewritten_in_place_and_erased_when_the_lock_is_taken
         "{PIDLOCK} run --file {} --wait 60 -- echo taken",
         path.display()
     );
-    let mut script = Reaped(
-        Command::new("script")
-            .args(["--quiet", "--return", "--command", &inner, "/dev/null"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start script(1)"),
-    );
+    let mut script = on_a_pty(&inner);
     let output = chunks_of(script.0.stdout.take().expect("stdout"));
     let mut seen = Vec::new();
     let deadline = Instant::now() + BOUND;
@@ -63,20 +55,14 @@ fn on_a_terminal_ctrl_c_reaches_cmd_once_and_cmd_reads_the_terminal() {
     let path = scratch.path("job.pid");
     // A `read` that the trapped SIGINT interrupts is tried again.
     let job = r#"trap "echo INT" INT; echo ready; until read x; do :; done; echo "got $x""#;
+    // `exec`: no non-interactive shell waits in the foreground group, where the terminal's
+    // SIGINT would end it (dash does, bash does not), and script(1) with it.
     let inner = format!(
-        "{PIDLOCK} run --file {} -- sh -c '{}'",
+        "exec {PIDLOCK} run --file {} -- sh -c '{}'",
         path.display(),
         job.replace('\'', r"'\''")
     );
-    let mut script = Reaped(
-        Command::new("script")
-            .args(["--quiet", "--return", "--command", &inner, "/dev/null"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start script(1)"),
-    );
+    let mut script = on_a_pty(&inner);
     let mut keys = script.0.stdin.take().expect("stdin");
     let output = chunks_of(script.0.stdout.take().expect("stdout"));
     let mut seen = Vec::new();
@@ -113,20 +99,7 @@ struct Shell {
 
 impl Shell {
     fn start() -> Shell {
-        let mut script = Reaped(
-            Command::new("script")
-                .args([
-                    "--quiet",
-                    "--command",
-                    "bash --norc --noprofile -i",
-                    "/dev/null",
-                ])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start script(1)"),
-        );
+        let mut script = on_a_pty("bash --norc --noprofile -i");
         let keys = script.0.stdin.take();
         let output = chunks_of(script.0.stdout.take().expect("stdout"));
         let mut shell = Shell {
@@ -184,13 +157,24 @@ fn ctrl_z_stops_the_job_and_fg_gives_it_the_terminal_back() {
     let path = scratch.path("job.pid");
     let mut shell = Shell::start();
     shell.type_keys(&format!(
-        "{PIDLOCK} run --file {} -- sh -c 'echo re\"\"ady; read x; echo go\"\"t $x'\n",
+        "{PIDLOCK} run --file {} -- sh -c 'echo re\"\"ady $$ e\"\"nd; read x; echo go\"\"t $x'\n",
         path.display()
     ));
-    shell.wait_for("ready", 1);
+    shell.wait_for(" end", 1);
+    let text = String::from_utf8_lossy(&shell.seen).into_owned();
+    let cmd: u32 = text
+        .split("ready ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("CMD's PID in {text:?}"));
     shell.type_keys("\x1a");
     shell.wait_for("Stopped", 1);
     shell.wait_for("PS> ", 2);
+    // The shell shows its prompt once the wrapper has stopped, but CMD, woken in its `read` by
+    // the SIGTSTP, may not have run since: the kernel would still hand it a key typed now,
+    // before it stops. Typing waits until CMD has stopped.
+    wait_until_stopped(cmd);
     shell.type_keys("fg\n");
     // `fg` echoes the command line, which reads now.
     shell.wait_for("sh -c", 3);
@@ -304,21 +288,15 @@ fn on_a_terminal_ctrl_c_reaches_a_program_exactly_once() {
     )
     .expect("write the program");
     // `; true`: the wrapper is the shell's child, not script(1)'s, which would stop itself,
-    // and no longer pass on what is typed, when it sees its child stop.
+    // and no longer pass on what is typed, when it sees its child stop. The shell traps SIGINT
+    // so that the terminal's Ctrl-C does not end it (dash, unlike bash, would die of it); a
+    // trapped signal is reset on exec, so the wrapper gets SIGINT as it would from any shell.
     let inner = format!(
-        "{PIDLOCK} run --file {} -- python3 {}; true",
+        "trap : INT; {PIDLOCK} run --file {} -- python3 {}; true",
         path.display(),
         program.display()
     );
-    let mut script = Reaped(
-        Command::new("script")
-            .args(["--quiet", "--return", "--command", &inner, "/dev/null"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start script(1)"),
-    );
+    let mut script = on_a_pty(&inner);
     let mut keys = script.0.stdin.take().expect("stdin");
     let output = chunks_of(script.0.stdout.take().expect("stdout"));
     let mut seen = Vec::new();
@@ -356,12 +334,28 @@ fn on_a_terminal_ctrl_c_reaches_a_program_exactly_once() {
     assert!(text.contains("total 1 fin"), "{text:?}");
 }
 
+/// Runs `command` under `script(1)` on a new pty, with the test's pipes as the terminal's keys
+/// and screen. script(1) runs it with `$SHELL -c`: `SHELL` is set to `/bin/sh` so that the test
+/// does not depend on the login shell of whoever runs it.
+fn on_a_pty(command: &str) -> Reaped {
+    Reaped(
+        Command::new("script")
+            .args(["--quiet", "--return", "--command", command, "/dev/null"])
+            .env("SHELL", "/bin/sh")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start script(1)"),
+    )
+}
+
 /// Waits (bounded) until `/proc` shows process `pid` stopped: SIGSTOP takes effect when the
 /// process next runs, which the kernel schedules at once.
 fn wait_until_stopped(pid: u32) {
     let deadline = Instant::now() + BOUND;
     loop {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the wrapper");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process");
         let state = stat[stat.rfind(')').expect("a stat line") + 1..]
             .split_whitespace()
             .next();
