@@ -84,37 +84,66 @@ impl PidLockFile {
         Ok(PidLockGuard::new(lock))
     }
 
-    /// One try, without waiting: the lock's guard if it was free, `None` if another holder has it
-    /// (another process, or another instance in this one). The shorthand for
+    /// One try, without waiting: `true` if this instance took the lock, `false` if another
+    /// holder has it (another process, or another instance in this one). The shorthand for
     /// [`acquire`](Self::acquire)`(Some(Duration::ZERO))` that tells "held" apart from an error,
-    /// as `fslock`'s `try_lock` does.
+    /// as `fslock`'s `try_lock` does. Any other failure (a missing directory, a symlink at
+    /// `path`, no permission, this instance holding the lock already) is an `Err`, never a
+    /// `false`.
     ///
-    /// It returns the guard rather than a `bool`: a `bool` that a caller forgets to look at (or
-    /// `?`s away) lets two copies run, while here the only way to run under the lock is to hold
-    /// the `Some`. Any other failure (a missing directory, a symlink at `path`, no permission) is
-    /// an `Err`, never a `None`.
+    /// A `false` must stop the caller from doing the guarded work; [`try_lock`](Self::try_lock)
+    /// returns a guard instead, so that no branch can run without holding it.
     ///
     /// ```
     /// use pidlock::PidLockFile;
     ///
     /// let path = std::env::temp_dir().join(format!("pidlock-doc-try-{}.pid", std::process::id()));
-    /// let Some(guard) = PidLockFile::new(&path).try_acquire()? else {
+    /// let mut lock = PidLockFile::new(&path);
+    /// if !lock.try_acquire()? {
+    ///     eprintln!("another copy is running");
+    ///     return Ok(());
+    /// }
+    /// // Held: a second try, from anywhere, gets `false`.
+    /// assert!(!PidLockFile::new(&path).try_acquire()?);
+    /// lock.release()?;
+    /// assert!(PidLockFile::new(&path).try_acquire()?);
+    /// # Ok::<(), pidlock::Error>(())
+    /// ```
+    #[must_use = "`false` means another holder has the lock: the guarded work must not run"]
+    pub fn try_acquire(&mut self) -> Result<bool, LockError> {
+        // Refused because this very instance holds it: the caller's mistake, not "held".
+        let held_here = self
+            .held
+            .as_ref()
+            .is_some_and(|held| held.owner.is_current());
+        match self.acquire(Some(Duration::ZERO)) {
+            Ok(()) => Ok(true),
+            Err(LockError::AlreadyLocked { .. }) if !held_here => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// One try on `path`, without waiting: a guard that releases the lock when dropped, or
+    /// `None` if another holder has it. [`try_acquire`](Self::try_acquire) as a guard: the only
+    /// way to run under the lock is to hold the `Some`.
+    ///
+    /// ```
+    /// use pidlock::PidLockFile;
+    ///
+    /// let path = std::env::temp_dir().join(format!("pidlock-doc-try-lock-{}.pid", std::process::id()));
+    /// let Some(guard) = PidLockFile::try_lock(&path)? else {
     ///     eprintln!("another copy is running");
     ///     return Ok(());
     /// };
-    /// // Held: a second try, from anywhere, gets `None`.
-    /// assert!(PidLockFile::new(&path).try_acquire()?.is_none());
+    /// assert!(PidLockFile::try_lock(&path)?.is_none());
     /// drop(guard);
-    /// assert!(PidLockFile::new(&path).try_acquire()?.is_some());
+    /// assert!(PidLockFile::try_lock(&path)?.is_some());
     /// # Ok::<(), pidlock::LockError>(())
     /// ```
     #[must_use = "the lock is released as soon as the guard is dropped"]
-    pub fn try_acquire(mut self) -> Result<Option<PidLockGuard>, LockError> {
-        match self.acquire(Some(Duration::ZERO)) {
-            Ok(()) => Ok(Some(PidLockGuard::new(self))),
-            Err(LockError::AlreadyLocked { .. }) => Ok(None),
-            Err(other) => Err(other),
-        }
+    pub fn try_lock(path: impl Into<PathBuf>) -> Result<Option<PidLockGuard>, LockError> {
+        let mut lock = PidLockFile::new(path);
+        Ok(lock.try_acquire()?.then(|| PidLockGuard::new(lock)))
     }
 
     /// The lock file's path, as given to [`new`](Self::new).

@@ -90,6 +90,47 @@ impl PgLock {
         Ok(PgLockGuard::new(lock))
     }
 
+    /// One try, without waiting: `true` if this instance took the lock, `false` if another
+    /// holder has it. The shorthand for [`acquire`](Self::acquire)`(Some(Duration::ZERO))`;
+    /// any other failure (the server unreachable, this instance holding the lock already) is
+    /// an `Err`, never a `false`.
+    ///
+    /// ```no_run
+    /// let mut lock = pidlock::PgLock::new("postgres://db.internal/app", "nightly-report");
+    /// if !lock.try_acquire()? {
+    ///     println!("running elsewhere");
+    /// }
+    /// # Ok::<(), pidlock::LockError>(())
+    /// ```
+    #[must_use = "`false` means another holder has the lock: the guarded work must not run"]
+    pub fn try_acquire(&mut self) -> Result<bool, LockError> {
+        match self.acquire(Some(Duration::ZERO)) {
+            Ok(()) => Ok(true),
+            Err(LockError::AlreadyLocked { .. }) if !self.i_am_locking() => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// One try on `name`, without waiting: a guard that releases the lock when dropped, or
+    /// `None` if another holder has it.
+    ///
+    /// ```no_run
+    /// let Some(guard) = pidlock::PgLock::try_lock("postgres://db.internal/app", "nightly-report")? else {
+    ///     println!("running elsewhere");
+    ///     return Ok(());
+    /// };
+    /// println!("fencing token {}", guard.fencing_token());
+    /// # Ok::<(), pidlock::LockError>(())
+    /// ```
+    #[must_use = "the lock is released as soon as the guard is dropped"]
+    pub fn try_lock(
+        conninfo: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Result<Option<PgLockGuard>, LockError> {
+        let mut lock = PgLock::new(conninfo, name);
+        Ok(lock.try_acquire()?.then(|| PgLockGuard::new(lock)))
+    }
+
     /// How long a holder cut off from the server without a word (a partition) keeps believing
     /// it holds the lock: at most this long after the server last answered it, it reports the
     /// loss. The server frees such a holder's lock no sooner than twice this long after it last
