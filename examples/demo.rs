@@ -18,13 +18,13 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 
-use pidlock::PidLockFile;
+use pidlockfile::PidLockFile;
 
 mod app {
     use std::io::BufRead;
 
     /// The program itself. A conflict prints one line and exits with status 1.
-    #[pidlock::single_instance(path = super::instance_path())]
+    #[pidlockfile::single_instance(path = super::instance_path())]
     pub fn main() {
         println!("running as pid {}", std::process::id());
         // Run until the narrator says stop (or closes our stdin).

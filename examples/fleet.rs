@@ -21,7 +21,7 @@ mod app {
 
     /// The program itself: a conflict prints one line and exits with status 1; losing the lock
     /// while running (the server restarts, the network fails) prints one line and exits too.
-    #[pidlock::single_instance(
+    #[pidlockfile::single_instance(
         postgres = std::env::var("DATABASE_URL").unwrap_or_default(),
         name = "fleet-demo"
     )]
@@ -68,8 +68,9 @@ fn main() {
     println!("== fencing tokens only grow, across holders and hosts");
     let mut last = 0;
     for round in 1..=3 {
-        let guard = pidlock::PgLock::lock(&url, "fleet-demo-report", Some(Duration::from_secs(5)))
-            .expect("the lock is free");
+        let guard =
+            pidlockfile::PgLock::lock(&url, "fleet-demo-report", Some(Duration::from_secs(5)))
+                .expect("the lock is free");
         let token = guard.fencing_token();
         println!(
             "   holder {round}: fencing token {token} (> {last}: writes with {last} are refused)"

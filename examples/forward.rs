@@ -17,9 +17,9 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use pidlock::SecondInstance;
+use pidlockfile::SecondInstance;
 
-/// Runs in the first copy, on pidlock's listener thread, once per second launch.
+/// Runs in the first copy, on pidlockfile's listener thread, once per second launch.
 fn open(SecondInstance { args, cwd, pid, .. }: SecondInstance) {
     println!("opening {args:?} (from pid {pid}, in {})", cwd.display());
     if let Some(opened) = OPENED.get() {
@@ -30,7 +30,7 @@ fn open(SecondInstance { args, cwd, pid, .. }: SecondInstance) {
 /// Tells `main` that a message was handled (the self-demonstration waits for one).
 static OPENED: OnceLock<Mutex<Sender<()>>> = OnceLock::new();
 
-#[pidlock::single_instance(path = std::env::temp_dir().join("pidlock-example-forward.pid"), forward = open)]
+#[pidlockfile::single_instance(path = std::env::temp_dir().join("pidlock-example-forward.pid"), forward = open)]
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     println!("running as pid {}, opening {args:?}", std::process::id());

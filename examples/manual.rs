@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use pidlock::{LockError, PidLockFile, UnlockError};
+use pidlockfile::{LockError, PidLockFile, UnlockError};
 
-fn main() -> Result<(), pidlock::Error> {
+fn main() -> Result<(), pidlockfile::Error> {
     let path =
         std::env::temp_dir().join(format!("pidlock-example-manual-{}.pid", std::process::id()));
     let mut lock = PidLockFile::new(&path);

@@ -8,7 +8,7 @@
 
 use std::error::Error;
 
-#[pidlock::single_instance(path = std::env::temp_dir().join("pidlock-example-result.pid"))]
+#[pidlockfile::single_instance(path = std::env::temp_dir().join("pidlock-example-result.pid"))]
 fn main() -> Result<(), Box<dyn Error>> {
     let config: u32 = "8080".parse()?;
     println!(

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 #[tokio::main]
-#[pidlock::single_instance(path = std::env::temp_dir().join("pidlock-example-tokio.pid"), timeout = 10)]
+#[pidlockfile::single_instance(path = std::env::temp_dir().join("pidlock-example-tokio.pid"), timeout = 10)]
 async fn main() {
     let tasks: Vec<_> = (1..=3)
         .map(|n| {

@@ -17,7 +17,7 @@ fn lock_path() -> std::path::PathBuf {
 
 mod app {
     /// Waits up to 10 s for the lock, then runs.
-    #[pidlock::single_instance(path = super::lock_path(), timeout = 10)]
+    #[pidlockfile::single_instance(path = super::lock_path(), timeout = 10)]
     pub fn main(started: std::time::Instant) {
         println!("got the lock after {:?}", started.elapsed());
     }
@@ -27,7 +27,7 @@ fn main() -> std::io::Result<()> {
     if std::env::args().any(|a| a == "--hold") {
         // The other instance: hold the lock for half a second.
         let _guard =
-            pidlock::PidLockFile::lock(lock_path(), None).map_err(std::io::Error::other)?;
+            pidlockfile::PidLockFile::lock(lock_path(), None).map_err(std::io::Error::other)?;
         println!("holding");
         std::thread::sleep(Duration::from_millis(500));
         return Ok(());

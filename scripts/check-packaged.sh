@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-runtime=pidlock
-macros=pidlock-macros
+runtime=pidlockfile
+macros=pidlockfile-macros
 runtime_dir=$(ls -d "target/package/$runtime"-[0-9]* | head -1)
 macros_dir=$(ls -d "target/package/$macros"-[0-9]* | head -1)
 

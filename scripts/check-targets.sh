@@ -13,6 +13,6 @@ targets=(x86_64-apple-darwin aarch64-apple-darwin x86_64-unknown-freebsd
 rustup target add "${targets[@]}"
 for target in "${targets[@]}"; do
     echo "== $target"
-    cargo clippy -p pidlock --features macros --target "$target" -- -D warnings
+    cargo clippy -p pidlockfile --features macros --target "$target" -- -D warnings
 done
 echo "all targets check"

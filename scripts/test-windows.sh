@@ -71,11 +71,11 @@ tests=(--test seed_contract --test windows --test contention --test single_insta
 
 echo "== cargo build (tests and fixture binaries for $target)"
 cargo test --target "$target" -p pidlock-tests "${tests[@]}" --no-run
-cargo test --target "$target" -p pidlock --lib --no-run
+cargo test --target "$target" -p pidlockfile --lib --no-run
 
 log="$work/test.log"
 echo "== cargo test under Wine"
-timeout 900 cargo test --target "$target" -p pidlock --lib 2>&1 | tee "$log"
+timeout 900 cargo test --target "$target" -p pidlockfile --lib 2>&1 | tee "$log"
 timeout 900 cargo test --target "$target" -p pidlock-tests "${tests[@]}" 2>&1 | tee -a "$log"
 
 # Each test binary must have run and passed: a binary that ran no tests, or failed to start

@@ -10,7 +10,7 @@ use std::fs;
 use std::sync::mpsc;
 
 use common::{PATIENCE, Proc, Scratch, now_ns};
-use pidlock::PidLockFile;
+use pidlockfile::PidLockFile;
 
 const PROCESSES: usize = 8;
 #[cfg(unix)]

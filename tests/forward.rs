@@ -545,7 +545,7 @@ fn garbage_and_half_frames_from_raw_clients_are_dropped_and_serving_goes_on() {
     let reply = answer(raw);
     assert_eq!(&reply[..4], b"PLSA");
     assert_eq!(reply[5], 1, "malformed");
-    holder.wait_for_log("does not start like a pidlock message");
+    holder.wait_for_log("does not start like a pidlockfile message");
 
     // A header announcing 2 MiB.
     let mut raw = raw_client(&lock);
@@ -619,7 +619,7 @@ fn a_holder_leaving_while_a_second_instance_connects_hands_it_the_lock() {
     let lock = scratch.path("app.pid");
     // Play the holder in this process: hold the lock, accept the connection, then release
     // and hang up without an answer, as a holder exiting at that moment does.
-    let mut held = pidlock::PidLockFile::new(&lock);
+    let mut held = pidlockfile::PidLockFile::new(&lock);
     held.acquire(Some(std::time::Duration::ZERO)).unwrap();
     let listener = UnixListener::bind(socket(&lock)).unwrap();
     let mut second = Proc::spawn(command(FORWARD, &lock, &os(&["racing"])));
@@ -630,7 +630,7 @@ fn a_holder_leaving_while_a_second_instance_connects_hands_it_the_lock() {
     // The second instance tries the lock once more, and holds it now.
     let line = second.next_report();
     assert!(line.starts_with("holding "), "{line}");
-    assert!(pidlock::PidLockFile::new(&lock).is_locked());
+    assert!(pidlockfile::PidLockFile::new(&lock).is_locked());
     // And listens: a third launch is handed to it.
     let (status, out) = self::second(FORWARD, &lock, &os(&["third"]));
     assert!(status.success(), "{out:?}");
@@ -983,7 +983,7 @@ fn frame(pid: u32, args: &[&str]) -> Vec<u8> {
 #[test]
 #[cfg(target_os = "linux")]
 fn a_holder_that_has_begun_its_release_never_answers_accepted() {
-    use pidlock::{PidLockFile, SecondInstance};
+    use pidlockfile::{PidLockFile, SecondInstance};
     let scratch = Scratch::new("forward-release-race");
     let lock = scratch.path("app.pid");
     let (tx, rx) = std::sync::mpsc::channel();
@@ -1099,7 +1099,7 @@ fn a_holder_that_cannot_listen_leaves_the_second_launch_exactly_as_without_forwa
 fn a_refusal_by_a_listening_holder_gets_a_note_unless_quiet() {
     let scratch = Scratch::new("forward-refusal-note");
     let lock = scratch.path("app.pid");
-    let mut held = pidlock::PidLockFile::new(&lock);
+    let mut held = pidlockfile::PidLockFile::new(&lock);
     held.acquire(Some(Duration::ZERO)).unwrap();
     // A listener of ours that refuses every message ("could not read it").
     let listener = UnixListener::bind(socket(&lock)).unwrap();
@@ -1147,11 +1147,11 @@ fn silent_connections_do_not_hold_a_real_sender_back() {
 #[test]
 #[cfg(target_os = "linux")]
 fn an_async_handler_handles_every_message_accepted_before_the_body_returned() {
-    use pidlock::__private::{Options, acquire, forward_async};
+    use pidlockfile::__private::{Options, acquire, forward_async};
     let scratch = Scratch::new("forward-async-finish");
     let lock = scratch.path("app.pid");
     let (tx, rx) = std::sync::mpsc::channel();
-    let (forward, pump) = forward_async(move |m: pidlock::SecondInstance| {
+    let (forward, pump) = forward_async(move |m: pidlockfile::SecondInstance| {
         let tx = tx.clone();
         async move {
             let _ = tx.send(m.args);

@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{PATIENCE, Proc, Scratch, wait_until_sleeping};
-use pidlock::{LockError, PidLockFile};
+use pidlockfile::{LockError, PidLockFile};
 
 /// The unprivileged user the tests that need "another user" run as.
 const NOBODY: u32 = 65534;
@@ -587,7 +587,7 @@ fn h16_after_taking_over_a_crashed_holders_file_only_the_pid_file_is_locked() {
 }
 
 /// The process identity's private memfd (see `sys/marker.rs`), which every process that uses
-/// pidlock keeps open with a record lock on it: not a lock file.
+/// pidlockfile keeps open with a record lock on it: not a lock file.
 const IDENTITY_MEMFD: &str = "/memfd:pidlock-process-identity";
 
 /// The unlinked files process `pid` has open, other than the inode `keep` (0: none kept) and
@@ -747,7 +747,7 @@ fn h18_is_locked_on_a_free_file_does_not_touch_it() {
 
 // What an adversarial review of the fixes above found, each pinned too.
 
-/// A child forked while other threads take and release locks never hangs in pidlock: the
+/// A child forked while other threads take and release locks never hangs in pidlockfile: the
 /// state it inherits may be locked by a thread that was not copied.
 #[test]
 fn review_a_child_forked_while_threads_use_pidlock_never_hangs() {
@@ -793,7 +793,7 @@ fn review_a_long_lock_table_never_makes_a_held_lock_look_free() {
         let mut lock = lock;
         assert!(matches!(
             lock.release(),
-            Err(pidlock::UnlockError::NotMyLock { .. })
+            Err(pidlockfile::UnlockError::NotMyLock { .. })
         ));
     }
     drop(queued);
@@ -917,28 +917,28 @@ fn async_path() -> std::path::PathBuf {
     )
 }
 
-#[pidlock::single_instance(path = async_path(), timeout = "forever", quiet)]
-async fn outer_task() -> Result<Result<(), pidlock::Error>, pidlock::Error> {
+#[pidlockfile::single_instance(path = async_path(), timeout = "forever", quiet)]
+async fn outer_task() -> Result<Result<(), pidlockfile::Error>, pidlockfile::Error> {
     Ok(inner_task().await)
 }
 
-#[pidlock::single_instance(path = async_path(), timeout = "forever", quiet)]
-async fn inner_task() -> Result<(), pidlock::Error> {
+#[pidlockfile::single_instance(path = async_path(), timeout = "forever", quiet)]
+async fn inner_task() -> Result<(), pidlockfile::Error> {
     Ok(())
 }
 
-#[pidlock::single_instance(path = async_path(), timeout = "forever", quiet)]
-fn inner_plain() -> Result<(), pidlock::Error> {
+#[pidlockfile::single_instance(path = async_path(), timeout = "forever", quiet)]
+fn inner_plain() -> Result<(), pidlockfile::Error> {
     Ok(())
 }
 
-#[pidlock::single_instance(path = async_path(), timeout = "forever", quiet)]
-async fn outer_calling_plain() -> Result<Result<(), pidlock::Error>, pidlock::Error> {
+#[pidlockfile::single_instance(path = async_path(), timeout = "forever", quiet)]
+async fn outer_calling_plain() -> Result<Result<(), pidlockfile::Error>, pidlockfile::Error> {
     Ok(inner_plain())
 }
 
-#[pidlock::single_instance(path = async_path(), timeout = "forever", quiet)]
-fn plain_running_a_runtime() -> Result<Result<(), pidlock::Error>, pidlock::Error> {
+#[pidlockfile::single_instance(path = async_path(), timeout = "forever", quiet)]
+fn plain_running_a_runtime() -> Result<Result<(), pidlockfile::Error>, pidlockfile::Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -957,7 +957,7 @@ fn review_an_async_fn_never_waits_for_itself() {
             .build()
             .unwrap();
         let me = Some(process::id());
-        let is_mine = |r: &Result<(), pidlock::Error>| matches!(r, Err(pidlock::Error::Lock(LockError::AlreadyLocked { pid, .. })) if *pid == me);
+        let is_mine = |r: &Result<(), pidlockfile::Error>| matches!(r, Err(pidlockfile::Error::Lock(LockError::AlreadyLocked { pid, .. })) if *pid == me);
         let mut outcomes = Vec::new();
         for contended in [false, true] {
             // Contended: someone else holds the lock when `outer` starts, so `outer` gets it
@@ -987,7 +987,7 @@ fn review_an_async_fn_never_waits_for_itself() {
     let me = Some(process::id());
     let nested = bounded(|| plain_running_a_runtime().unwrap());
     assert!(
-        matches!(&nested, Err(pidlock::Error::Lock(LockError::AlreadyLocked { pid, .. })) if *pid == me),
+        matches!(&nested, Err(pidlockfile::Error::Lock(LockError::AlreadyLocked { pid, .. })) if *pid == me),
         "{nested:?}"
     );
 }
@@ -1271,8 +1271,8 @@ fn pinned_path() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("pidlock-h19-pinned-{}.pid", process::id()))
 }
 
-#[pidlock::single_instance(path = pinned_path(), timeout = "forever", quiet)]
-fn guarded_calling_the_runtime_api() -> Result<Result<(), LockError>, pidlock::Error> {
+#[pidlockfile::single_instance(path = pinned_path(), timeout = "forever", quiet)]
+fn guarded_calling_the_runtime_api() -> Result<Result<(), LockError>, pidlockfile::Error> {
     let mut again = PidLockFile::new(pinned_path());
     Ok(again.acquire(None))
 }
@@ -1296,7 +1296,7 @@ fn h19_the_body_of_a_guarded_function_waiting_for_its_own_lock_is_refused_at_onc
 fn h19_the_lock_and_its_guard_stay_send() {
     fn send<T: Send + Sync>() {}
     send::<PidLockFile>();
-    send::<pidlock::PidLockGuard>();
+    send::<pidlockfile::PidLockGuard>();
 }
 
 /// Waiters that name the lock by a relative path hand it over as with an absolute one: the

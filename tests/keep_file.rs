@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 
 use common::{PATIENCE, Scratch};
-use pidlock::{LockError, PidLockFile};
+use pidlockfile::{LockError, PidLockFile};
 
 fn flock_n(path: &std::path::Path) -> i32 {
     Command::new("flock")

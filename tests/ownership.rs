@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pidlock::{LockError, PidLockFile};
+use pidlockfile::{LockError, PidLockFile};
 
 mod common;
 
@@ -70,7 +70,7 @@ fn run_role(name: &str) -> Vec<String> {
     states
 }
 
-/// The descriptor number of pidlock's process mark in this process.
+/// The descriptor number of pidlockfile's process mark in this process.
 fn mark_fd() -> Option<i32> {
     fs::read_dir("/proc/self/fd").ok()?.flatten().find_map(|e| {
         let link = fs::read_link(e.path()).ok()?;
@@ -105,7 +105,7 @@ enum Nested {
 }
 
 /// Hides `/proc` from this process (a private mount namespace with `/proc` detached), and
-/// makes the first pidlock call at the descriptor limit, so that no mark can be made then.
+/// makes the first pidlockfile call at the descriptor limit, so that no mark can be made then.
 fn first_use_at_limit_without_proc(path: &Path) {
     unsafe {
         assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0);
@@ -407,13 +407,13 @@ fn guarded_path() -> PathBuf {
     role_path()
 }
 
-#[pidlock::single_instance(path = guarded_path(), timeout = "forever", quiet)]
-fn inner() -> Result<(), pidlock::Error> {
+#[pidlockfile::single_instance(path = guarded_path(), timeout = "forever", quiet)]
+fn inner() -> Result<(), pidlockfile::Error> {
     Ok(())
 }
 
-#[pidlock::single_instance(path = guarded_path(), timeout = "forever", quiet)]
-fn outer() -> Result<(), pidlock::Error> {
+#[pidlockfile::single_instance(path = guarded_path(), timeout = "forever", quiet)]
+fn outer() -> Result<(), pidlockfile::Error> {
     let mark = mark_fd().unwrap();
     drop(fs::File::open(format!("/proc/self/fd/{mark}")).unwrap());
     inner()
@@ -489,8 +489,8 @@ fn task_path() -> PathBuf {
     std::env::temp_dir().join(format!("pidlock-ownership-task-{}.pid", std::process::id()))
 }
 
-#[pidlock::single_instance(path = task_path(), timeout = "forever", quiet)]
-async fn guarded_task() -> Result<(), pidlock::Error> {
+#[pidlockfile::single_instance(path = task_path(), timeout = "forever", quiet)]
+async fn guarded_task() -> Result<(), pidlockfile::Error> {
     Gate.await;
     Ok(())
 }

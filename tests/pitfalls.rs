@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{Proc, Scratch, now_ns};
-use pidlock::{LockError, PidLockFile, UnlockError};
+use pidlockfile::{LockError, PidLockFile, UnlockError};
 use rustix::process::{Pid, Signal, kill_process};
 
 fn s(path: &Path) -> &str {

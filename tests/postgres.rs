@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::{Proc, now_ns};
 use pg_support::Cluster;
-use pidlock::{LockError, PgLock, UnlockError};
+use pidlockfile::{LockError, PgLock, UnlockError};
 
 /// A lock name of its own for each test, so that tests running at once never meet.
 fn unique(name: &str) -> String {
@@ -82,7 +82,7 @@ impl Admin {
         }
     }
 
-    /// Terminates the sessions whose `application_name` is pidlock's for `pid`; returns how
+    /// Terminates the sessions whose `application_name` is pidlockfile's for `pid`; returns how
     /// many it terminated.
     fn terminate(&mut self, pid: u32) -> i64 {
         let sql = format!(
@@ -695,15 +695,15 @@ fn the_environment_fills_in_the_connection_string() {
     assert_eq!(PgLock::new(pg.url(), &name).read_pid(), Some(holder.id()));
 }
 
-#[pidlock::single_instance(postgres = url, name = name, timeout = "forever", quiet)]
-fn inner_plain(url: &str, name: &str) -> Result<(), pidlock::Error> {
+#[pidlockfile::single_instance(postgres = url, name = name, timeout = "forever", quiet)]
+fn inner_plain(url: &str, name: &str) -> Result<(), pidlockfile::Error> {
     Ok(())
 }
 
-#[pidlock::single_instance(postgres = url, name = name, timeout = "forever", quiet)]
-fn outer_plain(url: &str, name: &str) -> Result<(), pidlock::Error> {
+#[pidlockfile::single_instance(postgres = url, name = name, timeout = "forever", quiet)]
+fn outer_plain(url: &str, name: &str) -> Result<(), pidlockfile::Error> {
     match inner_plain(url, name) {
-        Err(pidlock::Error::Lock(LockError::AlreadyLocked { pid, .. })) => {
+        Err(pidlockfile::Error::Lock(LockError::AlreadyLocked { pid, .. })) => {
             assert_eq!(pid, Some(std::process::id()));
             Ok(())
         }
@@ -711,15 +711,15 @@ fn outer_plain(url: &str, name: &str) -> Result<(), pidlock::Error> {
     }
 }
 
-#[pidlock::single_instance(postgres = url, name = name, timeout = "forever", quiet)]
-async fn inner_async(url: &str, name: &str) -> Result<(), pidlock::Error> {
+#[pidlockfile::single_instance(postgres = url, name = name, timeout = "forever", quiet)]
+async fn inner_async(url: &str, name: &str) -> Result<(), pidlockfile::Error> {
     Ok(())
 }
 
-#[pidlock::single_instance(postgres = url, name = name, timeout = "forever", quiet)]
-async fn outer_async(url: &str, name: &str) -> Result<(), pidlock::Error> {
+#[pidlockfile::single_instance(postgres = url, name = name, timeout = "forever", quiet)]
+async fn outer_async(url: &str, name: &str) -> Result<(), pidlockfile::Error> {
     match inner_async(url, name).await {
-        Err(pidlock::Error::Lock(LockError::AlreadyLocked { pid, .. })) => {
+        Err(pidlockfile::Error::Lock(LockError::AlreadyLocked { pid, .. })) => {
             assert_eq!(pid, Some(std::process::id()));
             Ok(())
         }
@@ -833,8 +833,8 @@ fn review_a_forked_child_can_use_a_pglock_of_its_own() {
     assert_eq!(child.wait().code(), Some(0));
 }
 
-#[pidlock::single_instance(postgres = url, name = name, timeout = "forever", quiet)]
-async fn waits_forever(url: &str, name: &str) -> Result<(), pidlock::Error> {
+#[pidlockfile::single_instance(postgres = url, name = name, timeout = "forever", quiet)]
+async fn waits_forever(url: &str, name: &str) -> Result<(), pidlockfile::Error> {
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! The connection code pidlock owns (socket.rs), against libpq (from the review of issue 14).
+//! The connection code pidlockfile owns (socket.rs), against libpq (from the review of issue 14).
 #![cfg(unix)]
 #![allow(clippy::unwrap_used)]
 
@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::process::Command;
 use std::time::Duration;
 
-use pidlock::PgLock;
+use pidlockfile::PgLock;
 
 /// A port on 127.0.0.2 that drops every SYN (its accept queue is full and never drained): a
 /// host that does not answer, on loopback. Kept open while the returned descriptors live.
@@ -66,9 +66,9 @@ fn connect_timeout_is_per_host_as_in_libpq() {
     );
 }
 
-/// libpq (and tokio-postgres, which pidlock used to connect with before 8b6241e) refuse a
+/// libpq (and tokio-postgres, which pidlockfile used to connect with before 8b6241e) refuse a
 /// string whose `host` and `hostaddr` lists differ in length: "could not match 2 host names to
-/// 1 hostaddr values". So does pidlock's own `targets()` (it used to pair them up silently),
+/// 1 hostaddr values". So does pidlockfile's own `targets()` (it used to pair them up silently),
 /// and the message names no secret.
 #[test]
 fn host_and_hostaddr_lists_of_different_lengths_are_refused_as_in_libpq() {

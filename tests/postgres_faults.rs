@@ -258,7 +258,7 @@ fn review_a_waiter_rides_out_two_outages_in_a_row() {
     };
     // A holder that survives restarts: a prepared transaction's advisory lock.
     let name = format!("outages-{}", std::process::id());
-    let key = pidlock::PgLock::new("", &name).key();
+    let key = pidlockfile::PgLock::new("", &name).key();
     let gid = format!("pidlock-outages-{}", std::process::id());
     pg.psql_all(&[
         "BEGIN",
@@ -286,7 +286,7 @@ fn review_a_holder_whose_server_stops_answering_is_told_in_bounded_time() {
     };
     let name = format!("stopped-{}", std::process::id());
     let conninfo = format!("{}?connect_timeout=2", pg.url());
-    let mut lock = pidlock::PgLock::new(&conninfo, &name).lost_after(Duration::from_secs(2));
+    let mut lock = pidlockfile::PgLock::new(&conninfo, &name).lost_after(Duration::from_secs(2));
     lock.acquire(Some(Duration::ZERO)).unwrap();
     let me = std::process::id();
     let backends = pg.backends(&format!("pidlock {me}@"));

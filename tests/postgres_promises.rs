@@ -16,7 +16,7 @@ use std::thread;
 use std::time::Duration;
 
 use pg_support::Cluster;
-use pidlock::{LockError, PgLock};
+use pidlockfile::{LockError, PgLock};
 
 /// A lock name of its own for each test, so that tests running at once never meet.
 fn unique(name: &str) -> String {
@@ -179,35 +179,35 @@ fn a_lock_lost_to_a_silent_server_is_freed_when_the_link_heals() {
 
 /// A guarded function that takes `name` on `conninfo` and returns at once: a nested call in
 /// a guarded body (or task) is refused at once if that body holds the lock already.
-#[pidlock::single_instance(postgres = conninfo, name = name, timeout = 10, quiet)]
-fn guarded(conninfo: &str, name: &str) -> Result<(), pidlock::Error> {
+#[pidlockfile::single_instance(postgres = conninfo, name = name, timeout = 10, quiet)]
+fn guarded(conninfo: &str, name: &str) -> Result<(), pidlockfile::Error> {
     Ok(())
 }
 
 /// Holds `name` on `holding` in a guarded body, and calls [`guarded`] for each of `others`
 /// from inside it.
-#[pidlock::single_instance(postgres = holding, name = name, timeout = 10, quiet)]
+#[pidlockfile::single_instance(postgres = holding, name = name, timeout = 10, quiet)]
 fn holding_then(
     holding: &str,
     others: &[String],
     name: &str,
-) -> Result<Vec<Result<(), pidlock::Error>>, pidlock::Error> {
+) -> Result<Vec<Result<(), pidlockfile::Error>>, pidlockfile::Error> {
     Ok(others.iter().map(|other| guarded(other, name)).collect())
 }
 
 /// [`guarded`] for an async task.
-#[pidlock::single_instance(postgres = conninfo, name = name, timeout = 10, quiet)]
-async fn guarded_task(conninfo: &str, name: &str) -> Result<(), pidlock::Error> {
+#[pidlockfile::single_instance(postgres = conninfo, name = name, timeout = 10, quiet)]
+async fn guarded_task(conninfo: &str, name: &str) -> Result<(), pidlockfile::Error> {
     Ok(())
 }
 
 /// [`holding_then`] for an async task: the nested calls are awaited by the task that holds.
-#[pidlock::single_instance(postgres = holding, name = name, timeout = 10, quiet)]
+#[pidlockfile::single_instance(postgres = holding, name = name, timeout = 10, quiet)]
 async fn holding_then_task(
     holding: &str,
     others: &[String],
     name: &str,
-) -> Result<Vec<Result<(), pidlock::Error>>, pidlock::Error> {
+) -> Result<Vec<Result<(), pidlockfile::Error>>, pidlockfile::Error> {
     let mut results = Vec::new();
     for other in others {
         results.push(guarded_task(other, name).await);
@@ -221,7 +221,7 @@ fn nested_both_ways(
     holding: &str,
     others: &[String],
     name: &str,
-) -> Vec<(String, Result<(), pidlock::Error>)> {
+) -> Vec<(String, Result<(), pidlockfile::Error>)> {
     // The task first: its check must decide for a spelling this process has never connected
     // with (nothing to go by but what the session reached).
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -243,10 +243,10 @@ fn nested_both_ways(
 
 /// Whether `outcome` is "refused at once as its own": `AlreadyLocked` naming this process,
 /// never a `LockTimeout` after waiting for itself.
-fn refused_as_its_own(outcome: &Result<(), pidlock::Error>) -> bool {
+fn refused_as_its_own(outcome: &Result<(), pidlockfile::Error>) -> bool {
     matches!(
         outcome,
-        Err(pidlock::Error::Lock(LockError::AlreadyLocked { pid, .. }))
+        Err(pidlockfile::Error::Lock(LockError::AlreadyLocked { pid, .. }))
             if *pid == Some(std::process::id())
     )
 }
@@ -373,7 +373,7 @@ fn a_guard_moved_to_another_thread_is_waited_for_like_any_holder() {
     let name = unique("moved-guard");
     let guard = PgLock::lock(&url, &name, Some(BOUND)).unwrap();
     // The guard moves to a keeper thread, which lets go once this thread waits for it.
-    let (give, take_guard) = mpsc::channel::<pidlock::PgLockGuard>();
+    let (give, take_guard) = mpsc::channel::<pidlockfile::PgLockGuard>();
     let keeper = thread::spawn(move || {
         let guard = take_guard.recv_timeout(BOUND).unwrap();
         let deadline = std::time::Instant::now() + BOUND;
@@ -659,7 +659,7 @@ fn a_fencing_token_never_repeats_after_a_failover_to_a_synchronous_standby() {
 }
 
 /// `target_session_attrs=read-write` skips a standby listed first and takes the lock on the
-/// primary: the session's socket is made by pidlock, host by host, as libpq does.
+/// primary: the session's socket is made by pidlockfile, host by host, as libpq does.
 #[test]
 fn read_write_skips_a_standby_for_the_primary() {
     let Some(primary) = pg_support::own_cluster("127.0.0.1", None, "") else {
@@ -803,7 +803,7 @@ fn several_hosts_with_one_port_in_each_form() {
 /// A lock lost because its fencing token could not be made (its commit waits for a
 /// synchronous standby that is gone) lets go on the server too: the backend stuck in
 /// `SyncRep` gets a cancel request, and the next holder gets in. The request goes the way the
-/// session went, on a socket pidlock opens itself (tokio-postgres knows no host for a session
+/// session went, on a socket pidlockfile opens itself (tokio-postgres knows no host for a session
 /// over a socket of ours): plain TCP, TLS (`verify-full`, so by the certificate's name), and
 /// the Unix socket.
 #[test]
@@ -850,7 +850,7 @@ fn a_lock_lost_by_its_token_lets_go_on_the_server() {
         let taken = taker.join().unwrap();
         let stuck = pg.psql(
             "SELECT count(*) FROM pg_stat_activity \
-             WHERE application_name LIKE 'pidlock %' AND wait_event = 'SyncRep'",
+             WHERE application_name LIKE 'pidlockfile %' AND wait_event = 'SyncRep'",
         );
         drop(holder);
         let other =

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use pidlock::{LockError, PgLock};
+use pidlockfile::{LockError, PgLock};
 
 fn unique(name: &str) -> String {
     format!("{name}-{}", std::process::id())

@@ -1,4 +1,4 @@
-//! The cases of the seed's `caterpillar.locking.PIDLockFile` contract, with pidlock's fixes.
+//! The cases of the seed's `caterpillar.locking.PIDLockFile` contract, with pidlockfile's fixes.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::{PATIENCE, Proc, Scratch};
-use pidlock::{Error, LockError, PidLockFile, PidLockGuard, UnlockError};
+use pidlockfile::{Error, LockError, PidLockFile, PidLockGuard, UnlockError};
 
 #[test]
 fn a_fresh_lock_is_not_locked() {

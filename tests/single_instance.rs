@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{Proc, Scratch};
-use pidlock::PidLockFile;
+use pidlockfile::PidLockFile;
 
 fn start(bin: &str, lock: &Path) -> Proc {
     start_with(bin, lock, &[])
@@ -125,7 +125,7 @@ fn a_result_main_returns_the_conflict_as_its_error() {
         "std reports an Err from main with status 1"
     );
     assert!(!output.iter().any(|l| l.starts_with("running")));
-    // One line, the error's sentence: pidlock's errors print it from `Debug` too, which is
+    // One line, the error's sentence: pidlockfile's errors print it from `Debug` too, which is
     // what std uses for an `Err` returned from `main`.
     assert_eq!(
         stderr_lines(&output),

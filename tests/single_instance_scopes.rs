@@ -7,7 +7,7 @@ use std::panic;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use pidlock::PidLockFile;
+use pidlockfile::PidLockFile;
 
 fn path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("pidlock-scopes-{name}-{}.pid", std::process::id()))
@@ -17,7 +17,7 @@ fn held(name: &str) -> bool {
     PidLockFile::new(path(name)).is_locked()
 }
 
-#[pidlock::single_instance(path = path("early"))]
+#[pidlockfile::single_instance(path = path("early"))]
 fn early_return(early: bool) -> u32 {
     assert!(held("early"));
     if early {
@@ -34,7 +34,7 @@ fn released_after_normal_and_early_returns() {
     assert!(!held("early"));
 }
 
-#[pidlock::single_instance(path = path("question"))]
+#[pidlockfile::single_instance(path = path("question"))]
 fn question_mark(input: &str) -> Result<u32, Box<dyn std::error::Error>> {
     let n: u32 = input.parse()?;
     Ok(n)
@@ -47,7 +47,7 @@ fn released_after_question_mark() {
     assert_eq!(question_mark("7").unwrap(), 7);
 }
 
-#[pidlock::single_instance(path = path("panic"))]
+#[pidlockfile::single_instance(path = path("panic"))]
 fn panics() -> u32 {
     panic!("on purpose")
 }
@@ -78,7 +78,7 @@ impl Drop for Witness {
 static TEMPORARY_SAW_LOCK: AtomicBool = AtomicBool::new(false);
 static LOCAL_SAW_LOCK: AtomicBool = AtomicBool::new(false);
 
-#[pidlock::single_instance(path = path("order"))]
+#[pidlockfile::single_instance(path = path("order"))]
 fn tail_temporary() -> usize {
     let _local = Witness(&LOCAL_SAW_LOCK);
     // A temporary in the tail expression: dropped at the end of the body in edition 2024, and
@@ -127,7 +127,7 @@ fn unguarded_tail() -> usize {
     Logged("temporary").len()
 }
 
-#[pidlock::single_instance(path = path("edition"))]
+#[pidlockfile::single_instance(path = path("edition"))]
 fn guarded_tail() -> usize {
     let _local = Logged("local");
     Logged("temporary").len()
@@ -144,7 +144,7 @@ fn tail_temporaries_drop_in_the_editions_order_as_without_the_attribute() {
     assert!(!held("edition"));
 }
 
-#[pidlock::single_instance(path = path("nested"))]
+#[pidlockfile::single_instance(path = path("nested"))]
 fn reenters(depth: u32) -> u32 {
     if depth == 0 {
         0
@@ -176,8 +176,8 @@ fn a_conflict_in_a_plain_function_panics_with_the_message() {
     assert!(!held("nested"));
 }
 
-#[pidlock::single_instance(path = path("result-conflict"))]
-fn conflict_as_error(again: bool) -> Result<u32, pidlock::Error> {
+#[pidlockfile::single_instance(path = path("result-conflict"))]
+fn conflict_as_error(again: bool) -> Result<u32, pidlockfile::Error> {
     if again {
         return conflict_as_error(false).map(|n| n + 1);
     }
@@ -187,14 +187,14 @@ fn conflict_as_error(again: bool) -> Result<u32, pidlock::Error> {
 #[test]
 fn a_conflict_in_a_result_function_is_returned() {
     match conflict_as_error(true) {
-        Err(pidlock::Error::Lock(pidlock::LockError::AlreadyLocked { pid, .. })) => {
+        Err(pidlockfile::Error::Lock(pidlockfile::LockError::AlreadyLocked { pid, .. })) => {
             assert_eq!(pid, Some(std::process::id()));
         }
         other => panic!("{other:?}"),
     }
 }
 
-#[pidlock::single_instance(path = path("async"), timeout = "forever")]
+#[pidlockfile::single_instance(path = path("async"), timeout = "forever")]
 async fn async_work(n: u32) -> u32 {
     tokio::task::yield_now().await;
     assert!(held("async"));
@@ -217,17 +217,17 @@ mod shapes {
     use super::path;
     use std::fmt::Display;
 
-    #[pidlock::single_instance(path = path("shape-generic"))]
+    #[pidlockfile::single_instance(path = path("shape-generic"))]
     pub fn generic<T: Display>(value: &T) -> String {
         value.to_string()
     }
 
-    #[pidlock::single_instance(path = path("shape-impl-trait"))]
+    #[pidlockfile::single_instance(path = path("shape-impl-trait"))]
     pub fn evens(limit: u32) -> impl Iterator<Item = u32> {
         (0..limit).filter(|n| n % 2 == 0)
     }
 
-    #[pidlock::single_instance(path = path("shape-never"))]
+    #[pidlockfile::single_instance(path = path("shape-never"))]
     pub fn never() -> ! {
         #![allow(clippy::panic)]
         panic!("never returns")
@@ -236,14 +236,14 @@ mod shapes {
     pub struct Counter(pub u32);
 
     impl Counter {
-        #[pidlock::single_instance(path = path("shape-ref-self"))]
+        #[pidlockfile::single_instance(path = path("shape-ref-self"))]
         pub fn bump(&mut self) -> u32 {
             self.0 += 1;
             self.0
         }
 
         #[must_use]
-        #[pidlock::single_instance(path = path("shape-self"))]
+        #[pidlockfile::single_instance(path = path("shape-self"))]
         pub fn into_inner(self) -> u32 {
             self.0
         }

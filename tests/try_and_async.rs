@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{PATIENCE, Proc, Scratch};
-use pidlock::{LockError, PidLockFile};
+use pidlockfile::{LockError, PidLockFile};
 
 #[test]
 fn try_acquire_tells_held_from_free_from_broken() {

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{Proc, Scratch, now_ns};
-use pidlock::{LockError, PidLockFile};
+use pidlockfile::{LockError, PidLockFile};
 
 #[test]
 fn acquire_none_waits_until_the_holder_exits() {

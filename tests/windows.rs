@@ -12,7 +12,7 @@ use std::process;
 use std::time::{Duration, Instant};
 
 use common::{Proc, Scratch};
-use pidlock::{LockError, PidLockFile};
+use pidlockfile::{LockError, PidLockFile};
 
 #[test]
 fn a_killed_holder_is_taken_over_at_once() {
@@ -210,7 +210,7 @@ fn a_reader_that_keeps_the_file_open_blocks_neither_the_release_nor_the_next_hol
     let scratch = Scratch::new("win-reader");
     let path = scratch.path("app.pid");
     let mut holder = Proc::holder(&path);
-    // std opens with every share mode, as pidlock's own readers do.
+    // std opens with every share mode, as pidlockfile's own readers do.
     let reader = File::open(&path).unwrap();
 
     holder.send("release");
@@ -239,7 +239,7 @@ fn a_reader_that_keeps_the_file_open_blocks_neither_the_release_nor_the_next_hol
 #[test]
 fn the_default_path_is_in_the_users_temp_dir() {
     let program = format!("pidlock-win-default-{}", process::id());
-    let path = pidlock::default_path(&program);
+    let path = pidlockfile::default_path(&program);
     assert_eq!(path.parent(), Some(std::env::temp_dir().as_path()));
     assert_eq!(path.file_name().unwrap(), format!("{program}.pid").as_str());
 

@@ -2,7 +2,7 @@
 //! --file FILE -- true` against `flock -n FILE true`, as whole processes, spawn to exit,
 //! alternating which goes first, median over many runs in one session.
 //!
-//! `cargo bench -p pidlock-cli --bench run_vs_flock` (`-- --quick` for fewer runs). Target:
+//! `cargo bench -p pidlockfile-cli --bench run_vs_flock` (`-- --quick` for fewer runs). Target:
 //! `pidlock run` at most 1.5 times `flock(1)`'s median.
 
 fn main() {

@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use pidlock::{LockError, UnlockError};
+use pidlockfile::{LockError, UnlockError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {

@@ -1,4 +1,4 @@
-//! The PID-file backend: [`pidlock::PidLockFile`], plus what only a separate command needs:
+//! The PID-file backend: [`pidlockfile::PidLockFile`], plus what only a separate command needs:
 //! confirming a holder through the kernel's lock table, and waiting for a release without
 //! taking part in the lock.
 
@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pidlock::{LockError, LossWatch, PidLockFile, UnlockError};
+use pidlockfile::{LockError, LossWatch, PidLockFile, UnlockError};
 use rustix::fs::OFlags;
 
 use crate::failure::Failure;

@@ -212,7 +212,7 @@ pub fn process_group(pid: u32) -> Option<u32> {
 /// The locker's PID and the (major, minor, inode) of a granted exclusive `flock` that one
 /// `/proc/locks` (or fdinfo `lock:`) line shows, through the workspace's one parser of it.
 fn parse_lock_line(line: &str) -> Option<(u32, (u32, u32, u64))> {
-    pidlock::proc_locks::ExclusiveFlock::parse(line).map(|lock| (lock.pid, lock.file))
+    pidlockfile::proc_locks::ExclusiveFlock::parse(line).map(|lock| (lock.pid, lock.file))
 }
 
 /// The process `pid` itself (a pidfd), where the kernel offers that: `Ok(None)` where it does

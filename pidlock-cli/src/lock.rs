@@ -11,7 +11,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use pidlock::{LockError, LossWatch, UnlockError};
+use pidlockfile::{LockError, LossWatch, UnlockError};
 use rustix::process::{Pid, Signal};
 
 use crate::cli::LockArgs;
@@ -29,7 +29,7 @@ pub trait Lock: Send + Debug {
     /// Where the lock lives, for scripts: `{"file": "/run/backup.pid"}`.
     fn json_id(&self) -> serde_json::Value;
 
-    /// Takes the lock for this process, as [`pidlock::PidLockFile::acquire`] does.
+    /// Takes the lock for this process, as [`pidlockfile::PidLockFile::acquire`] does.
     fn acquire(&mut self, timeout: Option<Duration>) -> Result<(), LockError>;
 
     /// Names `pid` as the holder in place of this process, which keeps the lock.

@@ -1,4 +1,4 @@
-//! The fleet-lock backend: [`pidlock::PgLock`], a PostgreSQL session advisory lock shared by
+//! The fleet-lock backend: [`pidlockfile::PgLock`], a PostgreSQL session advisory lock shared by
 //! every host that connects to the same database.
 //!
 //! The server knows the holder only as its session's `application_name`, `pidlock PID@HOST`,
@@ -19,7 +19,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use clap::Parser;
-use pidlock::{LockError, LossWatch, PgLock, UnlockError};
+use pidlockfile::{LockError, LossWatch, PgLock, UnlockError};
 
 use crate::cli::{Cli, Command};
 use crate::failure::Failure;
@@ -58,7 +58,7 @@ impl FleetLock {
 
     /// Who holds the lock, as the server records it, with what this host can add: the
     /// holder's process and, for a `pidlock run`, its command.
-    fn holder(&self) -> Result<Option<(pidlock::Holder, Holder)>, Failure> {
+    fn holder(&self) -> Result<Option<(pidlockfile::Holder, Holder)>, Failure> {
         let Some(found) = self.lock.holder()? else {
             return Ok(None);
         };
@@ -303,7 +303,7 @@ impl Lock for FleetLock {
 
 /// Whether the session's holder runs on this host. `application_name` keeps 63 bytes, so a
 /// long host name may be cut short in it.
-fn on_this_host(found: &pidlock::Holder) -> bool {
+fn on_this_host(found: &pidlockfile::Holder) -> bool {
     let here = holder::host_name();
     !found.host.is_empty()
         && (found.host == here

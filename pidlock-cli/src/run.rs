@@ -86,7 +86,7 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use pidlock::{LockError, LossWatch, UnlockError};
+use pidlockfile::{LockError, LossWatch, UnlockError};
 use rustix::process::{Pid, Signal};
 
 use crate::cli::RunArgs;

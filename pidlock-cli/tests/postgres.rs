@@ -310,7 +310,7 @@ fn wait_returns_when_the_holder_ends_and_times_out_while_it_holds() {
             .expect("start pidlock wait"),
     );
     // The waiter is queued on the server: its session waits for the advisory lock.
-    let key = pidlock::PgLock::new("", "cli-wait").key() as u64;
+    let key = pidlockfile::PgLock::new("", "cli-wait").key() as u64;
     pg.wait_until("the waiter queues for the lock", || {
         pg.psql(&format!(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
@@ -411,7 +411,7 @@ fn kill_never_signals_a_pid_it_cannot_tie_to_the_session() {
     // A session that claims, in its application_name, to be a live process on this host that
     // has nothing to do with the lock: a `sleep`.
     let mut innocent = bystander();
-    let key = pidlock::PgLock::new("", "cli-kill-untied").key();
+    let key = pidlockfile::PgLock::new("", "cli-kill-untied").key();
     let (mut psql, to_psql) = psql_holding(
         pg,
         &format!("pidlock {}@{}", innocent.id(), host_name()),
@@ -578,7 +578,7 @@ fn run_wait_takes_the_lock_when_the_holder_lets_go() {
     );
     assert!(waiting.starts_with(&expected), "{waiting}");
     assert!(waiting.ends_with(", limit 1m00s"), "{waiting}");
-    let key = pidlock::PgLock::new("", "cli-run-wait").key() as u64;
+    let key = pidlockfile::PgLock::new("", "cli-run-wait").key() as u64;
     pg.wait_until("the second run queues for the lock", || {
         pg.psql(&format!(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \

@@ -52,7 +52,7 @@ pub(crate) struct Args {
     /// `forward = <expr>`, and the span of the `forward` key: the handler a second instance's
     /// arguments are handed to.
     pub(crate) forward: Option<(Expr, Span)>,
-    /// `crate = "..."`; `None` means `::pidlock`.
+    /// `crate = "..."`; `None` means `::pidlockfile`.
     pub(crate) krate: Option<syn::Path>,
 }
 
@@ -99,8 +99,8 @@ impl Args {
                     }
                     if !cfg!(feature = "postgres") {
                         return Err(meta.error(
-                            "`postgres = ...` needs pidlock's `postgres` feature: in Cargo.toml, \
-                             write `pidlock = { version = \"0.1\", features = [\"postgres\"] }`",
+                            "`postgres = ...` needs pidlockfile's `postgres` feature: in Cargo.toml, \
+                             write `pidlockfile = { version = \"0.1\", features = [\"postgres\"] }`",
                         ));
                     }
                     args.postgres = Some((parse_postgres(&meta)?, ident.span()));
@@ -369,10 +369,10 @@ fn parse_flag(meta: &ParseNestedMeta) -> syn::Result<bool> {
     }
 }
 
-/// `crate = "path::to::pidlock"`.
+/// `crate = "path::to::pidlockfile"`.
 fn parse_crate(meta: &ParseNestedMeta) -> syn::Result<syn::Path> {
-    const ACCEPTED: &str = "`crate` takes the path to the pidlock crate as a string, such as \
-                            `crate = \"::my_reexports::pidlock\"`";
+    const ACCEPTED: &str = "`crate` takes the path to the pidlockfile crate as a string, such as \
+                            `crate = \"::my_reexports::pidlockfile\"`";
     let value = meta.value()?;
     let Ok(Lit::Str(s)) = value.parse::<Lit>() else {
         let found: Expr = value

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! fn work(..) -> R {                                    // the user's braces
-//!     use ::pidlock::__private as __pidlock_private;
+//!     use ::pidlockfile::__private as __pidlock_private;
 //!     let options = __pidlock_private::Options { .. };
 //!     {                                                 // the macro's braces (edition 2024)
 //!         let guard = match __pidlock_private::acquire(&options) {   // or acquire_async().await
@@ -111,7 +111,7 @@ fn check(function: &Function, args: Option<&Args>) -> syn::Result<()> {
         }
     }
     if function.already_guarded() {
-        // An outer #[single_instance] under another name (`use pidlock::single_instance as
+        // An outer #[single_instance] under another name (`use pidlockfile::single_instance as
         // only_one;`) has expanded already: this attribute is the second one.
         errors.push(syn::Error::new(
             Span::call_site(),
@@ -297,7 +297,7 @@ fn generate(args: &Args, function: &Function) -> TokenStream {
                     }
                     _ => TokenStream::new(),
                 };
-                // An error type without `From<pidlock::Error>`, or a type that is no `Result`
+                // An error type without `From<pidlockfile::Error>`, or a type that is no `Result`
                 // under an ABI that cannot unwind, is reported on the return type.
                 let span = match &function.sig.output {
                     syn::ReturnType::Type(_, ty) => Span::call_site().located_at(ty.span()),
@@ -453,7 +453,7 @@ mod tests {
             ),
         );
         assert!(
-            out.contains("use :: pidlock :: __private as __pidlock_private"),
+            out.contains("use :: pidlockfile :: __private as __pidlock_private"),
             "{out}"
         );
         assert!(
@@ -558,7 +558,7 @@ mod tests {
         );
         assert!(
             out.contains("`forward` applies only to a lock file")
-                || out.contains("needs pidlock's `postgres` feature"),
+                || out.contains("needs pidlockfile's `postgres` feature"),
             "{out}"
         );
     }
@@ -627,13 +627,13 @@ mod tests {
     #[test]
     fn renamed_crate_paths_are_used() {
         let out = expand(
-            quote!(crate = "::facade::pidlock"),
+            quote!(crate = "::facade::pidlockfile"),
             quote!(
                 fn main() {}
             ),
         );
         assert!(
-            out.contains("use :: facade :: pidlock :: __private"),
+            out.contains("use :: facade :: pidlockfile :: __private"),
             "{out}"
         );
     }

@@ -1,6 +1,6 @@
-//! Implementation detail of the `pidlock` crate: the `#[single_instance]` attribute.
+//! Implementation detail of the `pidlockfile` crate: the `#[single_instance]` attribute.
 //!
-//! Depend on `pidlock` and use `pidlock::single_instance`; its documentation lives there.
+//! Depend on `pidlockfile` and use `pidlockfile::single_instance`; its documentation lives there.
 
 mod args;
 mod expand;
@@ -9,7 +9,7 @@ mod runtime;
 
 use proc_macro::TokenStream;
 
-/// Runs the function only while this process holds a PID-file lock. See `pidlock`'s
+/// Runs the function only while this process holds a PID-file lock. See `pidlockfile`'s
 /// documentation of `single_instance` for the arguments and the behaviour.
 #[proc_macro_attribute]
 pub fn single_instance(args: TokenStream, item: TokenStream) -> TokenStream {

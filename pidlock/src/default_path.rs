@@ -35,7 +35,7 @@ use crate::{LockError, PidLockFile};
 /// a lock there.
 ///
 /// ```
-/// let path = pidlock::default_path("myapp");
+/// let path = pidlockfile::default_path("myapp");
 /// assert!(path.to_string_lossy().contains("myapp"));
 /// assert_eq!(path.extension().unwrap(), "pid");
 /// ```
@@ -84,10 +84,10 @@ impl PidLockFile {
     ///
     /// ```
     /// # let program = format!("pidlock-doc-for-program-{}", std::process::id());
-    /// let mut lock = pidlock::PidLockFile::for_program(&program)?;
+    /// let mut lock = pidlockfile::PidLockFile::for_program(&program)?;
     /// lock.acquire(None)?;
-    /// assert_eq!(lock.path(), pidlock::default_path(&program));
-    /// # Ok::<(), pidlock::Error>(())
+    /// assert_eq!(lock.path(), pidlockfile::default_path(&program));
+    /// # Ok::<(), pidlockfile::Error>(())
     /// ```
     pub fn for_program(program: &str) -> Result<PidLockFile, LockError> {
         // The directory is looked at once (an `lstat` of `XDG_RUNTIME_DIR`): this runs at the

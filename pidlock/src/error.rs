@@ -12,7 +12,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// use pidlock::{LockError, PidLockFile};
+/// use pidlockfile::{LockError, PidLockFile};
 ///
 /// let path = std::env::temp_dir().join(format!("pidlock-doc-lockerror-{}.pid", std::process::id()));
 /// let mut first = PidLockFile::new(&path);
@@ -24,7 +24,7 @@ use std::time::Duration;
 ///     other => panic!("expected AlreadyLocked, got {other:?}"),
 /// }
 /// # first.release()?;
-/// # Ok::<(), pidlock::Error>(())
+/// # Ok::<(), pidlockfile::Error>(())
 /// ```
 #[derive(thiserror::Error)]
 #[non_exhaustive]
@@ -65,12 +65,12 @@ pub enum LockError {
     /// The lock could not be taken for a reason other than another holder: the directory is
     /// missing, the path is a symlink, a directory or a FIFO, permissions, a full disk, ...;
     /// for a fleet lock, a bad connection string, an unreachable or silent server, a refused
-    /// password or certificate. pidlock never treats such an error as "not locked".
+    /// password or certificate. pidlockfile never treats such an error as "not locked".
     #[error("cannot lock {}{}: {source}", path.display(), On(server))]
     LockFailed {
         /// The lock file, or a fleet lock's name.
         path: PathBuf,
-        /// What the operating system or the server reported, or what pidlock found wrong.
+        /// What the operating system or the server reported, or what pidlockfile found wrong.
         #[source]
         source: io::Error,
         /// Where a fleet lock lives, such as `PostgreSQL at db.internal:5432`; `None` for a
@@ -83,7 +83,7 @@ impl LockError {
     /// The lock file this error is about.
     ///
     /// ```
-    /// # use pidlock::PidLockFile;
+    /// # use pidlockfile::PidLockFile;
     /// let err = PidLockFile::new("/nonexistent-dir/app.pid").acquire(None).unwrap_err();
     /// assert_eq!(err.path(), std::path::Path::new("/nonexistent-dir/app.pid"));
     /// ```
@@ -136,7 +136,7 @@ impl LockError {
 /// Why [`PidLockFile::release`](crate::PidLockFile::release) did not release the lock.
 ///
 /// ```
-/// use pidlock::{PidLockFile, UnlockError};
+/// use pidlockfile::{PidLockFile, UnlockError};
 ///
 /// let path = std::env::temp_dir().join(format!("pidlock-doc-unlockerror-{}.pid", std::process::id()));
 /// let mut lock = PidLockFile::new(&path);
@@ -208,14 +208,14 @@ impl UnlockError {
 /// Either kind of error, so that `?` works in a function that both locks and unlocks.
 ///
 /// Like [`LockError`] and [`UnlockError`], its `Debug` output (`{:?}`) is its one-line message,
-/// as `anyhow::Error`'s is, so that `fn main() -> Result<(), pidlock::Error>` (or
+/// as `anyhow::Error`'s is, so that `fn main() -> Result<(), pidlockfile::Error>` (or
 /// `Box<dyn Error>`) prints `Error: /run/user/1000/myapp.pid is locked by process 4242` when it
 /// returns the error. The alternate form (`{:#?}`) shows the variant and its fields.
 ///
 /// ```
-/// use pidlock::PidLockFile;
+/// use pidlockfile::PidLockFile;
 ///
-/// fn run(path: &std::path::Path) -> Result<(), pidlock::Error> {
+/// fn run(path: &std::path::Path) -> Result<(), pidlockfile::Error> {
 ///     let mut lock = PidLockFile::new(path);
 ///     lock.acquire(None)?; // LockError
 ///     lock.release()?; // UnlockError

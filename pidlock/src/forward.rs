@@ -66,7 +66,7 @@ const READ_DEADLINE: Duration = Duration::from_secs(1);
 /// directory and process ID.
 ///
 /// ```
-/// let me = pidlock::SecondInstance::current();
+/// let me = pidlockfile::SecondInstance::current();
 /// assert_eq!(me.pid, std::process::id());
 /// assert_eq!(me.args, std::env::args_os().skip(1).collect::<Vec<_>>());
 /// ```
@@ -731,7 +731,7 @@ impl crate::PidLockFile {
     /// ```
     /// use std::sync::mpsc;
     /// use std::time::Duration;
-    /// use pidlock::{PidLockFile, SecondInstance};
+    /// use pidlockfile::{PidLockFile, SecondInstance};
     ///
     /// let path = std::env::temp_dir().join(format!("pidlock-doc-on-second-{}.pid", std::process::id()));
     /// let (tx, rx) = mpsc::channel();
@@ -773,7 +773,7 @@ impl crate::PidLockFile {
     /// `#[single_instance(forward = ...)]` does.
     ///
     /// ```
-    /// use pidlock::{ForwardError, PidLockFile, SecondInstance};
+    /// use pidlockfile::{ForwardError, PidLockFile, SecondInstance};
     ///
     /// let path = std::env::temp_dir().join(format!("pidlock-doc-forward-{}.pid", std::process::id()));
     /// let err = PidLockFile::new(&path).forward(&SecondInstance::current()).unwrap_err();
@@ -787,7 +787,7 @@ impl crate::PidLockFile {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use pidlock::{PidLockFile, SecondInstance};
+    /// use pidlockfile::{PidLockFile, SecondInstance};
     ///
     /// let path = std::env::temp_dir().join(format!("pidlock-doc-forward-within-{}.pid", std::process::id()));
     /// let lock = PidLockFile::new(&path);
@@ -804,7 +804,7 @@ impl crate::PidLockFile {
     /// How many messages from other users this instance's listener has refused.
     ///
     /// ```
-    /// let lock = pidlock::PidLockFile::new("/run/user/1000/myapp.pid");
+    /// let lock = pidlockfile::PidLockFile::new("/run/user/1000/myapp.pid");
     /// assert_eq!(lock.refused_second_instances(), 0);
     /// ```
     pub fn refused_second_instances(&self) -> u64 {
@@ -815,7 +815,7 @@ impl crate::PidLockFile {
     /// handler, and its endpoint could be created.
     ///
     /// ```
-    /// let lock = pidlock::PidLockFile::new("/run/user/1000/myapp.pid").on_second_instance(|_| {});
+    /// let lock = pidlockfile::PidLockFile::new("/run/user/1000/myapp.pid").on_second_instance(|_| {});
     /// assert!(!lock.listens_for_second_instances());
     /// ```
     pub fn listens_for_second_instances(&self) -> bool {

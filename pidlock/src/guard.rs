@@ -18,7 +18,7 @@ use crate::error::UnlockError;
 /// where a thread waiting for itself is told at once).
 ///
 /// ```
-/// use pidlock::PidLockFile;
+/// use pidlockfile::PidLockFile;
 ///
 /// let path = std::env::temp_dir().join(format!("pidlock-doc-guard-{}.pid", std::process::id()));
 /// let guard = PidLockFile::lock(&path, None)?;
@@ -26,7 +26,7 @@ use crate::error::UnlockError;
 /// assert!(PidLockFile::new(&path).is_locked());
 /// guard.release()?; // or just drop it
 /// assert!(!PidLockFile::new(&path).is_locked());
-/// # Ok::<(), pidlock::Error>(())
+/// # Ok::<(), pidlockfile::Error>(())
 /// ```
 #[derive(Debug)]
 #[must_use = "the lock is released as soon as the guard is dropped"]

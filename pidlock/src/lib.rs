@@ -8,12 +8,12 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use pidlock::PidLockFile;
+//! use pidlockfile::PidLockFile;
 //!
 //! # let path = std::env::temp_dir().join(format!("pidlock-doc-crate-{}.pid", std::process::id()));
 //! let _guard = PidLockFile::lock(&path, Some(Duration::from_secs(5)))?;
 //! // ... only one copy of this program gets here at a time ...
-//! # Ok::<(), pidlock::LockError>(())
+//! # Ok::<(), pidlockfile::LockError>(())
 //! ```
 #![cfg_attr(
     feature = "macros",
@@ -21,7 +21,7 @@
 With the default `macros` feature, `#[single_instance]` does the same for a whole function:
 
 ```no_run
-#[pidlock::single_instance(timeout = 5)]
+#[pidlockfile::single_instance(timeout = 5)]
 fn main() {
     // runs only while this process holds the lock
 }
@@ -51,7 +51,7 @@ fn main() {
 //! | NFS | Linux emulates `flock` with NFS byte-range locks (NFSv4, or v3 with lockd), so the lock works across machines, but a crashed client's lock lasts until the server's lease expires. The holder's PID is only meaningful on its own machine. |
 //! | PID namespaces (containers) | ownership never depends on the PID in the file: it may belong to another namespace or be reused. [`PidLockFile::i_am_locking`] answers from the locks this process took, so two containers sharing a volume, each running its program as PID 1, never both see `true`. |
 //! | looking | [`PidLockFile::is_locked`], [`PidLockFile::read_pid`] and the PID in error messages never make a free lock look held, nor a concurrent `acquire` fail. On Linux, in the initial PID namespace and on ext2/3/4, XFS, tmpfs or F2FS, the kernel's lock table answers without touching the file, and on macOS and FreeBSD `fcntl(F_GETLK)` does. Elsewhere (containers, overlayfs, btrfs, NFS, other BSDs) a reader takes a shared lock for an instant, and `acquire` rides such probes out for as long as they are all that is in its way. A file the reader cannot open counts as held. |
-//! | sharing the file with other tools | a shared lock that another program keeps on the file (`flock -s`) is not a holder: `acquire` waits it out without a timeout, and with one fails with [`LockError::LockFailed`] saying so (after the timeout, or after 200 ms for a zero timeout). Only lockers that check, after locking, that the path still names the inode they locked (pidlock, FreeBSD's `flopen(3)`/`pidfile(3)`) may lock the same file: pidlock unlinks it on release, and `flock(1)` or a plain `flock` caller waiting on the old inode would then hold a lock that nobody else sees. For those, [`PidLockFile::keep_file`] empties the file on release and leaves it in place, so that everyone locks the same inode. |
+//! | sharing the file with other tools | a shared lock that another program keeps on the file (`flock -s`) is not a holder: `acquire` waits it out without a timeout, and with one fails with [`LockError::LockFailed`] saying so (after the timeout, or after 200 ms for a zero timeout). Only lockers that check, after locking, that the path still names the inode they locked (pidlockfile, FreeBSD's `flopen(3)`/`pidfile(3)`) may lock the same file: pidlockfile unlinks it on release, and `flock(1)` or a plain `flock` caller waiting on the old inode would then hold a lock that nobody else sees. For those, [`PidLockFile::keep_file`] empties the file on release and leaves it in place, so that everyone locks the same inode. |
 //!
 //! The PID file has mode `0644` whatever the umask (so that other users can read it), and is
 //! written as `"<pid>\n"` after the
@@ -126,12 +126,12 @@ server drops it when the session ends, as the kernel drops a `flock` when the pr
 //! | `acquire(Some(d))` | an overlapped `LockFileEx` that the kernel queues; the waiter sleeps on its event until it is granted or the deadline passes, then withdraws it with `CancelIoEx`. No polling. |
 //! | holder crashes, is killed (`TerminateProcess`) | Windows releases the locks of a process that ends. The stale file is taken over at once. |
 //! | release | the file is deleted while the lock is still held, with POSIX semantics (`FILE_DISPOSITION_FLAG_POSIX_SEMANTICS`, Windows 10 1709 and later, NTFS), which removes the name at once. Where that is unavailable the classic delete leaves the file pending deletion until its last handle closes; an acquirer that meets it (`STATUS_DELETE_PENDING`) waits it out, backing off from 1 to 25 ms: it never fails with `LockFailed`, and never takes the lock for free. |
-//! | sharing | every handle pidlock opens has share mode read, write and delete, so neither readers nor the release's delete meet a sharing violation from pidlock. Another program's whole-file lock (std's `File::lock`) excludes the holder, and the other way round. |
+//! | sharing | every handle pidlockfile opens has share mode read, write and delete, so neither readers nor the release's delete meet a sharing violation from pidlockfile. Another program's whole-file lock (std's `File::lock`) excludes the holder, and the other way round. |
 //! | identity | after locking, the volume serial number and file index of the locked handle are compared with those of the path (what `dev`/`ino` are on Unix); a mismatch or a missing file means the lock is on a stale file, and the acquirer tries again. |
 //! | symlink, junction, directory, hard link at `path` | opened as itself (`FILE_FLAG_OPEN_REPARSE_POINT`), never followed; refused with [`LockError::LockFailed`] before anything is written. |
 //! | handles | never inherited by child processes. There is no `fork`, so no PID namespace: a process is its PID. |
 //! | default path | `<temp dir>\<program>.pid`; the temp dir is per user. |
-//! | Wine | Wine 8 never completes an overlapped `LockFileEx` that has to wait. pidlock recognises Wine (ntdll's `wine_get_version`) and there opens its handles synchronously and waits with a deadline by backing off from 1 to 25 ms, as it does on macOS. Unrecognised, such a wait would end only at its deadline, but a lock request the kernel never queued is never taken for a grant. |
+//! | Wine | Wine 8 never completes an overlapped `LockFileEx` that has to wait. pidlockfile recognises Wine (ntdll's `wine_get_version`) and there opens its handles synchronously and waits with a deadline by backing off from 1 to 25 ms, as it does on macOS. Unrecognised, such a wait would end only at its deadline, but a lock request the kernel never queued is never taken for a grant. |
 // On docs.rs (`--cfg docsrs`, see Cargo.toml), items that need a feature say which.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // Only `sys/windows.rs` may use `unsafe`: the Win32 calls std does not wrap.
@@ -145,7 +145,7 @@ server drops it when the session ends, as the kernel drops a `flock` when the pr
 
 #[cfg(not(any(unix, windows)))]
 compile_error!(
-    "pidlock supports Unix (Linux, macOS, FreeBSD) and Windows: it relies on flock(2) or LockFileEx."
+    "pidlockfile supports Unix (Linux, macOS, FreeBSD) and Windows: it relies on flock(2) or LockFileEx."
 );
 
 mod closer;
@@ -179,10 +179,10 @@ pub use crate::postgres::{DEFAULT_LOST_AFTER, Holder, PgLock, PgLockGuard};
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 #[doc = include_str!("single_instance.md")]
-pub use pidlock_macros::single_instance;
+pub use pidlockfile_macros::single_instance;
 
-// Lets `#[single_instance]` name `::pidlock` inside this crate's own tests and doctests.
-extern crate self as pidlock;
+// Lets `#[single_instance]` name `::pidlockfile` inside this crate's own tests and doctests.
+extern crate self as pidlockfile;
 
 /// Not public API: what the code generated by `#[single_instance]` calls.
 #[doc(hidden)]

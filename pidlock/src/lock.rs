@@ -41,7 +41,7 @@ use wait::{SHARED_PATIENCE, SHARED_TRIES, Try, shared_only, try_lock};
 ///
 /// ```
 /// use std::time::Duration;
-/// use pidlock::PidLockFile;
+/// use pidlockfile::PidLockFile;
 ///
 /// let path = std::env::temp_dir().join(format!("pidlock-doc-pidlockfile-{}.pid", std::process::id()));
 /// let mut lock = PidLockFile::new(&path);
@@ -51,7 +51,7 @@ use wait::{SHARED_PATIENCE, SHARED_TRIES, Try, shared_only, try_lock};
 /// assert_eq!(lock.read_pid(), Some(std::process::id()));
 /// lock.release()?;
 /// assert!(!path.exists());
-/// # Ok::<(), pidlock::Error>(())
+/// # Ok::<(), pidlockfile::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct PidLockFile {
@@ -247,7 +247,7 @@ impl PidLockFile {
     /// the child's copy of the descriptor is closed, but the parent's lock and file stay.
     ///
     /// ```
-    /// use pidlock::{PidLockFile, UnlockError};
+    /// use pidlockfile::{PidLockFile, UnlockError};
     ///
     /// let path = std::env::temp_dir().join(format!("pidlock-doc-release-{}.pid", std::process::id()));
     /// let mut mine = PidLockFile::new(&path);
@@ -256,7 +256,7 @@ impl PidLockFile {
     /// assert!(matches!(other.release(), Err(UnlockError::NotMyLock { .. })));
     /// mine.release()?;
     /// assert!(matches!(mine.release(), Err(UnlockError::NotLocked { .. })));
-    /// # Ok::<(), pidlock::Error>(())
+    /// # Ok::<(), pidlockfile::Error>(())
     /// ```
     pub fn release(&mut self) -> Result<(), UnlockError> {
         let inherited = match self.held.take() {

@@ -19,14 +19,14 @@ impl PidLockFile {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use pidlock::PidLockFile;
+    /// use pidlockfile::PidLockFile;
     ///
     /// # let path = std::env::temp_dir().join(format!("pidlock-doc-async-{}.pid", std::process::id()));
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let guard = PidLockFile::lock_async(&path, Some(Duration::from_secs(5))).await?;
     /// // ... the only copy of this program runs here ...
     /// drop(guard);
-    /// # Ok::<(), pidlock::LockError>(())
+    /// # Ok::<(), pidlockfile::LockError>(())
     /// # }).unwrap();
     /// ```
     pub async fn lock_async(

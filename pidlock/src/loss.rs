@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 ///
 /// ```
 /// # #[cfg(feature = "postgres")] {
-/// use pidlock::PgLock;
+/// use pidlockfile::PgLock;
 ///
 /// let mut lock = PgLock::new("postgres://db.internal/app", "nightly-report");
-/// lock.on_lost(|lost: &pidlock::Lost| eprintln!("error: {lost}; shutting down"));
+/// lock.on_lost(|lost: &pidlockfile::Lost| eprintln!("error: {lost}; shutting down"));
 /// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,7 +233,7 @@ impl LossSignal {
 /// ```no_run
 /// # #[cfg(feature = "postgres")] {
 /// use std::time::Duration;
-/// use pidlock::PgLock;
+/// use pidlockfile::PgLock;
 ///
 /// let guard = PgLock::lock("postgres://db.internal/app", "nightly-report", Some(Duration::from_secs(5)))?;
 /// let watch = guard.loss_watch();
@@ -245,7 +245,7 @@ impl LossSignal {
 /// });
 /// // ... work, checking `guard.is_lost()` before each step that must not run twice ...
 /// # }
-/// # Ok::<(), pidlock::LockError>(())
+/// # Ok::<(), pidlockfile::LockError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct LossWatch {

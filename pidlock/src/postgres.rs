@@ -117,7 +117,7 @@ impl PgLock {
     ///
     /// ```no_run
     /// use std::time::Duration;
-    /// use pidlock::{LockError, PgLock};
+    /// use pidlockfile::{LockError, PgLock};
     ///
     /// let mut lock = PgLock::new("postgres://db.internal/app", "nightly-report");
     /// match lock.acquire(Some(Duration::ZERO)) {
@@ -241,10 +241,10 @@ impl PgLock {
     /// it before the release: someone else may have held it since.
     ///
     /// ```no_run
-    /// let mut lock = pidlock::PgLock::new("postgres://db.internal/app", "nightly-report");
+    /// let mut lock = pidlockfile::PgLock::new("postgres://db.internal/app", "nightly-report");
     /// lock.acquire(None)?;
     /// lock.release()?;
-    /// # Ok::<(), pidlock::Error>(())
+    /// # Ok::<(), pidlockfile::Error>(())
     /// ```
     pub fn release(&mut self) -> Result<(), UnlockError> {
         let server = self.server();

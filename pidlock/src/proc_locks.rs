@@ -2,14 +2,14 @@
 //! which use the same format): the one parser of it in the workspace, shared by the runtime's
 //! "is it held?" check and the `pidlock` command's holder lookup.
 //!
-//! Only granted exclusive `flock`s are of interest: that is what a pidlock holder (and
+//! Only granted exclusive `flock`s are of interest: that is what a pidlockfile holder (and
 //! `flock(1)`) holds. Waiters (listed with a `->` marker), shared locks and POSIX locks are
 //! skipped.
 
 /// A granted exclusive `flock`, as one line of the lock table shows it.
 ///
 /// ```
-/// use pidlock::proc_locks::ExclusiveFlock;
+/// use pidlockfile::proc_locks::ExclusiveFlock;
 ///
 /// let line = "1: FLOCK  ADVISORY  WRITE 4242 fe:00:1234 0 EOF";
 /// let lock = ExclusiveFlock::parse(line).expect("an exclusive flock");

@@ -1,4 +1,4 @@
-//! Side-by-side ratios of pidlock against the kernel floor and its peers, measured in one run.
+//! Side-by-side ratios of pidlockfile against the kernel floor and its peers, measured in one run.
 //!
 //! - Handoff: from the holder's release to the waiter's return, for `acquire(Some(10 s))` and
 //!   `acquire(None)`, against a plain blocking `flock(2)` waiter on a file that is never
@@ -26,7 +26,7 @@
 //!   `futimens` (wakes timed waiters that such a child's copy would keep from a close event),
 //!   close. Each extra call is one guarantee; the ratio to the bare calls is 1.3x to 1.4x.
 //! - **`fslock`** makes an `fsync` of the PID file at every lock: on a disk that alone costs
-//!   more than a whole pidlock cycle (pidlock is 30 to 50 times faster there); on tmpfs, where
+//!   more than a whole pidlockfile cycle (pidlockfile is 30 to 50 times faster there); on tmpfs, where
 //!   `fsync` is free, the comparison is of syscalls only.
 //! - **The handoff** (`acquire(None)`, about 50 µs against the floor's 12 µs): the window opens
 //!   before the holder's release, which makes 4 calls before its unlock (mark check, `statx`,
@@ -58,7 +58,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 #[cfg(unix)]
-use pidlock::PidLockFile;
+use pidlockfile::PidLockFile;
 #[cfg(unix)]
 use rustix::time::{ClockId, clock_gettime};
 
@@ -96,7 +96,7 @@ fn main() {
     fs::create_dir_all(&dir).expect("create bench dir");
 
     println!(
-        "pidlock benchmark ({} run, in {})",
+        "pidlockfile benchmark ({} run, in {})",
         if quick { "quick" } else { "full" },
         dir.display()
     );
@@ -125,8 +125,8 @@ impl Waiter {
     fn name(self) -> &'static str {
         match self {
             Waiter::Flock => "blocking flock (floor)",
-            Waiter::PidlockNone => "pidlock acquire(None)",
-            Waiter::PidlockTimeout => "pidlock acquire(Some(10 s))",
+            Waiter::PidlockNone => "pidlockfile acquire(None)",
+            Waiter::PidlockTimeout => "pidlockfile acquire(Some(10 s))",
         }
     }
 }
@@ -299,7 +299,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 #[cfg(unix)]
-/// A ratio, with a third decimal when it is small (pidlock against `fslock` on a disk).
+/// A ratio, with a third decimal when it is small (pidlockfile against `fslock` on a disk).
 fn ratio(x: f64) -> String {
     if x < 0.1 {
         format!("{x:.3}x")
@@ -319,10 +319,10 @@ fn cycles(dir: &Path, config: &Config) {
     // its own baseline in the same batch.
     let names = [
         "bare open+flock+write+unlink+close",
-        "pidlock acquire(Some(0)) + release",
-        "pidlock acquire(None) + release",
+        "pidlockfile acquire(Some(0)) + release",
+        "pidlockfile acquire(None) + release",
         "fslock try_lock_with_pid + unlock",
-        "pidlock keep_file(true) cycle",
+        "pidlockfile keep_file(true) cycle",
     ];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let (mut zero_ratio, mut none_ratio, mut fs_ratio, mut keep_ratio) =
@@ -361,7 +361,7 @@ fn cycles(dir: &Path, config: &Config) {
         println!("  {name:<40} {:>12.0} {ratio:>14}", median(rate));
     }
     println!(
-        "  pidlock acquire(Some(0)) + release against fslock: {}",
+        "  pidlockfile acquire(Some(0)) + release against fslock: {}",
         ratio(median(fs_ratio))
     );
     println!("  targets: <= 1.3x the bare calls; <= 1.5x fslock; keep_file(true) <= 1.0x fslock");

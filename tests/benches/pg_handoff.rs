@@ -51,7 +51,7 @@ mod unix {
     use std::thread;
     use std::time::{Duration, Instant};
 
-    use pidlock::PgLock;
+    use pidlockfile::PgLock;
     use rustix::time::{ClockId, clock_gettime};
     use tokio::runtime::Runtime;
     use tokio_postgres::{Client, NoTls};
@@ -68,7 +68,7 @@ mod unix {
             (300, Duration::from_secs(60))
         };
         println!(
-            "pidlock fleet lock benchmark ({} run)",
+            "pidlockfile fleet lock benchmark ({} run)",
             if quick { "quick" } else { "full" }
         );
         println!();
@@ -305,7 +305,7 @@ mod unix {
         let per_minute = |cpu: Duration| cpu.as_secs_f64() * 1e3 * 60.0 / hold_for.as_secs_f64();
         println!(
             "CPU of a held lock's watch (pings every {:?}), over {hold_for:?}",
-            pidlock::DEFAULT_LOST_AFTER / 4
+            pidlockfile::DEFAULT_LOST_AFTER / 4
         );
         println!(
             "  bare open connection:  {:>6.2} ms per minute",

@@ -33,7 +33,7 @@ pub(crate) const ANSWER_LEN: usize = 10;
 pub(crate) enum Status {
     /// Taken: the handler is called with it.
     Accepted,
-    /// Not a pidlock message, or a body that does not parse.
+    /// Not a pidlockfile message, or a body that does not parse.
     Malformed,
     /// Over [`MAX_MESSAGE`].
     TooLarge,
@@ -88,7 +88,7 @@ impl fmt::Display for Status {
 /// Why a header or body was not taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FrameError {
-    /// Does not start with the magic: not a pidlock message at all.
+    /// Does not start with the magic: not a pidlockfile message at all.
     Garbage,
     /// Another protocol version.
     Version(u8),
@@ -111,7 +111,7 @@ impl FrameError {
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FrameError::Garbage => f.write_str("it does not start like a pidlock message"),
+            FrameError::Garbage => f.write_str("it does not start like a pidlockfile message"),
             FrameError::Version(v) => write!(
                 f,
                 "it is protocol version {v}; this holder speaks {VERSION}"

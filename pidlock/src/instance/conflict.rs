@@ -8,7 +8,7 @@
 //!
 //! - for `Returns<Result<T, E>>`, [`ResultConflict`] applies (its receiver is `self`), whatever
 //!   path or alias names the `Result`: the conflict is returned as `Err(E::from(error))`. An
-//!   `E` without `From<pidlock::Error>` is a compile error that says what to add
+//!   `E` without `From<pidlockfile::Error>` is a compile error that says what to add
 //!   ([`ConflictError`]), rather than a silent fallback to a panic;
 //! - for any other `R`, [`OtherConflict`] applies (its receiver is `&self`): `main` exits, any
 //!   other function panics, located at the function (`#[track_caller]`).
@@ -71,7 +71,7 @@ pub struct NoUnwind;
 #[diagnostic::on_unimplemented(
     message = "`exit_code` does not apply to a `main` that returns a `Result`",
     label = "remove `exit_code`",
-    note = "on a conflict, this `main` returns the error as `Err(From::from(pidlock::Error))`, \
+    note = "on a conflict, this `main` returns the error as `Err(From::from(pidlockfile::Error))`, \
             and Rust prints it and exits with status 1; to choose the status, return \
             `std::process::ExitCode` or `()` instead"
 )]
@@ -86,7 +86,7 @@ impl ResultContext for NoUnwind {}
     message = "#[single_instance] on a function with a non-Rust ABI must return a `Result`",
     label = "a panic cannot unwind out of this ABI: it would abort the process",
     note = "a conflict in a function that cannot return an error panics; return a `Result` \
-            whose error type has `From<pidlock::Error>`, or use an ABI that can unwind, such \
+            whose error type has `From<pidlockfile::Error>`, or use an ABI that can unwind, such \
             as `extern \"C-unwind\"`"
 )]
 pub trait UnwindContext {
@@ -114,13 +114,13 @@ impl UnwindContext for Function {
     }
 }
 
-/// An error type that a conflict can be returned as: any type with `From<pidlock::Error>`.
+/// An error type that a conflict can be returned as: any type with `From<pidlockfile::Error>`.
 #[diagnostic::on_unimplemented(
     message = "#[single_instance] cannot return a lock conflict as `{Self}`",
-    label = "the error type of this `Result` has no `From<pidlock::Error>`",
+    label = "the error type of this `Result` has no `From<pidlockfile::Error>`",
     note = "on a conflict, a function returning a `Result` returns `Err(From::from(err))` with \
-            `err` a `pidlock::Error`, as `?` would; add `impl From<pidlock::Error> for {Self}`, \
-            or return an error type that has it, such as `pidlock::Error`, `std::io::Error`, \
+            `err` a `pidlockfile::Error`, as `?` would; add `impl From<pidlockfile::Error> for {Self}`, \
+            or return an error type that has it, such as `pidlockfile::Error`, `std::io::Error`, \
             `Box<dyn std::error::Error>` or `anyhow::Error`"
 )]
 pub trait ConflictError {

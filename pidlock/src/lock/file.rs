@@ -20,7 +20,7 @@ fn explain_open_error(path: &Path, err: io::Error) -> io::Error {
     let reason = match &found {
         // ELOOP on Linux and macOS, EMLINK on FreeBSD: O_NOFOLLOW met a symlink.
         Some(meta) if meta.file_type().is_symlink() => {
-            "it is a symbolic link, and pidlock does not follow symbolic links".to_owned()
+            "it is a symbolic link, and pidlockfile does not follow symbolic links".to_owned()
         }
         Some(meta) if meta.is_dir() => "it is a directory".to_owned(),
         None if kind == io::ErrorKind::NotFound => "its parent directory does not exist".to_owned(),

@@ -13,7 +13,7 @@ impl PidLockFile {
     /// [`acquire`](Self::acquire).
     ///
     /// ```
-    /// let lock = pidlock::PidLockFile::new("/run/user/1000/myapp.pid");
+    /// let lock = pidlockfile::PidLockFile::new("/run/user/1000/myapp.pid");
     /// assert_eq!(lock.path(), std::path::Path::new("/run/user/1000/myapp.pid"));
     /// ```
     pub fn new(path: impl Into<PathBuf>) -> Self {
@@ -30,7 +30,7 @@ impl PidLockFile {
     ///
     /// Use it when shell scripts lock the same file with `flock(1)` (or any locker that does
     /// not check, after locking, that the path still names the file it locked). By default the
-    /// release unlinks the file while still holding the lock, which is safe among pidlock
+    /// release unlinks the file while still holding the lock, which is safe among pidlockfile
     /// users, who re-check the path after locking; but a `flock(1)` already waiting on the old
     /// file would then lock an inode that nobody else sees, and run alongside the next holder
     /// of the new file. With the file kept, everyone locks the one inode. The cost: a free lock
@@ -41,7 +41,7 @@ impl PidLockFile {
     /// unlinks the file.
     ///
     /// ```
-    /// use pidlock::PidLockFile;
+    /// use pidlockfile::PidLockFile;
     ///
     /// let path = std::env::temp_dir().join(format!("pidlock-doc-keep-file-{}.pid", std::process::id()));
     /// let mut lock = PidLockFile::new(&path).keep_file(true);
@@ -64,7 +64,7 @@ impl PidLockFile {
     /// `timeout` means the same as for [`acquire`](Self::acquire).
     ///
     /// ```
-    /// use pidlock::PidLockFile;
+    /// use pidlockfile::PidLockFile;
     ///
     /// let path = std::env::temp_dir().join(format!("pidlock-doc-lock-{}.pid", std::process::id()));
     /// {
@@ -72,7 +72,7 @@ impl PidLockFile {
     ///     // ... the only copy of this program runs here ...
     /// }
     /// assert!(!PidLockFile::new(&path).is_locked());
-    /// # Ok::<(), pidlock::LockError>(())
+    /// # Ok::<(), pidlockfile::LockError>(())
     /// ```
     #[must_use = "the lock is released as soon as the guard is dropped"]
     pub fn lock(
@@ -95,7 +95,7 @@ impl PidLockFile {
     /// returns a guard instead, so that no branch can run without holding it.
     ///
     /// ```
-    /// use pidlock::PidLockFile;
+    /// use pidlockfile::PidLockFile;
     ///
     /// let path = std::env::temp_dir().join(format!("pidlock-doc-try-{}.pid", std::process::id()));
     /// let mut lock = PidLockFile::new(&path);
@@ -107,7 +107,7 @@ impl PidLockFile {
     /// assert!(!PidLockFile::new(&path).try_acquire()?);
     /// lock.release()?;
     /// assert!(PidLockFile::new(&path).try_acquire()?);
-    /// # Ok::<(), pidlock::Error>(())
+    /// # Ok::<(), pidlockfile::Error>(())
     /// ```
     #[must_use = "`false` means another holder has the lock: the guarded work must not run"]
     pub fn try_acquire(&mut self) -> Result<bool, LockError> {
@@ -128,7 +128,7 @@ impl PidLockFile {
     /// way to run under the lock is to hold the `Some`.
     ///
     /// ```
-    /// use pidlock::PidLockFile;
+    /// use pidlockfile::PidLockFile;
     ///
     /// let path = std::env::temp_dir().join(format!("pidlock-doc-try-lock-{}.pid", std::process::id()));
     /// let Some(guard) = PidLockFile::try_lock(&path)? else {
@@ -138,7 +138,7 @@ impl PidLockFile {
     /// assert!(PidLockFile::try_lock(&path)?.is_none());
     /// drop(guard);
     /// assert!(PidLockFile::try_lock(&path)?.is_some());
-    /// # Ok::<(), pidlock::LockError>(())
+    /// # Ok::<(), pidlockfile::LockError>(())
     /// ```
     #[must_use = "the lock is released as soon as the guard is dropped"]
     pub fn try_lock(path: impl Into<PathBuf>) -> Result<Option<PidLockGuard>, LockError> {

@@ -20,7 +20,7 @@ impl PidLockFile {
     /// the lock in this process, if `pid` is not a PID (`1..=i32::MAX`), or if the write fails.
     ///
     /// ```
-    /// use pidlock::PidLockFile;
+    /// use pidlockfile::PidLockFile;
     ///
     /// let path = std::env::temp_dir().join(format!("pidlock-doc-set-pid-{}.pid", std::process::id()));
     /// let mut lock = PidLockFile::new(&path);
@@ -68,12 +68,12 @@ impl PidLockFile {
     ///
     /// ```
     /// let path = std::env::temp_dir().join(format!("pidlock-doc-locked-fd-{}.pid", std::process::id()));
-    /// let mut lock = pidlock::PidLockFile::new(&path);
+    /// let mut lock = pidlockfile::PidLockFile::new(&path);
     /// assert!(lock.locked_fd().is_none());
     /// lock.acquire(None)?;
     /// assert!(lock.locked_fd().is_some());
     /// lock.release()?;
-    /// # Ok::<(), pidlock::Error>(())
+    /// # Ok::<(), pidlockfile::Error>(())
     /// ```
     pub fn locked_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         use std::os::fd::AsFd;
@@ -96,7 +96,7 @@ impl PidLockFile {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use pidlock::PidLockFile;
+    /// use pidlockfile::PidLockFile;
     ///
     /// let path = std::env::temp_dir().join(format!("pidlock-doc-detach-{}.pid", std::process::id()));
     /// let mut lock = PidLockFile::new(&path);
@@ -109,7 +109,7 @@ impl PidLockFile {
     /// tidy.acquire(Some(Duration::ZERO))?;
     /// tidy.release()?;
     /// assert!(!path.exists());
-    /// # Ok::<(), pidlock::Error>(())
+    /// # Ok::<(), pidlockfile::Error>(())
     /// ```
     pub fn detach(&mut self) -> Option<std::os::fd::OwnedFd> {
         let held = self.held.take()?;

@@ -20,7 +20,7 @@ impl PidLockFile {
     /// out. A file this process may not open counts as held.
     ///
     /// ```
-    /// use pidlock::PidLockFile;
+    /// use pidlockfile::PidLockFile;
     ///
     /// let path = std::env::temp_dir().join(format!("pidlock-doc-is-locked-{}.pid", std::process::id()));
     /// std::fs::write(&path, "4242\n")?; // a leftover from a crashed holder
@@ -40,14 +40,14 @@ impl PidLockFile {
     /// saying "1" names neither for sure.
     ///
     /// ```
-    /// use pidlock::PidLockFile;
+    /// use pidlockfile::PidLockFile;
     ///
     /// let path = std::env::temp_dir().join(format!("pidlock-doc-i-am-locking-{}.pid", std::process::id()));
     /// let mut lock = PidLockFile::new(&path);
     /// assert!(!lock.i_am_locking());
     /// lock.acquire(None)?;
     /// assert!(PidLockFile::new(&path).i_am_locking());
-    /// # Ok::<(), pidlock::LockError>(())
+    /// # Ok::<(), pidlockfile::LockError>(())
     /// ```
     pub fn i_am_locking(&self) -> bool {
         self.holds_path()
@@ -64,7 +64,7 @@ impl PidLockFile {
     /// whether the PID belongs to a live holder.
     ///
     /// ```
-    /// use pidlock::PidLockFile;
+    /// use pidlockfile::PidLockFile;
     ///
     /// let path = std::env::temp_dir().join(format!("pidlock-doc-read-pid-{}.pid", std::process::id()));
     /// std::fs::write(&path, " 0042 \n")?;

@@ -48,7 +48,7 @@ pub(crate) struct ConnInfo {
     pub(crate) options: Option<String>,
 }
 
-/// The keys libpq has that pidlock understands, and the environment variable for each.
+/// The keys libpq has that pidlockfile understands, and the environment variable for each.
 const KEYS: &[(&str, Option<&str>)] = &[
     ("host", Some("PGHOST")),
     ("hostaddr", Some("PGHOSTADDR")),
@@ -68,7 +68,7 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("channel_binding", Some("PGCHANNELBINDING")),
     ("passfile", Some("PGPASSFILE")),
     // Accepted and ignored: the session's `application_name` carries the holder's identity,
-    // and pidlock sets the keepalives and the user timeout itself (see `session.rs`).
+    // and pidlockfile sets the keepalives and the user timeout itself (see `session.rs`).
     ("application_name", None),
     ("fallback_application_name", None),
     ("keepalives", None),
@@ -268,7 +268,7 @@ pub(crate) fn parse(
     let connect_timeout = match get("connect_timeout") {
         None => DEFAULT_CONNECT_TIMEOUT,
         Some(secs) => match secs.trim().parse::<i64>() {
-            // libpq waits forever for 0 or less; pidlock never does.
+            // libpq waits forever for 0 or less; pidlockfile never does.
             Ok(secs) if secs <= 0 => DEFAULT_CONNECT_TIMEOUT,
             // libpq's minimum.
             Ok(secs) => Duration::from_secs(secs.unsigned_abs().max(2)),

@@ -11,11 +11,11 @@ use crate::loss::{LossSignal, LossWatch};
 /// queries ([`fencing_token`](PgLock::fencing_token), [`is_lost`](PgLock::is_lost), ...).
 ///
 /// ```no_run
-/// let guard = pidlock::PgLock::lock("postgres://db.internal/app", "nightly-report", None)?;
+/// let guard = pidlockfile::PgLock::lock("postgres://db.internal/app", "nightly-report", None)?;
 /// let watch = guard.loss_watch();
 /// assert!(!watch.is_lost());
 /// guard.release()?; // or just drop it
-/// # Ok::<(), pidlock::Error>(())
+/// # Ok::<(), pidlockfile::Error>(())
 /// ```
 #[derive(Debug)]
 #[must_use = "the lock is released as soon as the guard is dropped"]

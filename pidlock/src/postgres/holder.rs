@@ -8,18 +8,18 @@ use super::session;
 /// Who holds a fleet lock, as its session records it.
 ///
 /// ```no_run
-/// let lock = pidlock::PgLock::new("postgres://db.internal/app", "nightly-report");
+/// let lock = pidlockfile::PgLock::new("postgres://db.internal/app", "nightly-report");
 /// if let Some(holder) = lock.holder()? {
 ///     println!("held by pid {} on {}", holder.pid, holder.host);
 /// }
-/// # Ok::<(), pidlock::LockError>(())
+/// # Ok::<(), pidlockfile::LockError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Holder {
-    /// The holder's host name; empty if the holder is not a pidlock session (sqlx, psql).
+    /// The holder's host name; empty if the holder is not a pidlockfile session (sqlx, psql).
     pub host: String,
-    /// The holder's PID on its host; 0 if the holder is not a pidlock session.
+    /// The holder's PID on its host; 0 if the holder is not a pidlockfile session.
     pub pid: u32,
     /// The PID of the server process serving the holder's session (for
     /// `pg_terminate_backend`).
@@ -44,7 +44,7 @@ impl Holder {
         }
     }
 
-    /// A session that is not a pidlock's, for the errors' "locked by a session on ...":
+    /// A session that is not a pidlockfile's, for the errors' "locked by a session on ...":
     /// `backend 1234 ("psql" from 10.0.0.7)`.
     pub(super) fn foreign(&self) -> String {
         let mut text = format!("backend {}", self.backend_pid);
@@ -67,7 +67,7 @@ impl Holder {
 }
 
 impl fmt::Display for Holder {
-    /// `pid 4242 on web-3`, or for a session that is not pidlock's, its application name and
+    /// `pid 4242 on web-3`, or for a session that is not pidlockfile's, its application name and
     /// server process.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.pid() {

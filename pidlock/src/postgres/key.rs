@@ -1,5 +1,5 @@
 //! The advisory lock key of a name: the one sqlx's `PgAdvisoryLock::new(name)` uses, so that a
-//! service on sqlx and a program on pidlock that name the same lock exclude each other.
+//! service on sqlx and a program on pidlockfile that name the same lock exclude each other.
 //!
 //! HKDF-SHA256 (RFC 5869) over the name's bytes, with no salt and the info string
 //! `SQLx (Rust) Postgres advisory lock`; the first 8 bytes of the output, read as a

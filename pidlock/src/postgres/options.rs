@@ -32,7 +32,7 @@ impl PgLock {
     /// string is parsed and the server reached by [`acquire`](Self::acquire).
     ///
     /// ```
-    /// let lock = pidlock::PgLock::new("host=db.internal user=app", "my first Postgres advisory lock!");
+    /// let lock = pidlockfile::PgLock::new("host=db.internal user=app", "my first Postgres advisory lock!");
     /// assert_eq!(lock.key(), -5560419505042474287); // as sqlx's PgAdvisoryLock::new
     /// assert_eq!(lock.name(), "my first Postgres advisory lock!");
     /// ```
@@ -46,7 +46,7 @@ impl PgLock {
     /// sharing a lock with code that calls `pg_advisory_lock(key)` itself.
     ///
     /// ```
-    /// let lock = pidlock::PgLock::with_key("host=db.internal", 42);
+    /// let lock = pidlockfile::PgLock::with_key("host=db.internal", 42);
     /// assert_eq!(lock.key(), 42);
     /// assert_eq!(lock.name(), "advisory lock 42");
     /// ```
@@ -75,9 +75,9 @@ impl PgLock {
     /// ```no_run
     /// use std::time::Duration;
     ///
-    /// let guard = pidlock::PgLock::lock("postgres://db.internal/app", "nightly-report", Some(Duration::from_secs(5)))?;
+    /// let guard = pidlockfile::PgLock::lock("postgres://db.internal/app", "nightly-report", Some(Duration::from_secs(5)))?;
     /// println!("fencing token {}", guard.fencing_token());
-    /// # Ok::<(), pidlock::LockError>(())
+    /// # Ok::<(), pidlockfile::LockError>(())
     /// ```
     #[must_use = "the lock is released as soon as the guard is dropped"]
     pub fn lock(
@@ -96,11 +96,11 @@ impl PgLock {
     /// an `Err`, never a `false`.
     ///
     /// ```no_run
-    /// let mut lock = pidlock::PgLock::new("postgres://db.internal/app", "nightly-report");
+    /// let mut lock = pidlockfile::PgLock::new("postgres://db.internal/app", "nightly-report");
     /// if !lock.try_acquire()? {
     ///     println!("running elsewhere");
     /// }
-    /// # Ok::<(), pidlock::LockError>(())
+    /// # Ok::<(), pidlockfile::LockError>(())
     /// ```
     #[must_use = "`false` means another holder has the lock: the guarded work must not run"]
     pub fn try_acquire(&mut self) -> Result<bool, LockError> {
@@ -115,12 +115,12 @@ impl PgLock {
     /// `None` if another holder has it.
     ///
     /// ```no_run
-    /// let Some(guard) = pidlock::PgLock::try_lock("postgres://db.internal/app", "nightly-report")? else {
+    /// let Some(guard) = pidlockfile::PgLock::try_lock("postgres://db.internal/app", "nightly-report")? else {
     ///     println!("running elsewhere");
     ///     return Ok(());
     /// };
     /// println!("fencing token {}", guard.fencing_token());
-    /// # Ok::<(), pidlock::LockError>(())
+    /// # Ok::<(), pidlockfile::LockError>(())
     /// ```
     #[must_use = "the lock is released as soon as the guard is dropped"]
     pub fn try_lock(
@@ -140,7 +140,7 @@ impl PgLock {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let lock = pidlock::PgLock::new("host=db.internal", "job").lost_after(Duration::from_secs(4));
+    /// let lock = pidlockfile::PgLock::new("host=db.internal", "job").lost_after(Duration::from_secs(4));
     /// assert_eq!(lock.lost_after_duration(), Duration::from_secs(4));
     /// ```
     #[must_use]
@@ -158,7 +158,7 @@ impl PgLock {
     /// every acquisition from the next one on. It may block, or exit the process.
     ///
     /// ```
-    /// let mut lock = pidlock::PgLock::new("host=db.internal", "job");
+    /// let mut lock = pidlockfile::PgLock::new("host=db.internal", "job");
     /// lock.on_lost(|lost| {
     ///     eprintln!("error: {lost}; exiting");
     ///     std::process::exit(75);

@@ -41,7 +41,7 @@ impl PgLock {
     /// ```no_run
     /// use std::process::Command;
     ///
-    /// let mut lock = pidlock::PgLock::new("postgres://db.internal/app", "nightly-report");
+    /// let mut lock = pidlockfile::PgLock::new("postgres://db.internal/app", "nightly-report");
     /// lock.acquire(None)?;
     /// let socket = lock.share_session()?;
     /// // Inherited by the child (and by every process it starts) under its own number.

@@ -18,7 +18,7 @@ impl PgLock {
     /// tells the error apart.
     ///
     /// ```no_run
-    /// let lock = pidlock::PgLock::new("postgres://db.internal/app", "nightly-report");
+    /// let lock = pidlockfile::PgLock::new("postgres://db.internal/app", "nightly-report");
     /// if !lock.is_locked() {
     ///     println!("free (for now)");
     /// }
@@ -30,9 +30,9 @@ impl PgLock {
     /// [`is_locked`](Self::is_locked), with the reason the server could not be asked.
     ///
     /// ```no_run
-    /// let lock = pidlock::PgLock::new("postgres://db.internal/app", "nightly-report");
+    /// let lock = pidlockfile::PgLock::new("postgres://db.internal/app", "nightly-report");
     /// println!("locked: {}", lock.try_is_locked()?);
-    /// # Ok::<(), pidlock::LockError>(())
+    /// # Ok::<(), pidlockfile::LockError>(())
     /// ```
     pub fn try_is_locked(&self) -> Result<bool, LockError> {
         if self.i_am_locking() {
@@ -44,10 +44,10 @@ impl PgLock {
     /// The holder's PID, as [`PidLockFile::read_pid`](crate::PidLockFile::read_pid) reads it
     /// from the file: here from the holder's session (`application_name`). It is a PID on the
     /// holder's host (see [`holder`](Self::holder) for the host). `None` if the lock is free,
-    /// held by a session that is not a pidlock's (psql, sqlx), or the server cannot be asked.
+    /// held by a session that is not a pidlockfile's (psql, sqlx), or the server cannot be asked.
     ///
     /// ```no_run
-    /// let lock = pidlock::PgLock::new("postgres://db.internal/app", "nightly-report");
+    /// let lock = pidlockfile::PgLock::new("postgres://db.internal/app", "nightly-report");
     /// if let Some(pid) = lock.read_pid() {
     ///     println!("held by pid {pid}");
     /// }

@@ -138,7 +138,7 @@ fn load_client_cert(
         .map_err(|e| format!("cannot read sslkey {}: {e}", key.display()))?;
     if text.contains("ENCRYPTED") {
         return Err(format!(
-            "sslkey {} is encrypted, and pidlock cannot decrypt it (sslpassword): store it \
+            "sslkey {} is encrypted, and pidlockfile cannot decrypt it (sslpassword): store it \
              decrypted, readable by its owner only (openssl pkey -in KEY -out KEY.plain)",
             key.display()
         ));

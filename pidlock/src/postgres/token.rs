@@ -22,7 +22,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 /// One statement string, so one round trip: the `SET LOCAL` and the write share the implicit
 /// transaction of a multi-statement query, which commits (and flushes) at its end.
 const DURABLE_ID: &str = "SET LOCAL synchronous_commit = on; \
-     SELECT pg_current_xact_id()::text, pg_logical_emit_message(true, 'pidlock', '')";
+     SELECT pg_current_xact_id()::text, pg_logical_emit_message(true, 'pidlockfile', '')";
 
 /// The token of one acquisition: not asked for yet, or its value (0 if it could not be made).
 #[derive(Debug, Default)]

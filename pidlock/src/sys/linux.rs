@@ -22,7 +22,7 @@ use super::backoff::Backoff;
 use crate::owner::{PerProcess, Process};
 
 /// How long a waiter first sleeps without an event before it tries the lock again anyway. A
-/// release is a close of the holder's descriptor, which inotify reports (pidlock's own unlocks
+/// release is a close of the holder's descriptor, which inotify reports (pidlockfile's own unlocks
 /// announce themselves too, see [`announce_release`]); the re-check only covers what the kernel
 /// cannot report: another program that unlocks without closing (`flock -u` on a descriptor it
 /// keeps), or a holder on another machine (NFS). Each re-check that finds nothing doubles the

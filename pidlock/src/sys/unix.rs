@@ -12,7 +12,7 @@ use rustix::fs::OFlags;
 
 use super::FileId;
 
-/// Extra `open(2)` flags for every descriptor pidlock opens on the lock path (std adds
+/// Extra `open(2)` flags for every descriptor pidlockfile opens on the lock path (std adds
 /// `O_CLOEXEC` itself). `O_NOFOLLOW` keeps a planted symlink from redirecting our writes;
 /// `O_NONBLOCK` keeps a planted FIFO from hanging the open; on a regular file it changes nothing.
 // The flag values are small positive constants, so the cast to `c_int` cannot wrap.
@@ -40,7 +40,7 @@ pub(crate) fn pid_namespace() -> u64 {
 #[cfg(all(target_os = "linux", not(pidlock_portable)))]
 pub(crate) const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
 
-/// The mode of every PID file pidlock creates, whatever the umask: other users' probes and
+/// The mode of every PID file pidlockfile creates, whatever the umask: other users' probes and
 /// `read_pid()` must be able to read it, and nobody but its owner may write it.
 pub(crate) const PID_FILE_MODE: u32 = 0o644;
 

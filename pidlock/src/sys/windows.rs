@@ -9,7 +9,7 @@
 //! Locking beyond the end of a file is allowed and does not grow it.
 //!
 //! Every handle is opened with share mode read | write | delete, so that readers and the
-//! release's delete never meet a sharing violation caused by pidlock itself. Handles are
+//! release's delete never meet a sharing violation caused by pidlockfile itself. Handles are
 //! created non-inheritable (no `SECURITY_ATTRIBUTES`), so child processes never keep the lock.
 
 /// Named pipes for second instances (`forward/windows.rs`).
@@ -463,7 +463,7 @@ pub(crate) fn link_count(file: &File, _meta: &Metadata) -> io::Result<u64> {
 /// refused here before anything is written.
 pub(crate) fn special_file(meta: &Metadata) -> Option<&'static str> {
     (meta.file_attributes() & FILE_ATTRIBUTE_REPARSE_POINT != 0).then_some(
-        "it is a symbolic link or another reparse point, and pidlock does not follow those",
+        "it is a symbolic link or another reparse point, and pidlockfile does not follow those",
     )
 }
 

@@ -11,7 +11,7 @@ mod tests {
     use std::pin::pin;
     use std::task::{Context, Poll, Waker};
 
-    use pidlock::PidLockFile;
+    use pidlockfile::PidLockFile;
 
     fn path(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!(
@@ -59,7 +59,7 @@ mod tests {
         .len()
     }
 
-    #[pidlock::single_instance(path = path("sync"))]
+    #[pidlockfile::single_instance(path = path("sync"))]
     fn guarded() -> usize {
         let _local = Noisy {
             name: "local",
@@ -72,7 +72,7 @@ mod tests {
         .len()
     }
 
-    #[pidlock::single_instance(path = path("async"))]
+    #[pidlockfile::single_instance(path = path("async"))]
     async fn guarded_async() -> usize {
         let _local = Noisy {
             name: "local",

@@ -1,5 +1,5 @@
 //! A program that depends on the runtime under the name `lock`: the attribute's generated code
-//! must name it `::lock` (there is no `::pidlock` in this crate). Holds the lock file given as
+//! must name it `::lock` (there is no `::pidlockfile` in this crate). Holds the lock file given as
 //! the first argument until its stdin closes.
 
 use std::io::BufRead;

@@ -454,7 +454,7 @@ impl Cluster {
         .collect()
     }
 
-    /// Whether a session of the process `pid` (a pidlock session, by its `application_name`)
+    /// Whether a session of the process `pid` (a pidlockfile session, by its `application_name`)
     /// is waiting for a lock.
     pub fn waits(&self, pid: u32) -> bool {
         self.psql(&format!(
@@ -522,7 +522,7 @@ fn make_certificates(dir: &Path) -> (PathBuf, PathBuf) {
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, "pidlock test CA");
+        .push(rcgen::DnType::CommonName, "pidlockfile test CA");
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
 

@@ -1,4 +1,4 @@
-#[pidlock::single_instance]
+#[pidlockfile::single_instance]
 const fn answer() -> u32 {
     42
 }

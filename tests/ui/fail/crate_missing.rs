@@ -1,2 +1,2 @@
-#[pidlock::single_instance(crate = "::no_such_crate")]
+#[pidlockfile::single_instance(crate = "::no_such_crate")]
 fn main() {}

@@ -1,2 +1,2 @@
-#[pidlock::single_instance(crate = "not a path!")]
+#[pidlockfile::single_instance(crate = "not a path!")]
 fn main() {}

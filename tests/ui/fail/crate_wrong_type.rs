@@ -1,2 +1,2 @@
-#[pidlock::single_instance(crate = pidlock)]
+#[pidlockfile::single_instance(crate = pidlockfile)]
 fn main() {}

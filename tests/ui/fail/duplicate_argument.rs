@@ -1,2 +1,2 @@
-#[pidlock::single_instance(path = "/tmp/a.pid", path = "/tmp/b.pid")]
+#[pidlockfile::single_instance(path = "/tmp/a.pid", path = "/tmp/b.pid")]
 fn main() {}

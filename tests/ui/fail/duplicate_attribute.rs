@@ -1,3 +1,3 @@
-#[pidlock::single_instance(path = "/tmp/a.pid")]
-#[pidlock::single_instance(path = "/tmp/b.pid")]
+#[pidlockfile::single_instance(path = "/tmp/a.pid")]
+#[pidlockfile::single_instance(path = "/tmp/b.pid")]
 fn main() {}

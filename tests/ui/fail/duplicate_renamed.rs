@@ -1,5 +1,5 @@
-use pidlock::single_instance as only_one;
+use pidlockfile::single_instance as only_one;
 
-#[pidlock::single_instance(path = "/tmp/a.pid")]
+#[pidlockfile::single_instance(path = "/tmp/a.pid")]
 #[only_one(path = "/tmp/b.pid")]
 fn main() {}

@@ -3,7 +3,7 @@
 struct Server;
 
 impl Server {
-    #[pidlock::single_instance(path = "/tmp/server.pid", exit_code = 3)]
+    #[pidlockfile::single_instance(path = "/tmp/server.pid", exit_code = 3)]
     fn main(&self) {}
 }
 

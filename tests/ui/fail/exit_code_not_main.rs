@@ -1,4 +1,4 @@
-#[pidlock::single_instance(exit_code = 3)]
+#[pidlockfile::single_instance(exit_code = 3)]
 fn work() {}
 
 fn main() {

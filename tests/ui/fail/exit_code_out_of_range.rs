@@ -1,2 +1,2 @@
-#[pidlock::single_instance(exit_code = 256)]
+#[pidlockfile::single_instance(exit_code = 256)]
 fn main() {}

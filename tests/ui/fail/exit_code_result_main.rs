@@ -2,7 +2,7 @@
 // also when an alias hides the `Result`.
 type AppResult = Result<(), Box<dyn std::error::Error>>;
 
-#[pidlock::single_instance(exit_code = 3)]
+#[pidlockfile::single_instance(exit_code = 3)]
 fn main() -> AppResult {
     Ok(())
 }

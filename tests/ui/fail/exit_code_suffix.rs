@@ -1,3 +1,3 @@
 // `exit_code = 1h` is not 1.
-#[pidlock::single_instance(exit_code = 1h)]
+#[pidlockfile::single_instance(exit_code = 1h)]
 fn main() {}

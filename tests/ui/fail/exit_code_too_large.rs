@@ -1,2 +1,2 @@
-#[pidlock::single_instance(exit_code = 99999999999999999999999)]
+#[pidlockfile::single_instance(exit_code = 99999999999999999999999)]
 fn main() {}

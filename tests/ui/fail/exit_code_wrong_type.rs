@@ -1,2 +1,2 @@
-#[pidlock::single_instance(exit_code = "1")]
+#[pidlockfile::single_instance(exit_code = "1")]
 fn main() {}

@@ -1,10 +1,10 @@
 // A panic cannot unwind out of `extern "C"`: a guarded one must return a `Result`.
-#[pidlock::single_instance]
+#[pidlockfile::single_instance]
 extern "C" fn callback() -> u32 {
     1
 }
 
-#[pidlock::single_instance]
+#[pidlockfile::single_instance]
 extern "C" fn never() -> ! {
     loop {}
 }

@@ -1,4 +1,4 @@
-fn open(_: pidlock::SecondInstance) {}
+fn open(_: pidlockfile::SecondInstance) {}
 
-#[pidlock::single_instance(postgres = "postgres://db/app", forward = open)]
+#[pidlockfile::single_instance(postgres = "postgres://db/app", forward = open)]
 fn main() {}

@@ -1,6 +1,6 @@
-fn open(_: pidlock::SecondInstance) {}
+fn open(_: pidlockfile::SecondInstance) {}
 
-#[pidlock::single_instance(forward = open)]
+#[pidlockfile::single_instance(forward = open)]
 fn work() {}
 
 fn main() {

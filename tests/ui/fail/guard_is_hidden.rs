@@ -1,4 +1,4 @@
-#[pidlock::single_instance]
+#[pidlockfile::single_instance]
 fn main() {
     drop(__pidlock_guard);
 }

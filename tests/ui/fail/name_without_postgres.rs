@@ -1,5 +1,5 @@
-#[pidlock::single_instance(path = "/tmp/app.pid", name = "job")]
+#[pidlockfile::single_instance(path = "/tmp/app.pid", name = "job")]
 fn main() {}
 
-#[pidlock::single_instance(on_lost = |_| ())]
+#[pidlockfile::single_instance(on_lost = |_| ())]
 fn other() {}

@@ -1,2 +1,2 @@
-#[pidlock::single_instance(path = "/tmp/app.pid", postgres = "host=db")]
+#[pidlockfile::single_instance(path = "/tmp/app.pid", postgres = "host=db")]
 fn main() {}

@@ -1,2 +1,2 @@
-#[pidlock::single_instance(path = "")]
+#[pidlockfile::single_instance(path = "")]
 fn main() {}

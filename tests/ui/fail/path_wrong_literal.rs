@@ -1,2 +1,2 @@
-#[pidlock::single_instance(path = 5)]
+#[pidlockfile::single_instance(path = 5)]
 fn main() {}

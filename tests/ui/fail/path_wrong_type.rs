@@ -1,2 +1,2 @@
-#[pidlock::single_instance(path = 5_u32 + 1)]
+#[pidlockfile::single_instance(path = 5_u32 + 1)]
 fn main() {}

@@ -1,2 +1,2 @@
-#[pidlock::single_instance(quiet = 1)]
+#[pidlockfile::single_instance(quiet = 1)]
 fn main() {}

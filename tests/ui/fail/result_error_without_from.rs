@@ -1,4 +1,4 @@
-#[pidlock::single_instance]
+#[pidlockfile::single_instance]
 fn parse(input: &str) -> Result<u32, std::num::ParseIntError> {
     input.parse()
 }

@@ -1,7 +1,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-#[pidlock::single_instance]
+#[pidlockfile::single_instance]
 fn work() -> Pin<Box<dyn Future<Output = u32> + Send>> {
     Box::pin(async { 42 })
 }

@@ -4,12 +4,12 @@ use std::pin::Pin;
 
 type Job = Pin<Box<dyn Future<Output = bool> + Send>>;
 
-#[pidlock::single_instance(path = "/tmp/job.pid")]
+#[pidlockfile::single_instance(path = "/tmp/job.pid")]
 fn work() -> Job {
     Box::pin(async { true })
 }
 
-#[pidlock::single_instance(path = "/tmp/ready.pid")]
+#[pidlockfile::single_instance(path = "/tmp/ready.pid")]
 fn ready() -> std::future::Ready<u32> {
     std::future::ready(1)
 }

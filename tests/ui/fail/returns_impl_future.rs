@@ -1,6 +1,6 @@
 use std::future::Future;
 
-#[pidlock::single_instance]
+#[pidlockfile::single_instance]
 fn work() -> impl Future<Output = u32> {
     async { 42 }
 }

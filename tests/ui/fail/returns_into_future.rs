@@ -1,6 +1,6 @@
 use std::future::IntoFuture;
 
-#[pidlock::single_instance]
+#[pidlockfile::single_instance]
 fn work() -> impl IntoFuture<Output = u32> {
     async { 42 }
 }

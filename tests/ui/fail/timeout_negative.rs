@@ -1,2 +1,2 @@
-#[pidlock::single_instance(timeout = -1)]
+#[pidlockfile::single_instance(timeout = -1)]
 fn main() {}

@@ -1,2 +1,2 @@
-#[pidlock::single_instance(timeout = 1e400)]
+#[pidlockfile::single_instance(timeout = 1e400)]
 fn main() {}

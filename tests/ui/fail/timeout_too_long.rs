@@ -1,6 +1,6 @@
 // Too large for syn's integers: the message is about `timeout`.
-#[pidlock::single_instance(timeout = 18446744073709551616)]
+#[pidlockfile::single_instance(timeout = 18446744073709551616)]
 fn main() {}
 
-#[pidlock::single_instance(timeout = 6000000000000000h)]
+#[pidlockfile::single_instance(timeout = 6000000000000000h)]
 fn hours() {}

@@ -1,6 +1,6 @@
 // A suffix that is no unit is refused, not ignored.
-#[pidlock::single_instance(timeout = 5sec)]
+#[pidlockfile::single_instance(timeout = 5sec)]
 fn main() {}
 
-#[pidlock::single_instance(timeout = 2d)]
+#[pidlockfile::single_instance(timeout = 2d)]
 fn two_days() {}

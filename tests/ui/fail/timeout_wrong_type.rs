@@ -1,2 +1,2 @@
-#[pidlock::single_instance(timeout = "5s")]
+#[pidlockfile::single_instance(timeout = "5s")]
 fn main() {}

@@ -1,2 +1,2 @@
-#[pidlock::single_instance(tiemout = 5)]
+#[pidlockfile::single_instance(tiemout = 5)]
 fn main() {}

@@ -1,5 +1,5 @@
 #![deny(unused_must_use)]
 
 fn main() {
-    pidlock::PidLockFile::lock("/tmp/pidlock-ui-unused.pid", None);
+    pidlockfile::PidLockFile::lock("/tmp/pidlock-ui-unused.pid", None);
 }

@@ -15,7 +15,7 @@ fn locked(name: &str) -> String {
 
 #[async_trait]
 trait Job {
-    async fn run(&self, again: bool) -> Result<u32, pidlock::Error>;
+    async fn run(&self, again: bool) -> Result<u32, pidlockfile::Error>;
     async fn count(&self) -> u32;
 }
 
@@ -23,9 +23,9 @@ struct Worker;
 
 #[async_trait]
 impl Job for Worker {
-    #[pidlock::single_instance(path = path("below"))]
-    async fn run(&self, again: bool) -> Result<u32, pidlock::Error> {
-        assert!(pidlock::PidLockFile::new(path("below")).is_locked());
+    #[pidlockfile::single_instance(path = path("below"))]
+    async fn run(&self, again: bool) -> Result<u32, pidlockfile::Error> {
+        assert!(pidlockfile::PidLockFile::new(path("below")).is_locked());
         tokio::task::yield_now().await;
         if again {
             let err = self.run(false).await.unwrap_err();
@@ -34,9 +34,9 @@ impl Job for Worker {
         Ok(1)
     }
 
-    #[pidlock::single_instance(path = path("count"))]
+    #[pidlockfile::single_instance(path = path("count"))]
     async fn count(&self) -> u32 {
-        assert!(pidlock::PidLockFile::new(path("count")).is_locked());
+        assert!(pidlockfile::PidLockFile::new(path("count")).is_locked());
         2
     }
 }
@@ -45,7 +45,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     runtime.block_on(async {
         assert_eq!(Worker.run(true).await.unwrap(), 1);
-        assert!(!pidlock::PidLockFile::new(path("below")).is_locked());
+        assert!(!pidlockfile::PidLockFile::new(path("below")).is_locked());
         assert_eq!(Worker.count().await, 2);
         // Sendable, as #[async_trait] requires: spawn it on a multi-thread runtime's pool.
         assert_eq!(tokio::spawn(async { Worker.run(false).await }).await.unwrap().unwrap(), 1);

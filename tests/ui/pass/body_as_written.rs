@@ -21,7 +21,7 @@ fn path(name: &str) -> std::path::PathBuf {
 }
 
 // An early `return` of a `Box<MyErr>` coerces to `Box<dyn Error>`.
-#[pidlock::single_instance(path = path("coerce-async"))]
+#[pidlockfile::single_instance(path = path("coerce-async"))]
 async fn coerce_async(fail: bool) -> Result<u32, Box<dyn Error>> {
     if fail {
         return Err(Box::new(MyErr));
@@ -29,7 +29,7 @@ async fn coerce_async(fail: bool) -> Result<u32, Box<dyn Error>> {
     Ok(1)
 }
 
-#[pidlock::single_instance(path = path("coerce"))]
+#[pidlockfile::single_instance(path = path("coerce"))]
 fn coerce(fail: bool) -> Result<u32, Box<dyn Error>> {
     if fail {
         return Err(Box::new(MyErr));
@@ -38,31 +38,31 @@ fn coerce(fail: bool) -> Result<u32, Box<dyn Error>> {
 }
 
 // `?` converts into the declared error type.
-#[pidlock::single_instance(path = path("question-async"))]
+#[pidlockfile::single_instance(path = path("question-async"))]
 async fn question_async(input: &str) -> Result<u32, Box<dyn Error + Send + Sync>> {
     let n: u32 = input.parse()?;
     Ok(n)
 }
 
 // `-> !` in an `async fn`.
-#[pidlock::single_instance(path = path("never-async"))]
+#[pidlockfile::single_instance(path = path("never-async"))]
 async fn never_async() -> ! {
     panic!("never returns")
 }
 
 // The closure's parameter type comes from the return type.
-#[pidlock::single_instance(path = path("closure"))]
+#[pidlockfile::single_instance(path = path("closure"))]
 fn measure() -> impl Fn(&str) -> usize {
     |s| s.len()
 }
 
-#[pidlock::single_instance(path = path("closure-async"))]
+#[pidlockfile::single_instance(path = path("closure-async"))]
 async fn measure_async() -> impl Fn(&str) -> usize {
     |s| s.len()
 }
 
 // An `impl Trait` inside a `Result`.
-#[pidlock::single_instance(path = path("impl-in-result"))]
+#[pidlockfile::single_instance(path = path("impl-in-result"))]
 fn shown() -> Result<impl fmt::Display, MyBoxed> {
     Ok(5)
 }

@@ -6,20 +6,20 @@ fn path(name: &str) -> std::path::PathBuf {
 }
 
 #[allow(improper_ctypes_definitions)]
-#[pidlock::single_instance(path = path("c-result"))]
-extern "C" fn c_result(again: bool) -> Result<u32, pidlock::Error> {
+#[pidlockfile::single_instance(path = path("c-result"))]
+extern "C" fn c_result(again: bool) -> Result<u32, pidlockfile::Error> {
     if again {
         assert!(c_result(false).is_err());
     }
     Ok(1)
 }
 
-#[pidlock::single_instance(path = path("c-unwind"))]
+#[pidlockfile::single_instance(path = path("c-unwind"))]
 extern "C-unwind" fn c_unwind() -> u32 {
     2
 }
 
-#[pidlock::single_instance(path = path("rust"))]
+#[pidlockfile::single_instance(path = path("rust"))]
 extern "Rust" fn rust() -> u32 {
     3
 }

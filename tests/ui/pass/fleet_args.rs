@@ -5,26 +5,26 @@
 
 const REFUSED: &str = "host=127.0.0.1 port=1 user=nobody connect_timeout=2";
 
-fn on_lost(lost: &pidlock::Lost) {
+fn on_lost(lost: &pidlockfile::Lost) {
     eprintln!("error: {lost}");
 }
 
-#[pidlock::single_instance(postgres = "host=127.0.0.1 port=1 user=nobody", name = "literal")]
-fn literal() -> Result<(), pidlock::Error> {
+#[pidlockfile::single_instance(postgres = "host=127.0.0.1 port=1 user=nobody", name = "literal")]
+fn literal() -> Result<(), pidlockfile::Error> {
     Ok(())
 }
 
-#[pidlock::single_instance(postgres = String::from(REFUSED), name = format!("job-{}", 1), timeout = 5, quiet)]
-fn expressions() -> Result<u32, pidlock::LockError> {
+#[pidlockfile::single_instance(postgres = String::from(REFUSED), name = format!("job-{}", 1), timeout = 5, quiet)]
+fn expressions() -> Result<u32, pidlockfile::LockError> {
     Ok(1)
 }
 
-#[pidlock::single_instance(postgres = conninfo, on_lost = on_lost)]
+#[pidlockfile::single_instance(postgres = conninfo, on_lost = on_lost)]
 fn parameter(conninfo: &str) -> std::io::Result<&str> {
     Ok(conninfo)
 }
 
-#[pidlock::single_instance(postgres = REFUSED, on_lost = |lost| eprintln!("{}", lost.reason()), timeout = "forever")]
+#[pidlockfile::single_instance(postgres = REFUSED, on_lost = |lost| eprintln!("{}", lost.reason()), timeout = "forever")]
 async fn asynchronous() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
@@ -38,7 +38,7 @@ fn main() {
     );
     assert!(matches!(
         expressions(),
-        Err(pidlock::LockError::LockFailed { .. })
+        Err(pidlockfile::LockError::LockFailed { .. })
     ));
     assert!(parameter(REFUSED).is_err());
     let runtime = tokio::runtime::Builder::new_current_thread()

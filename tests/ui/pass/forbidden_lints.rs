@@ -14,14 +14,14 @@ fn path(name: &str) -> std::path::PathBuf {
 }
 
 /// Always diverges.
-#[pidlock::single_instance(path = path("exit"))]
+#[pidlockfile::single_instance(path = path("exit"))]
 fn main() {
     assert_eq!(early(), 1);
     assert_eq!(looping(), 2);
     std::process::exit(0)
 }
 
-#[pidlock::single_instance(path = path("early"))]
+#[pidlockfile::single_instance(path = path("early"))]
 fn early() -> u32 {
     if std::env::args().count() > 100 {
         return 0;
@@ -29,7 +29,7 @@ fn early() -> u32 {
     1
 }
 
-#[pidlock::single_instance(path = path("loop"))]
+#[pidlockfile::single_instance(path = path("loop"))]
 fn looping() -> u32 {
     loop {
         return 2;

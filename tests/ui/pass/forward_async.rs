@@ -4,12 +4,12 @@ fn lock() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("ui-forward-async-{}.pid", std::process::id()))
 }
 
-async fn open(message: pidlock::SecondInstance) {
+async fn open(message: pidlockfile::SecondInstance) {
     tokio::task::yield_now().await;
     println!("{:?}", message.args);
 }
 
-#[pidlock::single_instance(path = lock(), forward = open)]
+#[pidlockfile::single_instance(path = lock(), forward = open)]
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut socket = lock().into_os_string();

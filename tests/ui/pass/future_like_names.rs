@@ -11,14 +11,14 @@ fn path(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("ui-future-names-{name}-{}.pid", std::process::id()))
 }
 
-#[pidlock::single_instance(path = path("vec"))]
+#[pidlockfile::single_instance(path = path("vec"))]
 fn futures() -> Vec<Future> {
     vec![Future(1)]
 }
 
 type Boxed = Pin<Box<dyn std::future::Future<Output = u32>>>;
 
-#[pidlock::single_instance(path = path("held"))]
+#[pidlockfile::single_instance(path = path("held"))]
 fn held() -> Vec<Boxed> {
     vec![Box::pin(async { 2 })]
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-#[pidlock::single_instance(path = "/tmp/pidlock-ui-exit-code.pid", exit_code = 75, timeout = 2.5, quiet)]
+#[pidlockfile::single_instance(path = "/tmp/pidlock-ui-exit-code.pid", exit_code = 75, timeout = 2.5, quiet)]
 fn main() -> ExitCode {
     ExitCode::SUCCESS
 }

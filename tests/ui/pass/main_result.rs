@@ -2,7 +2,7 @@
 
 use std::error::Error;
 
-#[pidlock::single_instance(path = "/tmp/pidlock-ui-main-result.pid", timeout = "forever")]
+#[pidlockfile::single_instance(path = "/tmp/pidlock-ui-main-result.pid", timeout = "forever")]
 fn main() -> Result<(), Box<dyn Error>> {
     let value: u32 = "42".parse()?;
     if value == 0 {

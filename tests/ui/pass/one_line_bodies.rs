@@ -13,20 +13,20 @@ fn compute() -> u32 {
     1
 }
 
-#[pidlock::single_instance(path = path("sync"))]
+#[pidlockfile::single_instance(path = path("sync"))]
 fn work() -> u32 { compute() }
 
-#[pidlock::single_instance(path = path("async"))]
-async fn work_later() -> Result<u32, pidlock::Error> { Ok(compute()) }
+#[pidlockfile::single_instance(path = path("async"))]
+async fn work_later() -> Result<u32, pidlockfile::Error> { Ok(compute()) }
 
-#[pidlock::single_instance(path = path("dyn"))]
+#[pidlockfile::single_instance(path = path("dyn"))]
 fn digits() -> Box<dyn Iterator<Item = impl Display>> { Box::new(vec![1_u32, 2].into_iter()) }
 
 struct Server;
 
 impl Server {
     /// A method called `main` is not the program's entry point: a conflict panics.
-    #[pidlock::single_instance(path = path("method"))]
+    #[pidlockfile::single_instance(path = path("method"))]
     fn main(&self) -> u32 { compute() }
 }
 

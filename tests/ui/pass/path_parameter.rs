@@ -3,23 +3,23 @@
 
 use std::path::PathBuf;
 
-#[pidlock::single_instance(path = lock)]
+#[pidlockfile::single_instance(path = lock)]
 fn owned(lock: PathBuf) -> PathBuf {
-    assert!(pidlock::PidLockFile::new(&lock).is_locked());
+    assert!(pidlockfile::PidLockFile::new(&lock).is_locked());
     lock
 }
 
-#[pidlock::single_instance(path = lock)]
+#[pidlockfile::single_instance(path = lock)]
 fn borrowed(lock: &str) -> &str {
     lock
 }
 
-#[pidlock::single_instance(path = lock)]
+#[pidlockfile::single_instance(path = lock)]
 async fn owned_async(lock: String) -> String {
     lock
 }
 
-#[pidlock::single_instance(path = dir.join("c.pid"))]
+#[pidlockfile::single_instance(path = dir.join("c.pid"))]
 fn expression(dir: PathBuf) -> PathBuf {
     dir
 }

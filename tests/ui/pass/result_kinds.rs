@@ -1,7 +1,7 @@
 #![deny(warnings)]
 //! Every way of spelling a `Result` returns a conflict as its `Err`, decided at the type
 //! level: paths, aliases, `io::Result`, `anyhow::Result`, and every error type with
-//! `From<pidlock::Error>`. Each function calls itself while it holds its lock, so the inner
+//! `From<pidlockfile::Error>`. Each function calls itself while it holds its lock, so the inner
 //! call meets a conflict.
 
 use std::fmt;
@@ -9,8 +9,8 @@ use std::fmt;
 #[derive(Debug)]
 struct MyError(String);
 
-impl From<pidlock::Error> for MyError {
-    fn from(e: pidlock::Error) -> Self {
+impl From<pidlockfile::Error> for MyError {
+    fn from(e: pidlockfile::Error) -> Self {
         MyError(e.to_string())
     }
 }
@@ -29,7 +29,7 @@ fn locked(name: &str) -> String {
     format!("{} is locked by process {}", path(name).display(), std::process::id())
 }
 
-#[pidlock::single_instance(path = path("io"))]
+#[pidlockfile::single_instance(path = path("io"))]
 fn io_result(again: bool) -> std::io::Result<u32> {
     if again {
         let err = io_result(false).unwrap_err();
@@ -39,7 +39,7 @@ fn io_result(again: bool) -> std::io::Result<u32> {
     Ok(1)
 }
 
-#[pidlock::single_instance(path = path("mine"))]
+#[pidlockfile::single_instance(path = path("mine"))]
 fn my_result(again: bool) -> Result<u32, MyError> {
     if again {
         assert_eq!(my_result(false).unwrap_err().0, locked("mine"));
@@ -47,29 +47,29 @@ fn my_result(again: bool) -> Result<u32, MyError> {
     Ok(2)
 }
 
-#[pidlock::single_instance(path = path("pidlock"))]
-fn pidlock_result(again: bool) -> Result<u32, pidlock::Error> {
+#[pidlockfile::single_instance(path = path("pidlock"))]
+fn pidlock_result(again: bool) -> Result<u32, pidlockfile::Error> {
     if again {
         assert!(matches!(
             pidlock_result(false),
-            Err(pidlock::Error::Lock(pidlock::LockError::AlreadyLocked { .. }))
+            Err(pidlockfile::Error::Lock(pidlockfile::LockError::AlreadyLocked { .. }))
         ));
     }
     Ok(3)
 }
 
-#[pidlock::single_instance(path = path("lock-error"))]
-fn lock_error_result(again: bool) -> Result<u32, pidlock::LockError> {
+#[pidlockfile::single_instance(path = path("lock-error"))]
+fn lock_error_result(again: bool) -> Result<u32, pidlockfile::LockError> {
     if again {
         assert!(matches!(
             lock_error_result(false),
-            Err(pidlock::LockError::AlreadyLocked { .. })
+            Err(pidlockfile::LockError::AlreadyLocked { .. })
         ));
     }
     Ok(4)
 }
 
-#[pidlock::single_instance(path = path("boxed"))]
+#[pidlockfile::single_instance(path = path("boxed"))]
 fn boxed_result(again: bool) -> Result<u32, Box<dyn std::error::Error>> {
     if again {
         assert_eq!(boxed_result(false).unwrap_err().to_string(), locked("boxed"));
@@ -77,18 +77,18 @@ fn boxed_result(again: bool) -> Result<u32, Box<dyn std::error::Error>> {
     Ok(5)
 }
 
-#[pidlock::single_instance(path = path("anyhow"))]
+#[pidlockfile::single_instance(path = path("anyhow"))]
 fn anyhow_result(again: bool) -> anyhow::Result<u32> {
     if again {
         let err = anyhow_result(false).unwrap_err();
-        assert!(err.downcast_ref::<pidlock::Error>().is_some());
+        assert!(err.downcast_ref::<pidlockfile::Error>().is_some());
     }
     Ok(6)
 }
 
 type Alias<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-#[pidlock::single_instance(path = path("alias"))]
+#[pidlockfile::single_instance(path = path("alias"))]
 fn alias_result(again: bool) -> Alias<u32> {
     if again {
         assert_eq!(alias_result(false).unwrap_err().to_string(), locked("alias"));
@@ -99,7 +99,7 @@ fn alias_result(again: bool) -> Alias<u32> {
 /// A `Result` under a name that does not say so.
 type Outcome = Alias<u32>;
 
-#[pidlock::single_instance(path = path("outcome"))]
+#[pidlockfile::single_instance(path = path("outcome"))]
 async fn outcome(again: bool) -> Outcome {
     if again {
         assert_eq!(Box::pin(outcome(false)).await.unwrap_err().to_string(), locked("outcome"));

@@ -9,23 +9,23 @@ fn path(name: &str) -> std::path::PathBuf {
 /// Doc comments and other attributes stay, in order.
 #[inline]
 #[must_use]
-#[pidlock::single_instance(path = path("generic"))]
+#[pidlockfile::single_instance(path = path("generic"))]
 #[cfg(unix)]
 fn generic<T: Display + Clone, const N: usize>(value: T) -> [String; N] {
     std::array::from_fn(|_| value.to_string())
 }
 
-#[pidlock::single_instance(path = path("impl-trait"))]
+#[pidlockfile::single_instance(path = path("impl-trait"))]
 fn evens(limit: u32) -> impl Iterator<Item = u32> {
     (0..limit).filter(|n| n % 2 == 0)
 }
 
-#[pidlock::single_instance(path = path("lifetime"))]
+#[pidlockfile::single_instance(path = path("lifetime"))]
 fn first_word(text: &str) -> &str {
     text.split(' ').next().unwrap_or(text)
 }
 
-#[pidlock::single_instance(path = path("inner-attrs"))]
+#[pidlockfile::single_instance(path = path("inner-attrs"))]
 fn inner_attrs() -> u32 {
     #![allow(unused_variables)]
     let unused = 1;
@@ -33,12 +33,12 @@ fn inner_attrs() -> u32 {
 }
 
 #[allow(dead_code)]
-#[pidlock::single_instance(path = path("never"))]
+#[pidlockfile::single_instance(path = path("never"))]
 fn never() -> ! {
     panic!("never returns")
 }
 
-#[pidlock::single_instance(path = path("unsafe"))]
+#[pidlockfile::single_instance(path = path("unsafe"))]
 unsafe fn unsafe_fn() -> u8 {
     7
 }
@@ -48,25 +48,25 @@ struct Counter {
 }
 
 impl Counter {
-    #[pidlock::single_instance(path = path("ref-self"))]
+    #[pidlockfile::single_instance(path = path("ref-self"))]
     fn bump(&mut self) -> u32 {
         self.count += 1;
         self.count
     }
 
-    #[pidlock::single_instance(path = path("self"))]
+    #[pidlockfile::single_instance(path = path("self"))]
     fn into_count(self) -> u32 {
         self.count
     }
 
-    #[pidlock::single_instance(path = path("assoc"))]
+    #[pidlockfile::single_instance(path = path("assoc"))]
     fn new() -> Self {
         Counter { count: 0 }
     }
 }
 
 trait Job {
-    #[pidlock::single_instance(path = path("trait-default"))]
+    #[pidlockfile::single_instance(path = path("trait-default"))]
     fn run(&self) -> u32 {
         5
     }

@@ -12,7 +12,7 @@ fn acquire() {}
 mod core {}
 mod pidlock_private {}
 
-#[pidlock::single_instance(path = std::env::temp_dir().join(format!("ui-user-names-{}.pid", std::process::id())))]
+#[pidlockfile::single_instance(path = std::env::temp_dir().join(format!("ui-user-names-{}.pid", std::process::id())))]
 fn main() {
     let guard = guard;
     let _ = (guard, error, options, private, acquire());

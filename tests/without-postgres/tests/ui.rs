@@ -1,4 +1,4 @@
-//! `postgres = ...` without pidlock's `postgres` feature is a compile error that says to enable
+//! `postgres = ...` without pidlockfile's `postgres` feature is a compile error that says to enable
 //! it, on the `postgres` argument.
 
 #[test]

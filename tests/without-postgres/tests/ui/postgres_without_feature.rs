@@ -1,2 +1,2 @@
-#[pidlock::single_instance(postgres = "postgres://app@db.internal/app", name = "job")]
+#[pidlockfile::single_instance(postgres = "postgres://app@db.internal/app", name = "job")]
 fn main() {}
