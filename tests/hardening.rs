@@ -871,6 +871,199 @@ fn review_a_runtime_dir_or_temp_dir_that_is_not_private_is_not_used() {
     proc.wait();
 }
 
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits (bounded) until `check` holds.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let give_up = Instant::now() + PATIENCE;
+    while !check() {
+        assert!(Instant::now() < give_up, "{what} never happened");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether some process holds `path` locked, asked with `flock -n -s` (which cannot take a
+/// shared lock then).
+fn flock_says_locked(path: &Path) -> bool {
+    !Command::new("flock")
+        .args(["-n", "-s"])
+        .arg(path)
+        .arg("true")
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// An acquirer that meets only shared locks announces itself beside the lock file (readers
+/// then step aside, see `intent.rs`), keeps the announcement locked while it rides them out,
+/// and removes it when it is done, here with the lock.
+#[test]
+fn h18_an_acquirer_riding_out_shared_locks_announces_itself_and_cleans_up() {
+    pidlock_test_support::require_program!("flock", "util-linux");
+    let scratch = Scratch::new("h18-intent");
+    let path = scratch.path("app.pid");
+    let intent = scratch.path("app.pid.intent");
+    fs::write(&path, "999999\n").unwrap();
+    let mut reader = flock_holder(&path, true);
+    let acquiring = path.clone();
+    let acquirer = thread::spawn(move || {
+        let mut lock = PidLockFile::new(&acquiring);
+        lock.acquire(Some(PATIENCE)).map(|()| lock)
+    });
+    eventually("the announcement", || intent.exists());
+    let meta = fs::symlink_metadata(&intent).unwrap();
+    assert!(meta.is_file());
+    assert_eq!(meta.mode() & 0o7777, 0o644);
+    assert!(flock_says_locked(&intent), "the announcement is locked");
+    // A reader steps aside for a while, then answers from the lock: a shared lock is no holder.
+    assert!(!PidLockFile::new(&path).is_locked());
+    reader.close_stdin();
+    reader.wait();
+    let lock = acquirer.join().unwrap().unwrap();
+    assert!(lock.i_am_locking());
+    assert_eq!(names_in(scratch.dir()), ["app.pid"]);
+    drop(lock);
+    assert!(names_in(scratch.dir()).is_empty());
+}
+
+/// Another program's lasting shared lock still makes a zero timeout refuse, within its
+/// patience, and the acquirer's announcement goes with it.
+#[test]
+fn h18_a_refused_acquirer_leaves_no_announcement_behind() {
+    pidlock_test_support::require_program!("flock", "util-linux");
+    let scratch = Scratch::new("h18-intent-refused");
+    let path = scratch.path("app.pid");
+    fs::write(&path, "999999\n").unwrap();
+    let _reader = flock_holder(&path, true);
+    for timeout in [Duration::ZERO, Duration::from_millis(300)] {
+        let started = Instant::now();
+        match PidLockFile::new(&path).acquire(Some(timeout)) {
+            Err(LockError::LockFailed { source, .. }) => {
+                assert!(source.to_string().contains("flock -s"), "{source}");
+            }
+            other => panic!("expected LockFailed, got {other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(names_in(scratch.dir()), ["app.pid"]);
+    }
+}
+
+/// A left-over announcement (its acquirer died: the file is there, nobody locks it) misleads
+/// nobody: readers answer at once, an acquirer takes a free lock, and one that must ride out a
+/// shared lock replaces it with its own and removes that.
+#[test]
+fn h18_a_left_over_announcement_misleads_nobody() {
+    pidlock_test_support::require_program!("flock", "util-linux");
+    let scratch = Scratch::new("h18-intent-left");
+    let path = scratch.path("app.pid");
+    let intent = scratch.path("app.pid.intent");
+    fs::write(&path, "999999\n").unwrap();
+    fs::write(&intent, "").unwrap();
+    assert!(!PidLockFile::new(&path).is_locked());
+    let mut holder = Proc::holder(&path);
+    assert!(PidLockFile::new(&path).is_locked());
+    holder.close_stdin();
+    holder.wait();
+    fs::write(&path, "999999\n").unwrap();
+    let mut lock = PidLockFile::new(&path);
+    lock.acquire(Some(Duration::ZERO)).unwrap();
+    lock.release().unwrap();
+    assert_eq!(names_in(scratch.dir()), ["app.pid.intent"]);
+    // An acquirer that announces itself takes the left-over's place, and removes its own.
+    fs::write(&path, "999999\n").unwrap();
+    let _reader = flock_holder(&path, true);
+    assert!(
+        PidLockFile::new(&path)
+            .acquire(Some(Duration::ZERO))
+            .is_err()
+    );
+    assert_eq!(names_in(scratch.dir()), ["app.pid"]);
+}
+
+/// Whatever else is at the announcement's name (a symlink, a directory, a locked file of
+/// someone else's) is never followed, written or removed, and misleads nobody: a reader answers
+/// from the lock (after stepping aside at most a moment), an acquirer does without announcing.
+#[test]
+fn h18_a_foreign_file_at_the_announcement_misleads_nobody_and_is_never_followed() {
+    pidlock_test_support::require_program!("flock", "util-linux");
+    let scratch = Scratch::new("h18-intent-foreign");
+    let path = scratch.path("app.pid");
+    let intent = scratch.path("app.pid.intent");
+    let victim = scratch.path("victim");
+    fs::write(&victim, "precious\n").unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink(&victim, &intent).unwrap();
+    let planted = |expected: &[&str]| {
+        assert_eq!(names_in(scratch.dir()), expected);
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(fs::metadata(&victim).unwrap().mode() & 0o7777, 0o600);
+    };
+    fs::write(&path, "999999\n").unwrap();
+    assert!(!PidLockFile::new(&path).is_locked());
+    {
+        let _reader = flock_holder(&path, true);
+        assert!(
+            PidLockFile::new(&path)
+                .acquire(Some(Duration::ZERO))
+                .is_err()
+        );
+    }
+    planted(&["app.pid", "app.pid.intent", "victim"]);
+    let mut lock = PidLockFile::new(&path);
+    lock.acquire(Some(Duration::ZERO)).unwrap();
+    assert!(PidLockFile::new(&path).is_locked());
+    lock.release().unwrap();
+    planted(&["app.pid.intent", "victim"]);
+
+    // A directory, even one held locked.
+    fs::remove_file(&intent).unwrap();
+    fs::create_dir(&intent).unwrap();
+    let _dir_locker = flock_holder(&intent, false);
+    fs::write(&path, "999999\n").unwrap();
+    assert!(!PidLockFile::new(&path).is_locked());
+    {
+        let _reader = flock_holder(&path, true);
+        assert!(
+            PidLockFile::new(&path)
+                .acquire(Some(Duration::ZERO))
+                .is_err()
+        );
+    }
+    assert!(fs::symlink_metadata(&intent).unwrap().is_dir());
+    let mut lock = PidLockFile::new(&path);
+    lock.acquire(Some(Duration::ZERO)).unwrap();
+    lock.release().unwrap();
+    assert!(fs::symlink_metadata(&intent).unwrap().is_dir());
+
+    // A regular file that another program holds locked for ever: readers step aside for a
+    // moment only, then answer from the lock, right both ways.
+    fs::remove_dir(&intent).unwrap();
+    fs::write(&intent, "").unwrap();
+    let _file_locker = flock_holder(&intent, false);
+    fs::write(&path, "999999\n").unwrap();
+    assert!(!PidLockFile::new(&path).is_locked());
+    let mut holder = Proc::holder(&path);
+    assert!(PidLockFile::new(&path).is_locked());
+    holder.close_stdin();
+    holder.wait();
+    let mut lock = PidLockFile::new(&path);
+    lock.acquire(Some(Duration::ZERO)).unwrap();
+    lock.release().unwrap();
+    assert_eq!(names_in(scratch.dir()), ["app.pid.intent", "victim"]);
+}
+
 /// Another program's shared lock (`flock -s`) is not a holder, and holds up neither a zero
 /// timeout for long nor a wait without one for ever.
 #[test]

@@ -154,6 +154,7 @@ mod error;
 mod forward;
 mod guard;
 mod instance;
+mod intent;
 mod lock;
 mod lock_async;
 mod loss;
