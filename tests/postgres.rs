@@ -808,7 +808,7 @@ fn review_the_server_s_idle_session_timeout_does_not_take_the_lock() {
     let mut lock = PgLock::new(conninfo, unique("idle")).lost_after(Duration::from_secs(8));
     lock.acquire(Some(Duration::ZERO)).unwrap();
     let watch = lock.loss_watch().unwrap();
-    // The role's idle_session_timeout is 1.5 s; pings come every 2 s.
+    // The role's idle_session_timeout is 1.5 s; pings come every 4 s (lost_after / 2).
     assert_eq!(watch.wait(Some(Duration::from_secs(4))), None);
     assert!(lock.i_am_locking());
     lock.release().unwrap();

@@ -21,6 +21,7 @@ mod socket;
 mod status;
 #[cfg(test)]
 mod tests;
+mod ticker;
 mod tls;
 mod token;
 mod wait;

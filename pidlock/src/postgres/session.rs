@@ -6,8 +6,8 @@
 //! The connection is driven on the runtime's thread at all times, so a session that the server
 //! closes (`pg_terminate_backend`, a restart, a failover) is seen as soon as its socket reports
 //! EOF, without a query. A silent partition closes nothing: a holder pings every
-//! `lost_after / 4`, each ping with a deadline, and gives up when no ping it sent in the last
-//! `lost_after` has been answered.
+//! `lost_after / 2`, on one periodic timer, and gives up when no ping it sent in the last
+//! `lost_after` has been answered (see [`ping`]).
 //!
 //! The server must not free the lock before the holder has given up. Each session therefore
 //! sets, for the server's side of its socket, `tcp_keepalives_idle = lost_after`,
@@ -16,10 +16,19 @@
 //! sooner than `2 × lost_after` after it last heard from the client, by either path (probes
 //! unanswered for the user timeout, or four probes), and no later than about
 //! `2.25 × lost_after`; the backend then exits and its locks go. The holder has given up by
-//! `lost_after` after the last ping the server answered, which is no earlier than the server
-//! last heard from it: the holder always steps down at least `lost_after` before anyone else
-//! can get in. This is the Kubernetes lease's order (renew deadline before lease duration),
+//! `lost_after` after the last ping the server answered was sent, which is no later than the
+//! server last heard from it: the holder always steps down at least `lost_after` before anyone
+//! else can get in. This is the Kubernetes lease's order (renew deadline before lease duration),
 //! with a margin as large as the deadline itself.
+//!
+//! The margin does not depend on how often the holder pings: the holder's bound runs from the
+//! send of the last answered ping, the server's from the last byte it heard, never earlier.
+//! What the period sets is how slow one answer may be before it counts as a loss. With a ping
+//! every `lost_after / 2`, a ping must be answered within `lost_after / 2` (5 s by default) of
+//! being sent; four pings per bound (before issue 15) allowed `3/4 × lost_after` for one slow
+//! answer, for twice the wake-ups. A server that answers slower than that for long is as good as
+//! gone for a lock: either period allows at most `lost_after / 2` for every answer in a row,
+//! since one ping is in flight at a time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -37,6 +46,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::conninfo::{ConnInfo, SslMode};
 use super::socket::{self, Keepalive, Stream, Target};
+use super::ticker::Ticker;
 use crate::loss::LossSignal;
 
 /// The SQLSTATE of a lock wait that ran out of `lock_timeout`.
@@ -645,26 +655,52 @@ where
     }
 }
 
-/// Pings every `lost_after / 4`; fires when no ping sent in the last `lost_after` was answered.
+/// Pings every `lost_after / 2`, on one periodic timer; fires when no ping sent in the last
+/// `lost_after` was answered (see the module documentation).
+///
+/// One timer and nothing else: the in-flight ping's deadline is looked at on the ticks, not
+/// given a timer of its own. A ping is sent on a tick and counts as sent when that tick was due
+/// (never later than it was sent), so its deadline, two periods on, is a tick too. Each ping
+/// wakes the runtime's thread twice, for the tick and for the answer, and nothing else does
+/// while the lock is held.
 async fn ping(client: Arc<Client>, signal: Arc<LossSignal>, lost_after: Duration) {
-    let period = lost_after / 4;
+    // When the last answered ping was sent (the lock query's answer counts as one): read
+    // before the ticker starts, so that a tick two periods on is past its deadline.
     let mut answered = Instant::now();
-    let mut next = answered + period;
+    let period = lost_after / 2;
+    let mut ticks = Ticker::new(period);
+    // The ping in flight, and when it was sent: one at a time, since the server answers in
+    // order and a second one would only queue behind the first.
+    let mut in_flight = None;
     loop {
-        tokio::time::sleep_until(next).await;
-        let sent = Instant::now();
-        match tokio::time::timeout_at(answered + lost_after, client.simple_query("")).await {
-            Ok(Ok(_)) => answered = sent,
-            Ok(Err(error)) => {
-                signal.fire(&describe(&error));
-                return;
+        tokio::select! {
+            biased;
+            (sent, result) = async {
+                match &mut in_flight {
+                    Some((sent, query)) => (*sent, std::pin::Pin::as_mut(query).await),
+                    None => std::future::pending().await,
+                }
+            } => {
+                in_flight = None;
+                match result {
+                    Ok(_) => answered = sent,
+                    Err(error) => {
+                        signal.fire(&describe(&error));
+                        return;
+                    }
+                }
             }
-            Err(_) => {
-                signal.fire(&format!("no answer from the server for {lost_after:?}"));
-                return;
+            due = ticks.tick() => {
+                // Two periods, which are `lost_after` or a nanosecond less: never later.
+                if due.saturating_duration_since(answered) >= period * 2 {
+                    signal.fire(&format!("no answer from the server for {lost_after:?}"));
+                    return;
+                }
+                if in_flight.is_none() {
+                    in_flight = Some((due, Box::pin(client.simple_query(""))));
+                }
             }
         }
-        next = sent + period;
     }
 }
 
