@@ -20,17 +20,31 @@ use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 
 use pidlockfile::PidLockFile;
 
-mod app {
-    use std::io::BufRead;
+/// `println!`, except that a closed stdout (`demo | head -1`) ends the demo quietly instead of
+/// panicking; the instances then see their stdin close, and exit.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    };
+}
 
-    /// The program itself. A conflict prints one line and exits with status 1.
+mod app {
+    use std::io::{BufRead, Write};
+
+    /// The program itself. A conflict prints one line and exits with status 1. Its output goes
+    /// to the narrator; if the narrator has gone, there is no one to tell, and `main` still
+    /// returns normally, so that the lock is let go.
     #[pidlockfile::single_instance(path = super::instance_path())]
     pub fn main() {
-        println!("running as pid {}", std::process::id());
+        let _ = writeln!(std::io::stdout(), "running as pid {}", std::process::id());
         // Run until the narrator says stop (or closes our stdin).
         let mut line = String::new();
         let _ = std::io::stdin().lock().read_line(&mut line);
-        println!("done, releasing the lock");
+        let _ = writeln!(std::io::stdout(), "done, releasing the lock");
     }
 }
 
@@ -64,7 +78,7 @@ struct Instance {
 
 impl Instance {
     fn start(name: &'static str, path: &Path) -> Outcome<Instance> {
-        println!("[demo] starting instance {name}");
+        say!("[demo] starting instance {name}");
         let mut child = instance_command(path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -93,7 +107,7 @@ impl Instance {
             return Ok(None);
         }
         let line = line.trim_end().to_owned();
-        println!("[{}] {line}", self.name);
+        say!("[{}] {line}", self.name);
         Ok(Some(line))
     }
 
@@ -114,14 +128,14 @@ impl Instance {
 
     /// Tells the instance to stop and checks that it ended cleanly.
     fn stop(mut self) -> Outcome<()> {
-        println!("[demo] stopping instance {}", self.name);
+        say!("[demo] stopping instance {}", self.name);
         if let Some(mut stdin) = self.child.stdin.take() {
             // An instance that already exited is reported below, with its status.
             let _ = writeln!(stdin, "stop");
         }
         while self.echo_line()?.is_some() {}
         let (status, stderr) = self.end()?;
-        println!("[demo] instance {} exited: {status}", self.name);
+        say!("[demo] instance {} exited: {status}", self.name);
         if status.success() {
             Ok(())
         } else {
@@ -158,12 +172,12 @@ fn narrate() -> Outcome<()> {
     // The default place for a program's lock; its private directory is made here if missing.
     let lock = PidLockFile::for_program("pidlock-demo").map_err(|e| e.to_string())?;
     let path = lock.path().to_owned();
-    println!("[demo] lock file: {}", path.display());
+    say!("[demo] lock file: {}", path.display());
 
     let mut first = Instance::start("#1", &path)?;
     first.running()?; // #1 holds the lock now
 
-    println!("[demo] starting instance #2 while #1 runs:");
+    say!("[demo] starting instance #2 while #1 runs:");
     let second = instance_command(&path)
         .stdin(Stdio::null())
         .output()
@@ -171,8 +185,8 @@ fn narrate() -> Outcome<()> {
     let stderr = String::from_utf8_lossy(&second.stderr);
     let refusal = stderr.trim_end();
     if second.status.code() == Some(1) && refusal.contains("is already running") {
-        println!("[#2] {refusal}");
-        println!("[demo] instance #2 was refused: {}", second.status);
+        say!("[#2] {refusal}");
+        say!("[demo] instance #2 was refused: {}", second.status);
     } else {
         return Err(format!(
             "instance #2 was expected to be refused, but ended with {}: {refusal}",
@@ -185,6 +199,6 @@ fn narrate() -> Outcome<()> {
     let mut third = Instance::start("#3", &path)?;
     third.running()?;
     third.stop()?;
-    println!("[demo] #3 got in once #1 had exited. That is the whole story.");
+    say!("[demo] #3 got in once #1 had exited. That is the whole story.");
     Ok(())
 }

@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 root=$PWD
 runtime=pidlockfile
 macros=pidlockfile-macros
-runtime_dir=$(ls -d "target/package/$runtime"-[0-9]* | head -1)
-macros_dir=$(ls -d "target/package/$macros"-[0-9]* | head -1)
+target=${CARGO_TARGET_DIR:-target}
+[[ $target == /* ]] || target=$root/$target
+runtime_dir=$(ls -d "$target/package/$runtime"-[0-9]* | head -1)
+macros_dir=$(ls -d "$target/package/$macros"-[0-9]* | head -1)
 
 work=$(mktemp -d)
 trap 'kill "${first_pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -21,11 +23,11 @@ version = "0.1.0"
 edition = "2024"
 
 [dependencies]
-lock = { package = "$runtime", path = "$root/$runtime_dir" }
+lock = { package = "$runtime", path = "$runtime_dir" }
 
 # The packaged runtime depends on the macro crate by version, as on the registry.
 [patch.crates-io]
-$macros = { path = "$root/$macros_dir" }
+$macros = { path = "$macros_dir" }
 
 [workspace]
 TOML
@@ -39,8 +41,11 @@ sed -e "s/#\[$runtime::single_instance/#[lock::single_instance/" \
 grep -q 'println!("running")' "$work/src/main.rs"
 
 echo "-- building the quick start against $runtime_dir, as \`lock\`"
-CARGO_TARGET_DIR="$root/target/packaged-check" cargo build --quiet --manifest-path "$work/Cargo.toml"
-app="$root/target/packaged-check/debug/myapp"
+CARGO_TARGET_DIR="$target/packaged-check" cargo build --quiet --manifest-path "$work/Cargo.toml"
+app="$target/packaged-check/debug/myapp"
+# The lock's default place, in the scratch directory rather than this user's real one.
+export TMPDIR=$work
+unset XDG_RUNTIME_DIR
 
 mkfifo "$work/in" "$work/out"
 "$app" < "$work/in" > "$work/out" &

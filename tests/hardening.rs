@@ -1292,7 +1292,9 @@ fn nested_holder(path: &Path, depth: u32) -> Option<(Proc, String)> {
     let mut holder = Proc::helper(&["as-pid1", "nested", s(path), &depth.to_string()]);
     let report = holder.next_report();
     if report.starts_with("failed unshare") {
-        eprintln!("skipped: this machine does not allow new PID namespaces ({report})");
+        pidlock_test_support::not_run(&format!(
+            "needs new PID namespaces, which this machine does not allow ({report}): run as root"
+        ));
         holder.wait();
         return None;
     }

@@ -165,10 +165,7 @@ fn a_set_user_id_cmd_keeps_the_fleet_lock_when_the_wrapper_is_killed() {
     let Some(pg) = pg_support::cluster() else {
         return;
     };
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: needs root to make a set-user-ID program of another user");
-        return;
-    }
+    pidlock_test_support::require_root!("makes a set-user-ID program of another user");
     let name = "fleet-job-setuid";
     let run = |extra: &[&str], script: &str| fleet_run(pg, name, extra, script);
     let scratch = Scratch::new("fleet-job-setuid");

@@ -216,10 +216,7 @@ fn a_sigint_to_the_wrapper_alone_reaches_cmd_once() {
 /// the lock itself. The program is a set-user-ID copy of `sleep` owned by `nobody`, made here.
 #[test]
 fn a_set_user_id_cmd_keeps_the_lock_when_the_wrapper_is_killed() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: needs root to make a set-user-ID program of another user");
-        return;
-    }
+    pidlock_test_support::require_root!("makes a set-user-ID program of another user");
     let scratch = Scratch::new("job-setuid");
     let path = scratch.path("job.pid");
     let program = set_user_id_sleep(&scratch);

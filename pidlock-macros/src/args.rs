@@ -100,7 +100,8 @@ impl Args {
                     if !cfg!(feature = "postgres") {
                         return Err(meta.error(
                             "`postgres = ...` needs pidlockfile's `postgres` feature: in Cargo.toml, \
-                             write `pidlockfile = { version = \"0.1\", features = [\"postgres\"] }`",
+                             add `features = [\"postgres\"]` to the pidlockfile dependency \
+                             (`pidlockfile = { version = \"0.1\", features = [\"postgres\"] }`)",
                         ));
                     }
                     args.postgres = Some((parse_postgres(&meta)?, ident.span()));

@@ -82,7 +82,7 @@ impl PidLockFile {
     /// make the program fail to start, or read and replace its lock file. On Windows the temp
     /// dir is the user's own, and nothing is created or checked.
     ///
-    /// ```
+    /// ```no_run
     /// # let program = format!("pidlock-doc-for-program-{}", std::process::id());
     /// let mut lock = pidlockfile::PidLockFile::for_program(&program)?;
     /// lock.acquire(None)?;

@@ -696,7 +696,7 @@ fn read_message(
 
 /// One line on stderr, the holder's only way to say that it dropped something.
 fn log(what: fmt::Arguments<'_>) {
-    let _ = writeln!(io::stderr().lock(), "pidlock: {what}");
+    let _ = writeln!(io::stderr().lock(), "pidlockfile: {what}");
 }
 
 impl crate::PidLockFile {
