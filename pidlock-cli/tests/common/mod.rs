@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -36,8 +37,14 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    /// A fresh directory for each call: tests that run in parallel may share a `test` name.
     pub fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("pidlock-cli-{test}-{}", std::process::id()));
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "pidlock-test-cli-{}-{n}-{test}",
+            std::process::id()
+        ));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create the scratch directory");
         Scratch { dir }
