@@ -174,16 +174,6 @@ fn sigint_reaches_cmd_once(send_int: impl Fn(u32, u32)) {
     let scratch = Scratch::new("job-sigint");
     let path = scratch.path("job.pid");
     let mut run = pidlock_run(&path, &[], COUNTS_SIGNALS);
-    // A test run started in the background of a script has SIGINT ignored, CMD inherits that
-    // (as it must: `nohup`), and a shell cannot trap a signal ignored on entry. The job starts
-    // with SIGINT's default action, as from a terminal.
-    // SAFETY: signal(2) is async-signal-safe, and this closure touches nothing else.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut run, || {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            Ok(())
-        });
-    }
     let job = Started::spawn(&mut run);
     assert_eq!(job.line(), "ready");
     let cmd: u32 = fs::read_to_string(&path)

@@ -337,17 +337,17 @@ fn on_a_terminal_ctrl_c_reaches_a_program_exactly_once() {
 /// Runs `command` under `script(1)` on a new pty, with the test's pipes as the terminal's keys
 /// and screen. script(1) runs it with `$SHELL -c`: `SHELL` is set to `/bin/sh` so that the test
 /// does not depend on the login shell of whoever runs it.
+/// A terminal's programs start with SIGINT's default action, whatever this test run has.
 fn on_a_pty(command: &str) -> Reaped {
-    Reaped(
-        Command::new("script")
-            .args(["--quiet", "--return", "--command", command, "/dev/null"])
-            .env("SHELL", "/bin/sh")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start script(1)"),
-    )
+    let mut script = Command::new("script");
+    script
+        .args(["--quiet", "--return", "--command", command, "/dev/null"])
+        .env("SHELL", "/bin/sh")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    default_signals(&mut script);
+    Reaped(script.spawn().expect("start script(1)"))
 }
 
 /// Waits (bounded) until `/proc` shows process `pid` stopped: SIGSTOP takes effect when the
