@@ -154,7 +154,6 @@ mod error;
 mod forward;
 mod guard;
 mod instance;
-mod intent;
 mod lock;
 mod lock_async;
 mod loss;

@@ -144,13 +144,12 @@ impl PidLockFile {
             let patience = SHARED_PATIENCE.max(timeout.unwrap_or_default());
             let short = timeout.is_some_and(|t| t <= SHARED_PATIENCE);
             let min_tries = if short { SHARED_TRIES } else { 0 };
-            let first =
-                match try_lock(&file, at, patience, min_tries).map_err(|e| self.failed(e))? {
-                    Try::SharedOnly if deadline.is_some() => return Err(self.failed(shared_only())),
-                    // Without a deadline, the blocking wait below outlasts shared locks too.
-                    Try::SharedOnly => Try::Held,
-                    first => first,
-                };
+            let first = match try_lock(&file, patience, min_tries).map_err(|e| self.failed(e))? {
+                Try::SharedOnly if deadline.is_some() => return Err(self.failed(shared_only())),
+                // Without a deadline, the blocking wait below outlasts shared locks too.
+                Try::SharedOnly => Try::Held,
+                first => first,
+            };
             if first == Try::Held {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(self.busy(timeout.unwrap_or_default()));
@@ -182,8 +181,7 @@ impl PidLockFile {
                 // spare's first, empty name. Another waiter may lock it first: then it is
                 // theirs, and we wait for it like any other.
                 let named = open_lock_file(at).map_err(|e| self.failed(e))?;
-                if try_lock(&named, at, SHARED_PATIENCE, 0).map_err(|e| self.failed(e))?
-                    == Try::Locked
+                if try_lock(&named, SHARED_PATIENCE, 0).map_err(|e| self.failed(e))? == Try::Locked
                 {
                     let meta = named.metadata().map_err(|e| self.failed(e))?;
                     let id = sys::identity(&named, &meta).map_err(|e| self.failed(e))?;

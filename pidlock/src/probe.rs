@@ -7,7 +7,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{intent, pidfile, sys};
+use crate::{pidfile, sys};
 
 /// How long a reader that finds the lock held and the PID file not yet written keeps re-reading
 /// it. A new holder writes its PID right after it locks, so this only spans a scheduling delay.
@@ -18,11 +18,8 @@ const HOLDER_STARTUP_GRACE: Duration = Duration::from_millis(5);
 /// On Linux the kernel's lock table answers without touching the lock, where it is complete
 /// (see `sys::lock_table`); on macOS and FreeBSD, `fcntl(F_GETLK)` does. Elsewhere (containers,
 /// overlay file systems, NFS, other platforms), a shared lock is tried and dropped at once: it
-/// succeeds only when nobody holds the exclusive one. Such a probe is never taken while an
-/// acquirer has announced that it is riding out shared locks: the reader steps aside until the
-/// acquirer is done (at most `intent::STEP_ASIDE`), then answers from the lock (see
-/// `intent.rs`). So however busy and however preempted its readers are, a free lock is taken,
-/// and never looks held.
+/// succeeds only when nobody holds the exclusive one. `acquire` rides out such a probe (see
+/// `lock.rs`).
 ///
 /// A file that cannot be opened to probe (another user's, with a narrow mode) counts as held:
 /// "free" would be a guess, and a confident wrong "free" is the worse mistake.
@@ -38,9 +35,6 @@ pub(crate) fn lock_is_held(path: &Path) -> bool {
     }
     match pidfile::open_for_reading(path) {
         Ok(file) => sys::held_elsewhere(&file).unwrap_or_else(|| {
-            // An acquirer that is riding out shared locks has announced itself: our probe
-            // must not be one of them.
-            intent::step_aside(path);
             matches!(sys::try_lock_shared(&file), Err(TryLockError::WouldBlock))
         }),
         Err(e) => e.kind() != io::ErrorKind::NotFound,

@@ -1,6 +1,5 @@
 //! How an acquirer waits: a blocking `flock` without a deadline, the release watch with one,
-//! and the non-blocking try that rides out readers' shared-lock probes (announcing itself, so
-//! that readers step aside: `intent.rs`).
+//! and the non-blocking try that rides out readers' shared-lock probes.
 
 use std::fs::{File, TryLockError};
 use std::io;
@@ -14,7 +13,6 @@ use super::PidLockFile;
 use super::file::parent_dir;
 use super::leftovers::Leftovers;
 use crate::closer;
-use crate::intent::{Announce, Intent};
 use crate::owner::Process;
 use crate::sys::{self, ReleaseWatch};
 
@@ -49,16 +47,11 @@ impl PidLockFile {
             (None, None) => lock_blocking(file),
             // A blocking flock cannot be interrupted: a cancellable wait watches.
             (None, Some(cancelled)) => {
-                lock_before(file, at, None, &mut left.watch, left.me, Some(cancelled))
+                lock_before(file, None, &mut left.watch, left.me, Some(cancelled))
             }
-            (Some(deadline), _) => lock_before(
-                file,
-                at,
-                Some(deadline),
-                &mut left.watch,
-                left.me,
-                cancelled,
-            ),
+            (Some(deadline), _) => {
+                lock_before(file, Some(deadline), &mut left.watch, left.me, cancelled)
+            }
         }
     }
 }
@@ -79,7 +72,6 @@ fn lock_blocking(file: &File) -> io::Result<bool> {
 /// fixed intervals. The caller has tried once already.
 fn lock_before(
     file: &File,
-    at: &Path,
     deadline: Option<Instant>,
     watch: &mut Option<ReleaseWatch>,
     me: Process,
@@ -104,7 +96,7 @@ fn lock_before(
             d.saturating_duration_since(Instant::now())
                 .min(SHARED_PATIENCE)
         });
-        if try_lock(file, at, patience, 0)? == Try::Locked {
+        if try_lock(file, patience, 0)? == Try::Locked {
             return Ok(true);
         }
         let now = Instant::now();
@@ -125,23 +117,24 @@ fn lock_before(
 /// How often a cancellable wait (an `async fn`'s helper thread) looks at its flag.
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
-/// How long [`try_lock`] rides out shared locks at least, even for a zero timeout, counted from
-/// when it announced itself (see `intent.rs`): from then on readers start no new probes, and the
-/// ones under way end when their readers next run. Shared locks that stay in the way this long
-/// belong to some other program (`flock -s`) or to a reader that ignores the intent.
+/// How long [`try_lock`] rides out shared locks at least, even for a zero timeout. A reader's
+/// probe holds its shared lock for microseconds, so readers probing back to back leave a gap
+/// well within this; shared locks that stay in the way this long belong to some other program
+/// (`flock -s`).
 pub(super) const SHARED_PATIENCE: Duration = Duration::from_millis(200);
 
 /// How many tries in a row must find only shared locks in the way before [`try_lock`] gives up
-/// on a short timeout's patience, besides [`SHARED_PATIENCE`] of wall time: on a loaded machine
-/// the waiter runs only a few times in 200 ms, and still gets its hundred looks. Unloaded, the
-/// tries take about 200 ms anyway.
+/// on a short timeout's patience, besides [`SHARED_PATIENCE`] of wall time. A probe's shared
+/// lock comes and goes, and one try in a gap is enough; another program's `flock -s` stays, and
+/// is in the way at every try. Counting tries stretches the patience with the scheduler: on a
+/// loaded machine the waiter runs a few times in 200 ms, and still gets its hundred looks.
+/// Unloaded, the tries take about 200 ms anyway.
 ///
-/// Neither count is what keeps readers out of the way (measured for issue 15, portable build, a
-/// machine at load 7): a reader is mostly preempted on its way back from the `flock` that took
-/// its shared lock, and holds the lock for all the time it waits to run again, so with 8 readers
-/// in tight loops some reader's lock was in the way at every try, however many. The intent is:
-/// readers step aside. Where the lock table answers (Linux outside containers) or `F_GETLK` does
-/// (macOS, FreeBSD), readers take no lock at all.
+/// It is not enough on its own (measured for issue 15, portable build, a machine at load 7):
+/// a reader is mostly preempted on its way back from the `flock` that took its shared lock,
+/// and holds the lock for all the time it waits to run again, so with 8 readers in tight loops
+/// some reader's lock is in the way at every try. Where the lock table answers (Linux outside
+/// containers) or `F_GETLK` does (macOS, FreeBSD), readers take no lock and this never happens.
 pub(super) const SHARED_TRIES: u32 = 100;
 
 /// What one attempt at the exclusive lock found.
@@ -155,30 +148,20 @@ pub(super) enum Try {
     SharedOnly,
 }
 
-/// One non-blocking attempt at the exclusive lock on `file` (the lock file at `at`), riding out
-/// readers' probes for up to `patience`.
+/// One non-blocking attempt at the exclusive lock, riding out readers' probes for up to
+/// `patience`.
 ///
 /// A holder's lock is exclusive; a reader's probe (see `probe.rs`) is a shared lock held for an
 /// instant. If a shared lock of our own goes through, nobody holds the exclusive one and only
-/// shared locks are in the way. Then we announce ourselves (see `intent.rs`): from then on
-/// readers do not start new probes but wait for us, so what stays in the way is the probes
-/// already under way, each gone when its reader next runs, and shared locks that ignore the
-/// intent (`flock -s`, an older pidlockfile). We try again, yielding, then sleeping a little
-/// longer each time, and give up once `patience` has passed since the announcement and at least
-/// `min_tries` tries in a row found only shared locks (0 where a deadline bounds the wait: then
-/// the clock decides). The intent is removed before we return, whatever the outcome.
-pub(super) fn try_lock(
-    file: &File,
-    at: &Path,
-    patience: Duration,
-    min_tries: u32,
-) -> io::Result<Try> {
+/// shared locks are in the way, so we try again: a lock that nobody holds is never reported as
+/// held, however busy its readers are. Between tries we yield, then sleep a little longer each
+/// time, so that readers probing back to back leave a gap. It gives up once `patience` has
+/// passed and at least `min_tries` tries in a row found only shared locks (0 where a deadline
+/// bounds the wait: then the clock decides).
+pub(super) fn try_lock(file: &File, patience: Duration, min_tries: u32) -> io::Result<Try> {
     let mut pause = Duration::ZERO;
     let mut shared_since = None;
     let mut tries: u32 = 0;
-    // Dropped (removed) on every return.
-    let mut intent = None;
-    let mut announcing = true;
     loop {
         match sys::try_lock_exclusive(file) {
             Ok(()) => return Ok(Try::Locked),
@@ -189,18 +172,6 @@ pub(super) fn try_lock(
             Ok(()) => sys::unlock(file)?,
             Err(TryLockError::WouldBlock) => return Ok(Try::Held),
             Err(TryLockError::Error(e)) => return Err(e),
-        }
-        if announcing && intent.is_none() {
-            match Intent::announce(at) {
-                Announce::Up(up) => {
-                    intent = Some(up);
-                    // The patience counts from here: before, readers did not know of us.
-                    shared_since = None;
-                    tries = 0;
-                }
-                Announce::Later => {}
-                Announce::Never => announcing = false,
-            }
         }
         tries = tries.saturating_add(1);
         if shared_since.get_or_insert_with(Instant::now).elapsed() > patience && tries >= min_tries

@@ -30,10 +30,10 @@ mod unix;
 pub(crate) use unix::{INITIAL_PID_NAMESPACE, PID_FILE_MODE};
 #[cfg(unix)]
 pub(crate) use unix::{
-    create_new_for_locking, current_pid, held_elsewhere, identity, is_delete_pending, link_count,
-    lock_exclusive, open_for_locking, open_for_reading, owned_by_me, path_identity, pid_namespace,
-    remove_locked_file, set_pid_file_mode, special_file, try_lock_exclusive, try_lock_shared,
-    unlock, wait_in_kernel, write_all_at,
+    current_pid, held_elsewhere, identity, is_delete_pending, link_count, lock_exclusive,
+    open_for_locking, open_for_reading, path_identity, pid_namespace, remove_locked_file,
+    set_pid_file_mode, special_file, try_lock_exclusive, try_lock_shared, unlock, wait_in_kernel,
+    write_all_at,
 };
 
 // The one module where `unsafe` is allowed: the Win32 calls have no safe wrapper in std.
@@ -44,10 +44,10 @@ mod windows;
 pub(crate) use windows::pipe;
 #[cfg(windows)]
 pub(crate) use windows::{
-    create_new_for_locking, current_pid, held_elsewhere, identity, is_delete_pending, link_count,
-    lock_exclusive, open_for_locking, open_for_reading, owned_by_me, path_identity, pid_namespace,
-    remove_locked_file, set_pid_file_mode, special_file, try_lock_exclusive, try_lock_shared,
-    unlock, wait_in_kernel, write_all_at,
+    current_pid, held_elsewhere, identity, is_delete_pending, link_count, lock_exclusive,
+    open_for_locking, open_for_reading, path_identity, pid_namespace, remove_locked_file,
+    set_pid_file_mode, special_file, try_lock_exclusive, try_lock_shared, unlock, wait_in_kernel,
+    write_all_at,
 };
 
 /// Also how an acquirer waits out a Windows file that is being deleted (see `lock.rs`).

@@ -112,23 +112,6 @@ pub(crate) fn open_for_locking(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Creates `path` for locking, failing if anything (a symlink included) is there already: an
-/// acquirer's intent file (see `intent.rs`).
-pub(crate) fn create_new_for_locking(path: &Path) -> io::Result<File> {
-    File::options()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(PID_FILE_MODE)
-        .custom_flags(NOFOLLOW_NONBLOCK)
-        .open(path)
-}
-
-/// Whether this user owns the file: another user's file is never removed as a left-over.
-pub(crate) fn owned_by_me(meta: &Metadata) -> bool {
-    meta.uid() == rustix::process::geteuid().as_raw()
-}
-
 /// Opens `path` for reading only: no symlink is followed and a FIFO does not block the open.
 pub(crate) fn open_for_reading(path: &Path) -> io::Result<File> {
     File::options()

@@ -33,7 +33,7 @@ use windows_sys::Win32::Foundation::{
     STATUS_DELETE_PENDING, STATUS_PENDING, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Storage::FileSystem::{
-    BY_HANDLE_FILE_INFORMATION, CREATE_NEW, CreateFileW, DELETE, FILE_ATTRIBUTE_NORMAL,
+    BY_HANDLE_FILE_INFORMATION, CreateFileW, DELETE, FILE_ATTRIBUTE_NORMAL,
     FILE_ATTRIBUTE_REPARSE_POINT, FILE_DISPOSITION_FLAG_DELETE,
     FILE_DISPOSITION_FLAG_POSIX_SEMANTICS, FILE_DISPOSITION_INFO, FILE_DISPOSITION_INFO_EX,
     FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, FILE_FLAG_OVERLAPPED,
@@ -180,27 +180,6 @@ pub(crate) fn open_for_locking(path: &Path) -> io::Result<File> {
         OPEN_ALWAYS,
         FILE_ATTRIBUTE_NORMAL | overlapped,
     )
-}
-
-/// Creates `path` for locking, failing if anything (a symlink or junction included) is there
-/// already: an acquirer's intent file (see `intent.rs`).
-pub(crate) fn create_new_for_locking(path: &Path) -> io::Result<File> {
-    let overlapped = if kernel_queues_waiters() {
-        FILE_FLAG_OVERLAPPED
-    } else {
-        0
-    };
-    open(
-        path,
-        GENERIC_READ | GENERIC_WRITE,
-        CREATE_NEW,
-        FILE_ATTRIBUTE_NORMAL | overlapped,
-    )
-}
-
-/// A file this user could open for deleting is one it may remove; nothing more to ask.
-pub(crate) fn owned_by_me(_meta: &Metadata) -> bool {
-    true
 }
 
 /// Opens `path` for reading only (synchronously, so std can read it), without following a
