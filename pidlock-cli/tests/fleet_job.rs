@@ -67,8 +67,10 @@ fn a_killed_wrappers_job_keeps_the_fleet_lock_until_its_last_process_exits() {
         return;
     };
     let run = |extra: &[&str], script: &str| fleet_run(pg, "fleet-job-killed", extra, script);
+    // Each round's first job waits for the lock: the last round's waiting copy has exited, but
+    // the server may not have ended its session yet.
     let overlaps = (0..REPETITIONS)
-        .filter(|_| killed_wrapper_scenario(&run, &mut run(&[], SCRIPT_WITH_CHILD)))
+        .filter(|_| killed_wrapper_scenario(&run, &mut run(&["--wait", "30"], SCRIPT_WITH_CHILD)))
         .count();
     assert_eq!(
         overlaps, 0,
