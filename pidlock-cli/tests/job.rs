@@ -166,7 +166,7 @@ fn killing_the_wrappers_group_leaves_the_lock_with_the_job() {
 const COUNTS_SIGNALS: &str = r#"trap 'echo INT' INT; trap 'echo USR1' USR1
     sleep 300 </dev/null & p=$!
     while [ "$(cat "$1")" != "$$" ]; do sleep 0.01; done; echo ready
-    while :; do wait "$p"; done"#;
+    while kill -0 "$p" 2>/dev/null; do wait "$p"; done"#;
 
 /// Sends SIGINT with `send_int`, then SIGUSR1 to the wrapper, which passes it on after any
 /// SIGINT it passed on: CMD must have counted exactly one SIGINT by the time it says USR1.
@@ -181,6 +181,8 @@ fn sigint_reaches_cmd_once(send_int: impl Fn(u32, u32)) {
         .trim()
         .parse()
         .expect("CMD's PID");
+    // CMD leads a process group of its own, which killing the wrapper leaves running.
+    let _job_group = KillGroupOnDrop(cmd);
     send_int(job.process.id(), cmd);
     assert_eq!(job.line(), "INT");
     send(job.process.id(), Signal::USR1);

@@ -53,8 +53,9 @@ fn on_a_terminal_ctrl_c_reaches_cmd_once_and_cmd_reads_the_terminal() {
     use std::io::Write as _;
     let scratch = Scratch::new("terminal-ctrl-c");
     let path = scratch.path("job.pid");
-    // A `read` that the trapped SIGINT interrupts is tried again.
-    let job = r#"trap "echo INT" INT; echo ready; until read x; do :; done; echo "got $x""#;
+    // A `read` that the trapped SIGINT interrupts is tried again; a hundred failed reads are the
+    // end of input (the test gone), and the job ends instead of spinning.
+    let job = r#"trap "echo INT" INT; echo ready; n=0; until read x; do n=$((n+1)); [ $n -lt 100 ] || exit 1; done; echo "got $x""#;
     // `exec`: no non-interactive shell waits in the foreground group, where the terminal's
     // SIGINT would end it (dash does, bash does not), and script(1) with it.
     let inner = format!(
@@ -234,7 +235,8 @@ fn on_a_terminal_a_signal_sent_to_the_wrapper_reaches_cmd_once() {
     // end (a `read` that the trapped signal interrupts is tried again).
     shell.type_keys(&format!(
         "{PIDLOCK} run --file {} -- sh -c 'trap \"echo sig\"\"term\" 15; \
-         echo wra\"\"pper $PPID e\"\"nd; until read x; do :; done; echo go\"\"t $x'\n",
+         echo wra\"\"pper $PPID e\"\"nd; n=0; until read x; do n=$((n+1)); [ $n -lt 100 ] || exit 1; done; \
+         echo go\"\"t $x'\n",
         path.display()
     ));
     shell.wait_for(" end", 1);

@@ -386,3 +386,13 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// A process group (a job's, led by CMD) SIGKILLed when dropped, so that a failing test
+/// leaves nothing running.
+pub struct KillGroupOnDrop(pub u32);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        kill_group(self.0, Signal::KILL);
+    }
+}
