@@ -100,6 +100,7 @@ pub struct Held {
     pub cmd: u32,
     stdin: Option<ChildStdin>,
     pub stdout: Receiver<String>,
+    released: bool,
 }
 
 /// The command `hold` runs: it waits (bounded by the caller's read) until the PID file names
@@ -153,6 +154,7 @@ pub fn hold_with(path: &Path, extra: &[&str], script: &str) -> Held {
         cmd,
         stdin,
         stdout,
+        released: false,
     }
 }
 
@@ -160,7 +162,20 @@ impl Held {
     /// Lets the command finish normally, and returns the wrapper's exit status.
     pub fn release(mut self) -> ExitStatus {
         drop(self.stdin.take());
-        self.wrapper.wait()
+        let status = self.wrapper.wait();
+        self.released = true;
+        status
+    }
+}
+
+impl Drop for Held {
+    /// A test that ends without `release` (it failed, or it ended the wrapper itself): the
+    /// command leads a process group of its own, which outlives a killed wrapper and holds the
+    /// lock; it is killed, so that nothing keeps running.
+    fn drop(&mut self) {
+        if !self.released {
+            kill_group(self.cmd, Signal::KILL);
+        }
     }
 }
 
