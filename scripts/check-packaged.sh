@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What a new user gets from the registry, checked before publishing: a scratch project outside
 # the workspace that depends on the packaged sources (unpacked under target/package/ by
-# `cargo publish --dry-run` or `cargo package`), by path, under a renamed dependency (`lock`),
-# builds the README's quick start, runs it, and sees a second instance refused.
+# `cargo publish --workspace --dry-run`, or by `cargo package -p NAME` with its verification),
+# by path, under a renamed dependency (`lock`), builds the README's quick start, runs it, and
+# sees a second instance refused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -10,8 +11,16 @@ runtime=pidlockfile
 macros=pidlockfile-macros
 target=${CARGO_TARGET_DIR:-target}
 [[ $target == /* ]] || target=$root/$target
-runtime_dir=$(ls -d "$target/package/$runtime"-[0-9]* | head -1)
-macros_dir=$(ls -d "$target/package/$macros"-[0-9]* | head -1)
+# The unpacked sources (directories; `--no-verify` leaves only the .crate files).
+unpacked() {
+    find "$target/package" -maxdepth 1 -type d -name "$1-[0-9]*" 2>/dev/null | sort | tail -1
+}
+runtime_dir=$(unpacked "$runtime")
+macros_dir=$(unpacked "$macros")
+if [[ -z $runtime_dir || -z $macros_dir ]]; then
+    echo "no unpacked $runtime and $macros under $target/package: run \`cargo publish --workspace --dry-run\` first" >&2
+    exit 1
+fi
 
 work=$(mktemp -d)
 trap 'kill "${first_pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
