@@ -348,7 +348,7 @@ fn on_a_pty(command: &str) -> Reaped {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    default_signals(&mut script);
+    pidlock_test_support::default_signals(&mut script);
     Reaped(script.spawn().expect("start script(1)"))
 }
 

@@ -60,16 +60,8 @@ impl Proc {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // A test run started in a script's background has SIGINT ignored, and its children
-        // would inherit that: a helper that a test stops with SIGINT starts as from a terminal.
         #[cfg(unix)]
-        // SAFETY: signal(2) is async-signal-safe, and the closure touches nothing else.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-                libc::signal(libc::SIGINT, libc::SIG_DFL);
-                Ok(())
-            });
-        }
+        pidlock_test_support::default_signals(&mut command);
         let mut child = command.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();

@@ -108,21 +108,6 @@ pub struct Held {
 pub const WAIT_FOR_MY_PID: &str =
     r#"while [ "$(cat "$1" 2>/dev/null)" != "$$" ]; do sleep 0.01; done; echo "$$"; exec cat"#;
 
-/// Starts `command` with SIGINT's and SIGQUIT's default actions. A test run started in the
-/// background of a script has them ignored, a job inherits that (as it must: `nohup`), and a
-/// shell cannot trap a signal that was ignored on entry; the tests' jobs start as from a terminal.
-pub fn default_signals(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: signal(2) is async-signal-safe, and the closure touches nothing else.
-    unsafe {
-        command.pre_exec(|| {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
-            Ok(())
-        });
-    }
-}
-
 pub fn hold(path: &Path, extra: &[&str]) -> Held {
     hold_with(path, extra, WAIT_FOR_MY_PID)
 }
@@ -141,7 +126,7 @@ pub fn hold_with(path: &Path, extra: &[&str], script: &str) -> Held {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    default_signals(&mut command);
+    pidlock_test_support::default_signals(&mut command);
     let mut wrapper = Reaped(command.spawn().expect("start pidlock run"));
     let stdin = wrapper.0.stdin.take();
     let stdout = lines_of(wrapper.0.stdout.take().expect("stdout"));
@@ -303,7 +288,7 @@ impl Started {
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
-        default_signals(command);
+        pidlock_test_support::default_signals(command);
         let mut process = Reaped(command.spawn().expect("start the job"));
         let lines = lines_of(process.0.stdout.take().expect("stdout"));
         let errors = process.0.stderr.take().map(lines_of);

@@ -39,6 +39,24 @@ macro_rules! skip {
     }};
 }
 
+/// Starts `command` with SIGINT's and SIGQUIT's default actions. A test run started in the
+/// background of a script has them ignored, its children inherit that (as they must: `nohup`),
+/// and a shell cannot trap a signal that was ignored on entry: the tests' children start as
+/// from a terminal, so that a test that stops one with SIGINT, or counts the SIGINTs a job gets,
+/// means the same wherever it runs.
+#[cfg(unix)]
+pub fn default_signals(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal(2) is async-signal-safe, and the closure touches nothing else.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGQUIT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+}
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     #[cfg(unix)]
