@@ -100,7 +100,10 @@ pub struct Held {
     pub cmd: u32,
     stdin: Option<ChildStdin>,
     pub stdout: Receiver<String>,
-    released: bool,
+    /// A test that ends without `release` (it failed, or it ended the wrapper itself): the
+    /// command leads a process group of its own, which outlives a killed wrapper and holds the
+    /// lock; it is killed, so that nothing keeps running.
+    job: KillGroupOnDrop,
 }
 
 /// The command `hold` runs: it waits (bounded by the caller's read) until the PID file names
@@ -139,28 +142,23 @@ pub fn hold_with(path: &Path, extra: &[&str], script: &str) -> Held {
         cmd,
         stdin,
         stdout,
-        released: false,
+        job: KillGroupOnDrop(cmd),
     }
 }
 
 impl Held {
     /// Lets the command finish normally, and returns the wrapper's exit status.
-    pub fn release(mut self) -> ExitStatus {
-        drop(self.stdin.take());
-        let status = self.wrapper.wait();
-        self.released = true;
+    pub fn release(self) -> ExitStatus {
+        let Held {
+            mut wrapper,
+            stdin,
+            job,
+            ..
+        } = self;
+        drop(stdin);
+        let status = wrapper.wait();
+        job.disarm();
         status
-    }
-}
-
-impl Drop for Held {
-    /// A test that ends without `release` (it failed, or it ended the wrapper itself): the
-    /// command leads a process group of its own, which outlives a killed wrapper and holds the
-    /// lock; it is killed, so that nothing keeps running.
-    fn drop(&mut self) {
-        if !self.released {
-            kill_group(self.cmd, Signal::KILL);
-        }
     }
 }
 
@@ -390,6 +388,13 @@ impl Drop for KillOnDrop {
 /// A process group (a job's, led by CMD) SIGKILLed when dropped, so that a failing test
 /// leaves nothing running.
 pub struct KillGroupOnDrop(pub u32);
+
+impl KillGroupOnDrop {
+    /// The group ended as the test meant it to: nothing to kill.
+    pub fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
 
 impl Drop for KillGroupOnDrop {
     fn drop(&mut self) {
