@@ -51,7 +51,6 @@ use std::time::{Duration, Instant};
 use frame::{ANSWER_LEN, HEADER_LEN, Status};
 
 pub(crate) use frame::MAX_MESSAGE;
-pub(crate) use instance::first_try;
 pub use instance::{Forward, Pump, ServeWhile, forward, forward_async, forwarding};
 
 /// How long a sender waits for the holder's answer, all told, by default (connect, send,
@@ -293,6 +292,10 @@ pub(crate) struct Handler {
     /// For a handler that runs elsewhere (the async pump, which stops when the program's body
     /// returns): asked before each message is accepted.
     admission: Option<Arc<dyn Admission>>,
+    /// [`Forwarding::listen`], reached only through a handler: a program that never makes one
+    /// never links the listener (its socket, thread and frame code), which keeps a guarded
+    /// binary without `forward` small and quick to start (issue 15).
+    listen: fn(&mut Forwarding, &Path, Handler),
 }
 
 impl Handler {
@@ -300,6 +303,7 @@ impl Handler {
         Handler {
             call: Arc::new(Mutex::new(call)),
             admission: None,
+            listen: Forwarding::listen,
         }
     }
 
@@ -310,6 +314,7 @@ impl Handler {
         Handler {
             call: Arc::new(Mutex::new(call)),
             admission: Some(admission),
+            listen: Forwarding::listen,
         }
     }
 }
@@ -333,12 +338,13 @@ const MAX_READERS: usize = 8;
 #[derive(Default)]
 pub(crate) struct Forwarding {
     handler: Option<Handler>,
-    listener: Option<Listener>,
+    listener: Option<Box<dyn Running>>,
     /// Listening was tried for the current hold (and failed, if `listener` is `None`): it is
     /// not tried, nor its failure logged, a second time until the lock is released.
     tried: bool,
-    /// Messages refused because another user sent them, over this value's lifetime.
-    refused: Arc<AtomicU64>,
+    /// Messages refused because another user sent them, over this value's lifetime; made with
+    /// the first listener.
+    refused: Option<Arc<AtomicU64>>,
 }
 
 impl fmt::Debug for Forwarding {
@@ -346,7 +352,7 @@ impl fmt::Debug for Forwarding {
         f.debug_struct("Forwarding")
             .field("handler", &self.handler.is_some())
             .field("listening", &self.listener.is_some())
-            .field("refused", &self.refused.load(Ordering::Relaxed))
+            .field("refused", &self.refused())
             .finish()
     }
 }
@@ -357,7 +363,9 @@ impl Forwarding {
     }
 
     pub(crate) fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
+        self.refused
+            .as_ref()
+            .map_or(0, |refused| refused.load(Ordering::Relaxed))
     }
 
     pub(crate) fn is_listening(&self) -> bool {
@@ -379,6 +387,12 @@ impl Forwarding {
             return;
         }
         self.tried = true;
+        let handler = handler.clone();
+        (handler.listen)(self, lock_path, handler);
+    }
+
+    /// [`start`](Self::start)'s work, once it is decided to listen.
+    fn listen(&mut self, lock_path: &Path, handler: Handler) {
         let server = match transport::Server::bind(lock_path) {
             Ok(server) => server,
             Err(e) => {
@@ -394,11 +408,11 @@ impl Forwarding {
         let gate = Arc::new(Gate::default());
         let serving = Arc::new(Serving {
             server: Arc::new(server),
-            handler: handler.clone(),
+            handler,
             stop: Arc::clone(&stop),
             gate: Arc::clone(&gate),
             readers: AtomicUsize::new(0),
-            refused: Arc::clone(&self.refused),
+            refused: Arc::clone(self.refused.get_or_insert_with(Arc::default)),
             lock_path: lock_path.to_owned(),
         });
         let server = Arc::clone(&serving.server);
@@ -406,7 +420,7 @@ impl Forwarding {
             .name("pidlock-second-instances".to_owned())
             .spawn(move || serving.run())
         {
-            Ok(_) => self.listener = Some(Listener { server, stop, gate }),
+            Ok(_) => self.listener = Some(Box::new(Listener { server, stop, gate })),
             Err(e) => {
                 log(format_args!(
                     "not listening for second instances of lock file {}: cannot start its thread: {e}",
@@ -424,14 +438,27 @@ impl Forwarding {
     pub(crate) fn stop(&mut self, lock_path: &Path) {
         self.tried = false;
         if let Some(listener) = self.listener.take() {
-            listener.stop.store(true, Ordering::Release);
-            listener.gate.close();
-            // The thread wakes from `accept` and exits; it is not joined, because it may be
-            // inside a handler that blocks (then it exits when the handler returns).
-            listener.server.wake(lock_path);
-            listener.server.remove(lock_path);
-            listener.gate.wait_handed_over();
+            listener.end(lock_path);
         }
+    }
+}
+
+/// A running listener, as its `PidLockFile` sees it: behind a trait object, so that only a
+/// program that listens links its ending (see [`Handler`]'s `listen`).
+trait Running: Send + Sync {
+    /// Stops listening and removes the endpoint (see [`Forwarding::stop`]).
+    fn end(self: Box<Self>, lock_path: &Path);
+}
+
+impl Running for Listener {
+    fn end(self: Box<Self>, lock_path: &Path) {
+        self.stop.store(true, Ordering::Release);
+        self.gate.close();
+        // The thread wakes from `accept` and exits; it is not joined, because it may be
+        // inside a handler that blocks (then it exits when the handler returns).
+        self.server.wake(lock_path);
+        self.server.remove(lock_path);
+        self.gate.wait_handed_over();
     }
 }
 

@@ -180,8 +180,8 @@ fn first_try(options: &Options, task: Option<&Waker>) -> FirstTry {
         Ok(path) => path,
         Err(e) => return FirstTry::Done(Err(e.into())),
     };
-    if options.forward.is_some()
-        && let Some(done) = crate::forward::first_try(options, &path, task)
+    if let Some(forward) = &options.forward
+        && let Some(done) = (forward.first_try)(options, &path, task)
     {
         return FirstTry::Done(done);
     }

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::process;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -16,7 +17,21 @@ use crate::{Error, LockError, PidLockFile};
 
 /// The handler of `forward = ...`, as [`Options`] carries it.
 #[derive(Clone)]
-pub struct Forward(Handler);
+pub struct Forward {
+    handler: Handler,
+    /// [`first_try`], reached only through a `Forward`, so that a guarded program without
+    /// `forward` never links the sender (see [`Handler`]'s `listen`).
+    pub(crate) first_try: FirstTry,
+}
+
+/// The signature of [`first_try`].
+pub(crate) type FirstTry = fn(&Options, &Path, Option<&Waker>) -> Option<Result<Guard, Error>>;
+
+impl Forward {
+    fn new(handler: Handler) -> Forward {
+        Forward { handler, first_try }
+    }
+}
 
 impl fmt::Debug for Forward {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -26,7 +41,7 @@ impl fmt::Debug for Forward {
 
 /// `forward = handler` on a plain `fn main`: `handler` runs on the listener thread.
 pub fn forward<F: FnMut(SecondInstance) + Send + 'static>(handler: F) -> Option<Forward> {
-    Some(Forward(Handler::new(handler)))
+    Some(Forward::new(Handler::new(handler)))
 }
 
 /// `forward = handler` on an `async fn main`: the listener thread posts each message to a
@@ -42,7 +57,7 @@ where
     let mailbox = Arc::new(Mailbox::default());
     let posting = Arc::clone(&mailbox);
     let admission: Arc<dyn Admission> = Arc::clone(&mailbox) as Arc<dyn Admission>;
-    let forward = Forward(Handler::with_admission(
+    let forward = Forward::new(Handler::with_admission(
         move |message| posting.post(message),
         admission,
     ));
@@ -57,7 +72,7 @@ where
 /// Starts listening on the lock `guard` holds, if that was not tried yet (a lock taken after a
 /// wait): a first try that could not listen has said why once, and is not repeated.
 pub fn forwarding(mut guard: Guard, options: &Options) -> Guard {
-    if let (Guard::File(file), Some(Forward(handler))) = (&mut guard, &options.forward)
+    if let (Guard::File(file), Some(Forward { handler, .. })) = (&mut guard, &options.forward)
         && !file.lock_file().tried_second_instances()
     {
         file.lock_file_mut().serve_second_instances(handler.clone());
@@ -69,14 +84,10 @@ pub fn forwarding(mut guard: Guard, options: &Options) -> Guard {
 /// hand this process's arguments to the holder and exit 0. `None`: go on as without
 /// `forward` (the holder does not listen, did not answer in time, or refused), which prints
 /// the conflict, or waits.
-pub(crate) fn first_try(
-    options: &Options,
-    path: &std::path::Path,
-    task: Option<&Waker>,
-) -> Option<Result<Guard, Error>> {
+fn first_try(options: &Options, path: &Path, task: Option<&Waker>) -> Option<Result<Guard, Error>> {
     let try_lock = || {
         let mut lock = PidLockFile::new(path);
-        if let Some(Forward(handler)) = &options.forward {
+        if let Some(Forward { handler, .. }) = &options.forward {
             lock.forward.set_handler(handler.clone());
         }
         match lock.acquire(Some(Duration::ZERO)) {
