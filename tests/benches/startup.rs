@@ -25,8 +25,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn run(exe: &str) -> Duration {
+    run_with(exe, &[])
+}
+
+fn run_with(exe: &str, args: &[&std::ffi::OsStr]) -> Duration {
     let started = Instant::now();
     let status = Command::new(exe)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -47,21 +52,33 @@ fn main() {
     let runs = if quick { 100 } else { 1000 };
     let plain = env!("CARGO_BIN_EXE_startup-plain");
     let guarded = env!("CARGO_BIN_EXE_startup-guarded");
-    // Warm the page cache and the dynamic loader for both.
+    let bare = env!("CARGO_BIN_EXE_startup-bare");
+    // The bare calls lock a file in the directory the guarded binary's default lock is in, so
+    // that both pay for the same file system.
+    let bare_path = pidlockfile::default_path("startup-bare");
+    let bare_args = [bare_path.as_os_str()];
+    // Warm the page cache and the dynamic loader for all three.
     for _ in 0..10 {
         run(plain);
         run(guarded);
+        run_with(bare, &bare_args);
     }
-    let (mut base, mut with, mut pairs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut base, mut with) = (Vec::new(), Vec::new());
+    let (mut pairs, mut bare_pairs, mut beyond) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
-        let (b, w) = (run(plain), run(guarded));
+        let (b, w, k) = (run(plain), run(guarded), run_with(bare, &bare_args));
         base.push(b);
         with.push(w);
         // Neighbours share the machine's load: the median of their differences is the figure.
         pairs.push(w.as_secs_f64() - b.as_secs_f64());
+        bare_pairs.push(k.as_secs_f64() - b.as_secs_f64());
+        beyond.push(w.as_secs_f64() - k.as_secs_f64());
     }
-    pairs.sort_by(f64::total_cmp);
-    let added = pairs[pairs.len() / 2];
+    let mid = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (added, bare_added, beyond) = (mid(pairs), mid(bare_pairs), mid(beyond));
     let (base, with) = (median(base), median(with));
     println!("start-up of a minimal binary, spawn to exit, median of {runs} runs each");
     println!(
@@ -76,6 +93,15 @@ fn main() {
         "  added (median of pairs): {:>+8.1} µs ({:.3}x the baseline); target: <= +50 µs",
         added * 1e6,
         with.as_secs_f64() / base.as_secs_f64()
+    );
+    println!(
+        "  of which the bare calls (open, flock, write, unlink, close in {}): {:>+8.1} µs; \
+         beyond them: {:>+8.1} µs",
+        bare_path
+            .parent()
+            .map_or_else(String::new, |d| d.display().to_string()),
+        bare_added * 1e6,
+        beyond * 1e6
     );
     let size = |exe: &str| std::fs::metadata(exe).map_or(0, |m| m.len());
     println!(
