@@ -462,7 +462,7 @@ impl Running for Listener {
     }
 }
 
-/// A running listener, as its `PidLockFile` sees it.
+/// What stops a running listener: its endpoint, its thread's flag, and the gate.
 struct Listener {
     server: Arc<transport::Server>,
     stop: Arc<AtomicBool>,
