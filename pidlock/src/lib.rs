@@ -164,6 +164,7 @@ mod place;
 mod postgres;
 mod probe;
 pub mod proc_locks;
+mod step_aside;
 mod sys;
 
 pub use crate::default_path::default_path;

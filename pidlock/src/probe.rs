@@ -7,7 +7,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{pidfile, sys};
+use crate::{pidfile, step_aside, sys};
 
 /// How long a reader that finds the lock held and the PID file not yet written keeps re-reading
 /// it. A new holder writes its PID right after it locks, so this only spans a scheduling delay.
@@ -19,7 +19,8 @@ const HOLDER_STARTUP_GRACE: Duration = Duration::from_millis(5);
 /// (see `sys::lock_table`); on macOS and FreeBSD, `fcntl(F_GETLK)` does. Elsewhere (containers,
 /// overlay file systems, NFS, other platforms), a shared lock is tried and dropped at once: it
 /// succeeds only when nobody holds the exclusive one. `acquire` rides out such a probe (see
-/// `lock.rs`).
+/// `lock/wait.rs`), and asks readers to step aside while it does (see `step_aside.rs`), so
+/// that however busy and however preempted they are, a free lock is taken and never looks held.
 ///
 /// A file that cannot be opened to probe (another user's, with a narrow mode) counts as held:
 /// "free" would be a guess, and a confident wrong "free" is the worse mistake.
@@ -35,6 +36,8 @@ pub(crate) fn lock_is_held(path: &Path) -> bool {
     }
     match pidfile::open_for_reading(path) {
         Ok(file) => sys::held_elsewhere(&file).unwrap_or_else(|| {
+            // An acquirer that is riding out shared locks may have asked us not to add ours.
+            step_aside::for_acquirer(&file);
             matches!(sys::try_lock_shared(&file), Err(TryLockError::WouldBlock))
         }),
         Err(e) => e.kind() != io::ErrorKind::NotFound,

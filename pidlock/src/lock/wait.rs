@@ -14,6 +14,7 @@ use super::file::parent_dir;
 use super::leftovers::Leftovers;
 use crate::closer;
 use crate::owner::Process;
+use crate::step_aside::Request;
 use crate::sys::{self, ReleaseWatch};
 
 impl PidLockFile {
@@ -130,11 +131,12 @@ pub(super) const SHARED_PATIENCE: Duration = Duration::from_millis(200);
 /// loaded machine the waiter runs a few times in 200 ms, and still gets its hundred looks.
 /// Unloaded, the tries take about 200 ms anyway.
 ///
-/// It is not enough on its own (measured for issue 15, portable build, a machine at load 7):
-/// a reader is mostly preempted on its way back from the `flock` that took its shared lock,
-/// and holds the lock for all the time it waits to run again, so with 8 readers in tight loops
-/// some reader's lock is in the way at every try. Where the lock table answers (Linux outside
-/// containers) or `F_GETLK` does (macOS, FreeBSD), readers take no lock and this never happens.
+/// Neither count is what keeps busy readers out of the way (measured for issue 15, portable
+/// build, a machine at load 7): a reader is mostly preempted on its way back from the `flock`
+/// that took its shared lock, and holds the lock for all the time it waits to run again, so with
+/// 8 readers in tight loops some reader's lock was in the way at every try. Readers step aside
+/// when asked (see `step_aside.rs`). Where the lock table answers (Linux outside containers) or
+/// `F_GETLK` does (macOS, FreeBSD), readers take no lock at all.
 pub(super) const SHARED_TRIES: u32 = 100;
 
 /// What one attempt at the exclusive lock found.
@@ -153,15 +155,16 @@ pub(super) enum Try {
 ///
 /// A holder's lock is exclusive; a reader's probe (see `probe.rs`) is a shared lock held for an
 /// instant. If a shared lock of our own goes through, nobody holds the exclusive one and only
-/// shared locks are in the way, so we try again: a lock that nobody holds is never reported as
-/// held, however busy its readers are. Between tries we yield, then sleep a little longer each
-/// time, so that readers probing back to back leave a gap. It gives up once `patience` has
-/// passed and at least `min_tries` tries in a row found only shared locks (0 where a deadline
-/// bounds the wait: then the clock decides).
+/// shared locks are in the way: we ask readers to step aside (see `step_aside.rs`) and try
+/// again, so a lock that nobody holds is never reported as held, however busy its readers are.
+/// Between tries we yield, then sleep a little longer each time. It gives up once `patience`
+/// has passed and at least `min_tries` tries in a row found only shared locks (0 where a
+/// deadline bounds the wait: then the clock decides). The request is withdrawn on return.
 pub(super) fn try_lock(file: &File, patience: Duration, min_tries: u32) -> io::Result<Try> {
     let mut pause = Duration::ZERO;
     let mut shared_since = None;
     let mut tries: u32 = 0;
+    let mut request: Option<Option<Request>> = None;
     loop {
         match sys::try_lock_exclusive(file) {
             Ok(()) => return Ok(Try::Locked),
@@ -172,6 +175,10 @@ pub(super) fn try_lock(file: &File, patience: Duration, min_tries: u32) -> io::R
             Ok(()) => sys::unlock(file)?,
             Err(TryLockError::WouldBlock) => return Ok(Try::Held),
             Err(TryLockError::Error(e)) => return Err(e),
+        }
+        match &mut request {
+            None => request = Some(Request::make(file)),
+            Some(made) => made.iter_mut().for_each(Request::renew),
         }
         tries = tries.saturating_add(1);
         if shared_since.get_or_insert_with(Instant::now).elapsed() > patience && tries >= min_tries
