@@ -239,25 +239,7 @@ impl PidLockFile {
         Ok(())
     }
 
-    /// Releases the lock: removes the PID file while still holding the lock (or, with
-    /// [`keep_file`](Self::keep_file), empties it), then unlocks.
-    ///
-    /// Fails with [`UnlockError::NotLocked`] if nobody holds the lock, and with
-    /// [`UnlockError::NotMyLock`] if someone else does, including the parent of a forked child:
-    /// the child's copy of the descriptor is closed, but the parent's lock and file stay.
-    ///
-    /// ```
-    /// use pidlockfile::{PidLockFile, UnlockError};
-    ///
-    /// let path = std::env::temp_dir().join(format!("pidlock-doc-release-{}.pid", std::process::id()));
-    /// let mut mine = PidLockFile::new(&path);
-    /// mine.acquire(None)?;
-    /// let mut other = PidLockFile::new(&path);
-    /// assert!(matches!(other.release(), Err(UnlockError::NotMyLock { .. })));
-    /// mine.release()?;
-    /// assert!(matches!(mine.release(), Err(UnlockError::NotLocked { .. })));
-    /// # Ok::<(), pidlockfile::Error>(())
-    /// ```
+    #[doc = include_str!("lock/release.md")]
     pub fn release(&mut self) -> Result<(), UnlockError> {
         let inherited = match self.held.take() {
             Some(held) if held.owner.is_current() => {

@@ -35,6 +35,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use self::conninfo::ConnInfo;
 pub use self::guard::PgLockGuard;
 pub use self::holder::Holder;
+pub use self::options::DEFAULT_LOST_AFTER;
 use self::registry::registry_device;
 use self::session::Session;
 use self::share::still_open_here;
@@ -43,17 +44,6 @@ use self::wait::{Job, Outcome, connect_identified};
 use crate::error::{LockError, UnlockError};
 use crate::loss::{self, LossSignal, OnLost};
 use crate::owner::{self, Caller, Process};
-
-/// The default for [`PgLock::lost_after`]: a holder cut off from the server without a word
-/// (a partition) gives up after this long.
-pub const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(10);
-
-/// The shortest [`PgLock::lost_after`]: the server's keepalive settings count in whole seconds.
-const MIN_LOST_AFTER: Duration = Duration::from_secs(1);
-
-/// The longest [`PgLock::lost_after`]: Linux takes `TCP_KEEPIDLE` (which is `lost_after`) up to
-/// 32767 seconds.
-const MAX_LOST_AFTER: Duration = Duration::from_secs(32_767);
 
 #[doc = include_str!("postgres/pg_lock.md")]
 pub struct PgLock {
@@ -100,34 +90,7 @@ struct Held {
 }
 
 impl PgLock {
-    /// Takes the lock.
-    ///
-    /// - `None`: waits as long as it takes, in `pg_advisory_lock`; the server wakes it.
-    /// - `Some(Duration::ZERO)`: tries once (`pg_try_advisory_lock`);
-    ///   [`LockError::AlreadyLocked`] naming the holder if it is held.
-    /// - `Some(d)`: waits up to `d` on the server (`lock_timeout`), then
-    ///   [`LockError::LockTimeout`].
-    ///
-    /// No polling. A waiter whose connection drops (a server restart) reconnects and goes on
-    /// waiting within its timeout. Anything else that goes wrong (a malformed connection
-    /// string, an unknown host, a refused connection or password, a wrong CA, a server that
-    /// does not answer within `connect_timeout`) is [`LockError::LockFailed`] with one
-    /// readable line. The lock is not reentrant: an instance that holds it gets
-    /// `AlreadyLocked` at once (another instance that holds it may have moved to another
-    /// thread, so a wait for it waits, as for any holder; see "Self-wait" on [`PgLock`]).
-    ///
-    /// ```no_run
-    /// use std::time::Duration;
-    /// use pidlockfile::{LockError, PgLock};
-    ///
-    /// let mut lock = PgLock::new("postgres://db.internal/app", "nightly-report");
-    /// match lock.acquire(Some(Duration::ZERO)) {
-    ///     Ok(()) => println!("mine, token {}", lock.fencing_token()),
-    ///     Err(LockError::AlreadyLocked { .. }) => println!("running elsewhere"),
-    ///     Err(e) => return Err(e),
-    /// }
-    /// # Ok::<(), LockError>(())
-    /// ```
+    #[doc = include_str!("postgres/acquire.md")]
     pub fn acquire(&mut self, timeout: Option<Duration>) -> Result<(), LockError> {
         self.acquire_unless(timeout, None, &Caller::here(None))
     }
@@ -231,22 +194,7 @@ impl PgLock {
         }
     }
 
-    /// Releases the lock (`pg_advisory_unlock`) and closes its session.
-    ///
-    /// Once the session was handed on with [`share_session`](Self::share_session), this (and the
-    /// drop) only closes this process's copy of the connection, and never unlocks: the lock is
-    /// then the children's too, and the server frees it when the last of them closes the socket.
-    ///
-    /// [`UnlockError::NotLocked`] if nobody holds it, [`UnlockError::NotMyLock`] naming the
-    /// holder if someone else does, and [`UnlockError::Lost`] if this instance held it but lost
-    /// it before the release: someone else may have held it since.
-    ///
-    /// ```no_run
-    /// let mut lock = pidlockfile::PgLock::new("postgres://db.internal/app", "nightly-report");
-    /// lock.acquire(None)?;
-    /// lock.release()?;
-    /// # Ok::<(), pidlockfile::Error>(())
-    /// ```
+    #[doc = include_str!("postgres/release.md")]
     pub fn release(&mut self) -> Result<(), UnlockError> {
         let server = self.server();
         match self.held.take() {
@@ -350,10 +298,4 @@ impl Drop for PgLock {
             drop(session);
         });
     }
-}
-
-/// Not for `PgLock`'s callers: the key derivation, for tests of sqlx compatibility.
-#[doc(hidden)]
-pub fn __key_for(name: &str) -> i64 {
-    key::key_for(name)
 }

@@ -8,11 +8,20 @@ use std::time::Duration;
 
 use super::conninfo::{self, UNPARSED_SERVER};
 use super::token::Token;
-use super::{
-    DEFAULT_LOST_AFTER, MAX_LOST_AFTER, MIN_LOST_AFTER, PgLock, PgLockGuard, Prepared, key, tls,
-};
+use super::{PgLock, PgLockGuard, Prepared, key, tls};
 use crate::error::LockError;
 use crate::loss::{Lost, OnLost};
+
+/// The default for [`PgLock::lost_after`]: a holder cut off from the server without a word
+/// (a partition) gives up after this long.
+pub const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(10);
+
+/// The shortest [`PgLock::lost_after`]: the server's keepalive settings count in whole seconds.
+const MIN_LOST_AFTER: Duration = Duration::from_secs(1);
+
+/// The longest [`PgLock::lost_after`]: Linux takes `TCP_KEEPIDLE` (which is `lost_after`) up to
+/// 32767 seconds.
+const MAX_LOST_AFTER: Duration = Duration::from_secs(32_767);
 
 impl fmt::Debug for PgLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
