@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{self, Command};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::{PATIENCE, Proc, Scratch, wait_until_sleeping};
 use pidlockfile::{LockError, PidLockFile};
@@ -870,6 +870,65 @@ fn h18_a_foreign_shared_lock_is_not_a_holder_and_is_waited_out_or_refused_quickl
     reader.close_stdin();
     reader.wait();
     assert!(matches!(waiter.join().unwrap(), Ok(true)));
+}
+
+/// The lock file's access time, and whether it is ahead of now: where an acquirer that rides
+/// out shared locks asks readers to step aside (`step_aside.rs` writes it a second ahead).
+fn asks_readers_to_step_aside(path: &Path) -> bool {
+    fs::metadata(path)
+        .and_then(|meta| meta.accessed())
+        .is_ok_and(|accessed| accessed > SystemTime::now())
+}
+
+/// An acquirer that rides out shared locks asks readers to step aside, in the lock file's access
+/// time and nowhere else, and takes the request back when it is done. One killed while it asks
+/// leaves a request behind that misleads no reader: they answer from the lock, both ways.
+#[test]
+fn h18_a_request_to_step_aside_is_taken_back_and_one_left_behind_misleads_no_reader() {
+    pidlock_test_support::require_program!("flock", "util-linux");
+    let scratch = Scratch::new("h18-step-aside");
+    let path = scratch.path("app.pid");
+    fs::write(&path, "999999\n").unwrap();
+    let modified = fs::metadata(&path).unwrap().modified().unwrap();
+    let mut shared = flock_holder(&path, true);
+    let mut acquirer = Proc::helper(&["hold", s(&path), "60000"]);
+    let give_up = Instant::now() + PATIENCE;
+    while !asks_readers_to_step_aside(&path) {
+        assert!(Instant::now() < give_up, "the acquirer never asked");
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        !PidLockFile::new(&path).is_locked(),
+        "a shared lock is no holder"
+    );
+    acquirer.kill();
+    assert!(
+        !PidLockFile::new(&path).is_locked(),
+        "a left request is no holder"
+    );
+    assert_eq!(fs::read_to_string(&path).unwrap(), "999999\n");
+    assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), modified);
+    shared.close_stdin();
+    shared.wait();
+    let mut holder = Proc::holder(&path);
+    assert!(
+        PidLockFile::new(&path).is_locked(),
+        "a holder is one, whatever is asked"
+    );
+    holder.send("release");
+    assert!(holder.next_report().starts_with("released"));
+
+    // One that gives up takes its request back, and leaves the file as it found it.
+    fs::write(&path, "999999\n").unwrap();
+    let modified = fs::metadata(&path).unwrap().modified().unwrap();
+    let _shared = flock_holder(&path, true);
+    assert!(matches!(
+        PidLockFile::new(&path).acquire(Some(Duration::ZERO)),
+        Err(LockError::LockFailed { .. })
+    ));
+    assert!(!asks_readers_to_step_aside(&path));
+    assert_eq!(fs::read_to_string(&path).unwrap(), "999999\n");
+    assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), modified);
 }
 
 fn async_path() -> std::path::PathBuf {
