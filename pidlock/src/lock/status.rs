@@ -17,7 +17,9 @@ impl PidLockFile {
     /// count: only a held kernel lock does. On Linux this reads the kernel's lock table where it
     /// is complete, and on macOS and FreeBSD asks `fcntl(F_GETLK)`, without touching the lock;
     /// elsewhere it takes a shared lock for an instant, which concurrent `acquire` calls ride
-    /// out. A file this process may not open counts as held.
+    /// out. Such an `acquire` asks readers to step aside (in the file's access time), and then
+    /// this waits for it, up to 250 ms, before it looks. A file this process may not open
+    /// counts as held.
     ///
     /// ```
     /// use pidlockfile::PidLockFile;
