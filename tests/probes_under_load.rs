@@ -17,7 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -27,13 +27,13 @@ use rustix::process::{Pid, Signal, kill_process};
 
 /// Busy-looping processes, three per core, each in a session of its own (so that the scheduler
 /// weighs them against the test's whole session, as it weighs other programs), killed when
-/// dropped.
+/// dropped, and ending by themselves once the test is gone (even killed).
 fn hogs() -> Vec<Proc> {
     let cores = thread::available_parallelism().map_or(2, usize::from);
     (0..3 * cores)
         .map(|_| {
             let mut hog = Command::new("setsid");
-            hog.args(["sh", "-c", "echo spinning; while :; do :; done"]);
+            hog.args(["sh", "-c", "echo spinning; while kill -0 $PPID; do :; done"]);
             let mut hog = Proc::spawn(hog);
             assert_eq!(hog.next_report(), "spinning");
             hog
@@ -53,9 +53,11 @@ fn readers(path: &Path) -> Vec<Proc> {
 }
 
 /// Takes the free lock at `path` `rounds` times, alternating a zero timeout and 20 ms, and
-/// leaves a stale file behind after each, for the readers to probe.
-fn take_free_lock(path: &Path, rounds: u32) {
+/// leaves a stale file behind after each, for the readers to probe. `before` runs before each
+/// round.
+fn take_free_lock(path: &Path, rounds: u32, mut before: impl FnMut()) {
     for round in 0..rounds {
+        before();
         let timeout = Duration::from_millis(if round % 2 == 0 { 0 } else { 20 });
         let mut lock = PidLockFile::new(path);
         if let Err(e) = lock.acquire(Some(timeout)) {
@@ -74,7 +76,7 @@ fn busy_readers_beside_cpu_hogs_never_make_a_free_lock_look_held() {
     fs::write(&path, "999999\n").unwrap();
     let _readers = readers(&path);
     let _hogs = hogs();
-    take_free_lock(&path, 1000);
+    take_free_lock(&path, 1000, || {});
 }
 
 /// The PIDs among `readers` that hold a shared `flock` on inode `ino`, read from the kernel's
@@ -109,27 +111,29 @@ fn signal(pid: i32, sig: Signal) {
 }
 
 /// The worst a scheduler can do to probes, done on purpose: whenever a reader holds its probe's
-/// shared lock, it is stopped there for up to 20 ms (as a preempted reader waits to run again),
+/// shared lock, it is stopped there for up to 50 ms (as a preempted reader waits to run again),
 /// and the next reader found holding one is stopped before the last is let go, so that a
-/// stopped reader's lock is in the way almost all the time. Readers that kept probing while an
-/// acquirer waits made that acquirer fail at every round; readers that step aside leave it a
-/// gap as soon as the stopped one runs again.
+/// stopped reader's lock is in the way almost all the time. Each round starts while a reader is
+/// stopped holding its lock. Readers that kept probing while an acquirer waited made it fail in
+/// most runs; readers that step aside leave it a gap as soon as the stopped one runs again.
 #[test]
 fn readers_preempted_while_they_hold_their_probe_never_make_a_free_lock_look_held() {
+    const ROUNDS: u32 = 300;
     let scratch = Scratch::new("probes-preempted");
     let path = scratch.path("app.pid");
     fs::write(&path, "999999\n").unwrap();
     let readers = readers(&path);
     let pids: BTreeSet<i32> = readers.iter().map(|r| r.id().cast_signed()).collect();
     let done = Arc::new(AtomicBool::new(false));
+    // The reader stopped now (0: none).
+    let stopped_now = Arc::new(AtomicI32::new(0));
     let stopper = {
-        let (done, path) = (Arc::clone(&done), path.clone());
+        let (done, path, stopped_now) = (Arc::clone(&done), path.clone(), Arc::clone(&stopped_now));
         thread::spawn(move || {
             let mut stopped: Option<(i32, Instant)> = None;
             // Let go, and not to be stopped again until they have let go of their lock: a
             // preempted reader runs again before it is preempted again.
             let mut resumed: BTreeSet<i32> = BTreeSet::new();
-            let mut stops = 0_u32;
             while !done.load(Ordering::Relaxed) {
                 let ino = fs::metadata(&path).map_or(0, |meta| meta.ino());
                 let holding = shared_holders(ino, &pids);
@@ -139,14 +143,15 @@ fn readers_preempted_while_they_hold_their_probe_never_make_a_free_lock_look_hel
                     .find(|pid| !resumed.contains(pid) && stopped.is_none_or(|(s, _)| s != *pid));
                 if let Some(next) = next {
                     signal(next, Signal::STOP);
-                    stops += 1;
+                    stopped_now.store(next, Ordering::Release);
                     if let Some((last, _)) = stopped.replace((next, Instant::now())) {
                         signal(last, Signal::CONT);
                         resumed.insert(last);
                     }
                 } else if let Some((last, since)) = stopped
-                    && since.elapsed() > Duration::from_millis(20)
+                    && since.elapsed() > Duration::from_millis(50)
                 {
+                    stopped_now.store(0, Ordering::Release);
                     signal(last, Signal::CONT);
                     resumed.insert(last);
                     stopped = None;
@@ -155,15 +160,38 @@ fn readers_preempted_while_they_hold_their_probe_never_make_a_free_lock_look_hel
             if let Some((last, _)) = stopped {
                 signal(last, Signal::CONT);
             }
-            stops
         })
     };
-    let result = std::panic::catch_unwind(|| take_free_lock(&path, 300));
+    // Where readers probe (the portable build), each round waits for a reader stopped with its
+    // lock; elsewhere none ever is, and the rounds just run.
+    let mut started_stopped = 0;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        take_free_lock(&path, ROUNDS, || {
+            if !cfg!(pidlock_portable) {
+                return;
+            }
+            let give_up = Instant::now() + Duration::from_millis(500);
+            while stopped_now.load(Ordering::Acquire) == 0 && Instant::now() < give_up {
+                thread::sleep(Duration::from_micros(100));
+            }
+            if stopped_now.load(Ordering::Acquire) != 0 {
+                started_stopped += 1;
+            }
+        });
+    }));
     done.store(true, Ordering::Relaxed);
-    let stops = stopper.join().unwrap();
+    stopper.join().unwrap();
     drop(readers);
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
-    eprintln!("readers stopped while holding their probe: {stops} times");
+    eprintln!(
+        "rounds that started with a reader stopped holding its probe: {started_stopped} of {ROUNDS}"
+    );
+    if cfg!(pidlock_portable) {
+        assert!(
+            started_stopped >= ROUNDS / 2,
+            "the scenario did not happen: only {started_stopped} of {ROUNDS} rounds started with a reader stopped"
+        );
+    }
 }

@@ -17,12 +17,16 @@
 //! acquirer that may not set the file's times) leaves the probes as they were; one that is left
 //! behind (the acquirer died) goes stale within [`FRESH`].
 //!
-//! The access time is chosen because nothing else in a PID file's life reads it: `ls -l` shows
-//! the modification time, and a mount's `noatime` only stops the implicit updates. Its
+//! The access time is chosen because nothing else in a PID file's life looks at it: `ls -l`
+//! shows the modification time, and a mount's `noatime` only stops the implicit updates. Its
 //! nanoseconds carry a tag that ordinary clocks hit about once in a million, and the
-//! milliseconds of the request; the time is written [`AHEAD`] of the request, so that `relatime`
-//! never replaces it on a `read` (it does so only for an access time older than the change
-//! time).
+//! milliseconds of the request; the time is written [`AHEAD`] of the request, so that
+//! `relatime` (the default) never replaces it on a `read`: it does so only for an access time
+//! no later than the modification or change time, or a day old. On a `strictatime` mount any
+//! `read` of the file replaces it, which takes the request away, never changes an answer.
+//!
+//! An acquirer asks for at most [`ASK_AT_MOST`] in one try: shared locks still in the way after
+//! that are not probes (another program's `flock -s`), and readers need not pay for them.
 
 use std::fs::{File, FileTimes};
 use std::thread;
@@ -39,6 +43,10 @@ const FRESH: Duration = Duration::from_millis(250);
 /// How often an acquirer that is still riding out shared locks renews its request.
 const RENEW: Duration = Duration::from_millis(100);
 
+/// How long one try asks readers to step aside at most: long enough for every reader that was
+/// probing when it asked to run again and let go, however loaded the machine.
+const ASK_AT_MOST: Duration = Duration::from_millis(500);
+
 /// How far ahead of the request the access time is written (see the module's doc).
 const AHEAD: Duration = Duration::from_secs(1);
 
@@ -52,7 +60,10 @@ const TAG: u32 = 7_700;
 #[derive(Debug)]
 pub(crate) struct Request<'a> {
     file: &'a File,
+    made: Instant,
     written: Instant,
+    /// Taken back already (after [`ASK_AT_MOST`]).
+    withdrawn: bool,
 }
 
 impl<'a> Request<'a> {
@@ -60,29 +71,45 @@ impl<'a> Request<'a> {
     /// user's file): then readers go on probing, as before.
     pub(crate) fn make(file: &'a File) -> Option<Self> {
         write(file, request_time(SystemTime::now())).ok()?;
+        let now = Instant::now();
         Some(Request {
             file,
-            written: Instant::now(),
+            made: now,
+            written: now,
+            withdrawn: false,
         })
     }
 
-    /// Keeps the request fresh while the acquirer still waits.
+    /// Keeps the request fresh while the acquirer still waits, and takes it back once it has
+    /// asked for [`ASK_AT_MOST`].
     pub(crate) fn renew(&mut self) {
-        if self.written.elapsed() >= RENEW {
+        if self.withdrawn || self.written.elapsed() < RENEW {
+            return;
+        }
+        if self.made.elapsed() >= ASK_AT_MOST {
+            self.withdraw();
+        } else {
             let _ = write(self.file, request_time(SystemTime::now()));
             self.written = Instant::now();
         }
     }
-}
 
-impl Drop for Request<'_> {
-    /// Withdraws the request: the access time becomes now, as a `read` would make it.
-    fn drop(&mut self) {
+    /// Takes the request back: the access time becomes now, as a `read` would make it.
+    fn withdraw(&mut self) {
         let mut now = SystemTime::now();
         if asked_at(now).is_some() {
             now += Duration::from_nanos(100);
         }
         let _ = write(self.file, now);
+        self.withdrawn = true;
+    }
+}
+
+impl Drop for Request<'_> {
+    fn drop(&mut self) {
+        if !self.withdrawn {
+            self.withdraw();
+        }
     }
 }
 
