@@ -164,6 +164,7 @@ pub(super) fn try_lock(file: &File, patience: Duration, min_tries: u32) -> io::R
     let mut pause = Duration::ZERO;
     let mut shared_since = None;
     let mut tries: u32 = 0;
+    // Not asked yet, or asked (`None` inside where the file's times could not be set).
     let mut request: Option<Option<Request>> = None;
     loop {
         match sys::try_lock_exclusive(file) {
