@@ -144,7 +144,9 @@ impl PidLockFile {
             let patience = SHARED_PATIENCE.max(timeout.unwrap_or_default());
             let short = timeout.is_some_and(|t| t <= SHARED_PATIENCE);
             let min_tries = if short { SHARED_TRIES } else { 0 };
-            let first = match try_lock(&file, patience, min_tries).map_err(|e| self.failed(e))? {
+            let first = match try_lock(&file, patience, min_tries, &mut left.asked)
+                .map_err(|e| self.failed(e))?
+            {
                 Try::SharedOnly if deadline.is_some() => return Err(self.failed(shared_only())),
                 // Without a deadline, the blocking wait below outlasts shared locks too.
                 Try::SharedOnly => Try::Held,
@@ -181,7 +183,9 @@ impl PidLockFile {
                 // spare's first, empty name. Another waiter may lock it first: then it is
                 // theirs, and we wait for it like any other.
                 let named = open_lock_file(at).map_err(|e| self.failed(e))?;
-                if try_lock(&named, SHARED_PATIENCE, 0).map_err(|e| self.failed(e))? == Try::Locked
+                if try_lock(&named, SHARED_PATIENCE, 0, &mut left.asked)
+                    .map_err(|e| self.failed(e))?
+                    == Try::Locked
                 {
                     let meta = named.metadata().map_err(|e| self.failed(e))?;
                     let id = sys::identity(&named, &meta).map_err(|e| self.failed(e))?;

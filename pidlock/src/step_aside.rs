@@ -25,8 +25,10 @@
 //! no later than the modification or change time, or a day old. On a `strictatime` mount any
 //! `read` of the file replaces it, which takes the request away, never changes an answer.
 //!
-//! An acquirer asks for at most [`ASK_AT_MOST`] in one try: shared locks still in the way after
-//! that are not probes (another program's `flock -s`), and readers need not pay for them.
+//! An acquirer asks for at most [`ASK_AT_MOST`] while only shared locks are in the way, over all
+//! its tries: shared locks still in the way after that are not probes (another program's
+//! `flock -s`), and readers need not pay for them. A holder seen in between starts the count
+//! again.
 
 use std::fs::{File, FileTimes};
 use std::thread;
@@ -43,8 +45,9 @@ const FRESH: Duration = Duration::from_millis(250);
 /// How often an acquirer that is still riding out shared locks renews its request.
 const RENEW: Duration = Duration::from_millis(100);
 
-/// How long one try asks readers to step aside at most: long enough for every reader that was
-/// probing when it asked to run again and let go, however loaded the machine.
+/// How long an acquirer asks readers to step aside at most while only shared locks are in the
+/// way: long enough for every reader that was probing when it asked to run again and let go,
+/// however loaded the machine.
 const ASK_AT_MOST: Duration = Duration::from_millis(500);
 
 /// How far ahead of the request the access time is written (see the module's doc).
@@ -67,15 +70,20 @@ pub(crate) struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
-    /// Asks readers of `file` to step aside. `None` if the file's times cannot be set (another
-    /// user's file): then readers go on probing, as before.
-    pub(crate) fn make(file: &'a File) -> Option<Self> {
+    /// Asks readers of `file` to step aside. `first` is when this acquisition first asked since
+    /// it last saw a holder (set here if it never did): `None` once it has asked for
+    /// [`ASK_AT_MOST`], or if the file's times cannot be set (another user's file); then
+    /// readers go on probing, as before.
+    pub(crate) fn make(file: &'a File, first: &mut Option<Instant>) -> Option<Self> {
+        let made = *first.get_or_insert_with(Instant::now);
+        if made.elapsed() >= ASK_AT_MOST {
+            return None;
+        }
         write(file, request_time(SystemTime::now())).ok()?;
-        let now = Instant::now();
         Some(Request {
             file,
-            made: now,
-            written: now,
+            made,
+            written: Instant::now(),
             withdrawn: false,
         })
     }
@@ -211,8 +219,15 @@ mod tests {
             .unwrap();
         let modified = file.metadata().unwrap().modified().unwrap();
         assert!(!asked(&file));
-        let request = Request::make(&file).unwrap();
+        let request = Request::make(&file, &mut None).unwrap();
         let reader = File::open(&path).unwrap();
+        let accessed = reader.metadata().unwrap().accessed().unwrap();
+        if accessed.duration_since(UNIX_EPOCH).unwrap().subsec_nanos() == 0 {
+            // A file system with whole-second times keeps no tag: nothing to see there.
+            drop(request);
+            std::fs::remove_file(&path).unwrap();
+            return;
+        }
         assert!(
             asked(&reader),
             "{:?}",
@@ -221,6 +236,11 @@ mod tests {
         drop(request);
         assert!(!asked(&reader));
         assert_eq!(file.metadata().unwrap().modified().unwrap(), modified);
+        // Asked for long enough since the last holder: no more.
+        let long_ago = Instant::now().checked_sub(ASK_AT_MOST);
+        if long_ago.is_some() {
+            assert!(Request::make(&file, &mut long_ago.clone()).is_none());
+        }
         std::fs::remove_file(&path).unwrap();
     }
 }

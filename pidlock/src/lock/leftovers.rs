@@ -1,6 +1,7 @@
 //! What a waiter lets go of once it holds the lock, or gives up, closed off its caller's path.
 
 use std::fs::{File, Metadata};
+use std::time::Instant;
 
 use crate::closer;
 use crate::owner::Process;
@@ -17,6 +18,9 @@ pub(super) struct Leftovers {
     pub(super) watch: Option<ReleaseWatch>,
     pub(super) spare: Option<Option<(File, Metadata)>>,
     pub(super) stale: Vec<File>,
+    /// When this acquisition first asked readers to step aside since it last saw a holder (see
+    /// `step_aside.rs`): it asks for a bounded time in all, over all its tries.
+    pub(super) asked: Option<Instant>,
 }
 
 impl Leftovers {
@@ -28,6 +32,7 @@ impl Leftovers {
             watch: None,
             spare: None,
             stale: Vec::new(),
+            asked: None,
         }
     }
 }

@@ -13,7 +13,6 @@ use super::PidLockFile;
 use super::file::parent_dir;
 use super::leftovers::Leftovers;
 use crate::closer;
-use crate::owner::Process;
 use crate::step_aside::Request;
 use crate::sys::{self, ReleaseWatch};
 
@@ -47,12 +46,8 @@ impl PidLockFile {
         match (deadline, cancelled) {
             (None, None) => lock_blocking(file),
             // A blocking flock cannot be interrupted: a cancellable wait watches.
-            (None, Some(cancelled)) => {
-                lock_before(file, None, &mut left.watch, left.me, Some(cancelled))
-            }
-            (Some(deadline), _) => {
-                lock_before(file, Some(deadline), &mut left.watch, left.me, cancelled)
-            }
+            (None, Some(cancelled)) => lock_before(file, None, left, Some(cancelled)),
+            (Some(deadline), _) => lock_before(file, Some(deadline), left, cancelled),
         }
     }
 }
@@ -70,12 +65,12 @@ fn lock_blocking(file: &File) -> io::Result<bool> {
 
 /// Tries for the lock until `deadline` (`None`: without a limit) or until `cancelled`,
 /// sleeping between tries until the file is closed by someone (the holder's release), not for
-/// fixed intervals. The caller has tried once already.
+/// fixed intervals. The caller has tried once already. The watch, and when readers were first
+/// asked to step aside, are kept in `left`.
 fn lock_before(
     file: &File,
     deadline: Option<Instant>,
-    watch: &mut Option<ReleaseWatch>,
-    me: Process,
+    left: &mut Leftovers,
     cancelled: Option<&AtomicBool>,
 ) -> io::Result<bool> {
     /// How far ahead a wait without a deadline looks; the safety re-check comes first anyway.
@@ -84,7 +79,8 @@ fn lock_before(
     if let Some(locked) = sys::wait_in_kernel(file, deadline, cancelled) {
         return locked;
     }
-    let watch = watch.get_or_insert_with(|| ReleaseWatch::new(me));
+    let me = left.me;
+    let watch = left.watch.get_or_insert_with(|| ReleaseWatch::new(me));
     // Arm, then try again: a release between the caller's try and the watch would otherwise go
     // unnoticed until the safety re-check.
     watch.arm(file);
@@ -97,7 +93,7 @@ fn lock_before(
             d.saturating_duration_since(Instant::now())
                 .min(SHARED_PATIENCE)
         });
-        if try_lock(file, patience, 0)? == Try::Locked {
+        if try_lock(file, patience, 0, &mut left.asked)? == Try::Locked {
             return Ok(true);
         }
         let now = Instant::now();
@@ -160,7 +156,14 @@ pub(super) enum Try {
 /// Between tries we yield, then sleep a little longer each time. It gives up once `patience`
 /// has passed and at least `min_tries` tries in a row found only shared locks (0 where a
 /// deadline bounds the wait: then the clock decides). The request is withdrawn on return.
-pub(super) fn try_lock(file: &File, patience: Duration, min_tries: u32) -> io::Result<Try> {
+/// `asked` is when this acquisition first asked since it last saw a holder (see
+/// `step_aside.rs`).
+pub(super) fn try_lock(
+    file: &File,
+    patience: Duration,
+    min_tries: u32,
+    asked: &mut Option<Instant>,
+) -> io::Result<Try> {
     let mut pause = Duration::ZERO;
     let mut shared_since = None;
     let mut tries: u32 = 0;
@@ -174,11 +177,15 @@ pub(super) fn try_lock(file: &File, patience: Duration, min_tries: u32) -> io::R
         }
         match sys::try_lock_shared(file) {
             Ok(()) => sys::unlock(file)?,
-            Err(TryLockError::WouldBlock) => return Ok(Try::Held),
+            Err(TryLockError::WouldBlock) => {
+                // A holder: shared locks seen after it are new ones, worth asking about again.
+                *asked = None;
+                return Ok(Try::Held);
+            }
             Err(TryLockError::Error(e)) => return Err(e),
         }
         match &mut request {
-            None => request = Some(Request::make(file)),
+            None => request = Some(Request::make(file, asked)),
             Some(made) => made.iter_mut().for_each(Request::renew),
         }
         tries = tries.saturating_add(1);
