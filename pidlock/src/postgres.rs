@@ -160,7 +160,14 @@ impl PgLock {
             cancelled,
             first: Some(first),
         };
-        let outcome = runtime::block_on(job.run()).map_err(|e| self.failed(e.to_string()))?;
+        // A wait runs on this thread, so that the server's grant wakes it directly; a single
+        // try is one round trip, sent soonest from the runtime's own thread.
+        let outcome = if timeout == Some(Duration::ZERO) {
+            runtime::block_on(job.run())
+        } else {
+            runtime::wait_here(job.run())
+        }
+        .map_err(|e| self.failed(e.to_string()))?;
         match outcome {
             Ok((session, server_identity)) => {
                 let device = registry_device(&server_identity);

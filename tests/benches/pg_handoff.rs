@@ -81,9 +81,15 @@ mod unix {
     use tokio_postgres::{Client, NoTls};
 
     pub(super) fn main() {
+        let args: Vec<String> = std::env::args().collect();
+        if args.get(1).map(String::as_str) == Some("--waiter") {
+            return waiter_process(&args[2..]);
+        }
         let quick = std::env::args().any(|a| a == "--quick");
         // Only the watch, for profiling a holder (`perf stat -p`, `strace -c -f -p`).
         let watch_only = std::env::args().any(|a| a == "--watch");
+        // Only the handoff, for comparing two builds of the library.
+        let handoff_only = std::env::args().any(|a| a == "--handoff");
         let Ok(url) = std::env::var("DATABASE_URL") else {
             eprintln!("pg_handoff: set DATABASE_URL, or run it under scripts/with-postgres.sh");
             std::process::exit(2);
@@ -101,6 +107,9 @@ mod unix {
         if !watch_only {
             handoff(&url, rounds);
             println!();
+            if handoff_only {
+                return;
+            }
             token_cost(&url, rounds);
             println!();
         }
@@ -212,11 +221,117 @@ mod unix {
         samples[i]
     }
 
+    /// The clock that `Instant` reads, as a number another process can compare.
+    fn monotonic() -> Duration {
+        let t = clock_gettime(ClockId::Monotonic);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+
+    /// A waiter of its own process (`--waiter KIND URL KEY NAME`): waits for the lock, prints
+    /// when it got it (`monotonic`, in ns), and lets go when its stdin closes.
+    fn waiter_process(args: &[String]) {
+        use std::io::{Read, Write};
+        let [kind, url, key, name] = args else {
+            panic!("--waiter KIND URL KEY NAME");
+        };
+        let key: i64 = key.parse().expect("key");
+        // The first reading finds the vDSO (a `prctl`): not on the timed path.
+        let _ = monotonic();
+        let report = || {
+            let got = monotonic().as_nanos();
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{got}")
+                .and_then(|()| out.flush())
+                .expect("report");
+        };
+        let until_told = || {
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        };
+        match kind.as_str() {
+            "bare" => {
+                let waiter = Bare::connect(url);
+                waiter.execute(&format!("SELECT pg_advisory_lock({key})"));
+                report();
+                until_told();
+                waiter.execute(&format!("SELECT pg_advisory_unlock({key})"));
+            }
+            timeout => {
+                let timeout = match timeout {
+                    "none" => None,
+                    _ => Some(Duration::from_secs(10)),
+                };
+                let mut waiter = PgLock::new(url, name);
+                waiter.acquire(timeout).expect("waiter");
+                report();
+                until_told();
+                waiter.release().expect("waiter release");
+            }
+        }
+    }
+
+    /// One round with the waiter in a process of its own, as a lock's waiters usually are:
+    /// `release` lets go in this process (the holder's), and the handoff ends when the child
+    /// returns from its wait.
+    fn process_round(
+        url: &str,
+        admin: &Bare,
+        kind: &str,
+        key: i64,
+        name: &str,
+        release: impl FnOnce(),
+    ) -> Duration {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(std::env::current_exe().expect("this benchmark"))
+            .args(["--waiter", kind, url, &key.to_string(), name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("waiter process");
+        until_waiting(admin, key);
+        let released = monotonic();
+        release();
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the waiter's report");
+        drop(child.stdin.take());
+        assert!(child.wait().expect("waiter").success(), "the waiter failed");
+        let got: u64 = line.trim().parse().expect("the waiter got the lock");
+        Duration::from_nanos(got).saturating_sub(released)
+    }
+
     fn handoff(url: &str, rounds: usize) {
         let admin = Bare::connect(&plain(url));
         let holder = Bare::connect(&plain(url));
         let key = 0x0050_4944_4c4f_434b_i64; // "PIDLOCK"
         let name = format!("pg-handoff-bench-{}", std::process::id());
+        let (mut bare, mut none, mut some) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            holder.execute(&format!("SELECT pg_advisory_lock({key})"));
+            bare.push(process_round(&plain(url), &admin, "bare", key, "", || {
+                holder.execute(&format!("SELECT pg_advisory_unlock({key})"));
+            }));
+            for (kind, samples) in [("none", &mut none), ("some", &mut some)] {
+                let mut lock = PgLock::new(url, &name);
+                lock.acquire(None).expect("holder");
+                samples.push(process_round(url, &admin, kind, lock.key(), &name, || {
+                    lock.release().expect("release");
+                }));
+            }
+        }
+        print_handoff(
+            &format!(
+                "Handoff from release to the return of a waiter in another process ({rounds} rounds each, interleaved)"
+            ),
+            &mut bare,
+            &mut [
+                ("PgLock acquire(None)", &mut none),
+                ("PgLock acquire(Some(10 s))", &mut some),
+            ],
+        );
+        println!();
         let (mut bare, mut none, mut some) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             bare.push(bare_round(&plain(url), &admin, &holder, key));
@@ -228,17 +343,27 @@ mod unix {
                 Some(Duration::from_secs(10)),
             ));
         }
-        let bare_p50 = percentile(&mut bare, 0.5);
-        println!("Handoff from release to the waiter's return ({rounds} rounds each, interleaved)");
+        print_handoff(
+            &format!(
+                "The same with holder and waiter in one process ({rounds} rounds each, interleaved)"
+            ),
+            &mut bare,
+            &mut [
+                ("PgLock acquire(None)", &mut none),
+                ("PgLock acquire(Some(10 s))", &mut some),
+            ],
+        );
+    }
+
+    fn print_handoff(title: &str, bare: &mut [Duration], locks: &mut [(&str, &mut Vec<Duration>)]) {
+        let bare_p50 = percentile(bare, 0.5);
+        println!("{title}");
         println!(
             "  bare client (pg_advisory_lock/unlock): p50 {:>8.1} µs   p99 {:>8.1} µs",
             bare_p50.as_secs_f64() * 1e6,
-            percentile(&mut bare, 0.99).as_secs_f64() * 1e6
+            percentile(bare, 0.99).as_secs_f64() * 1e6
         );
-        for (label, samples) in [
-            ("PgLock acquire(None)", &mut none),
-            ("PgLock acquire(Some(10 s))", &mut some),
-        ] {
+        for (label, samples) in locks {
             let p50 = percentile(samples, 0.5);
             println!(
                 "  {label:<38} p50 {:>8.1} µs   p99 {:>8.1} µs   p50 ratio {:.2}x",

@@ -1,48 +1,85 @@
 //! The one small tokio runtime that drives this process's PostgreSQL connections, and the
-//! bridge that lets blocking code (and code already inside someone else's runtime) wait for it.
+//! bridges that let blocking code (and code already inside someone else's runtime) wait for it.
 //!
 //! A connection must be driven all the time, not only while a call is running, so that a
-//! session closed by the server is noticed at once (see `session.rs`). One worker thread does
-//! that for every lock of the process.
+//! session closed by the server is noticed at once (see `session.rs`). A background thread
+//! drives every session of the process whenever no caller does: the runtime is a
+//! current-thread one, whose driving can pass from thread to thread.
+//!
+//! A call that only sends a statement and reads its answer runs on that thread ([`block_on`]):
+//! the statement leaves as soon as that thread runs. A wait for a lock runs on the waiting
+//! thread itself ([`wait_here`]), which then drives every session until the wait ends: the
+//! server's grant wakes that thread from its own `epoll_wait`, not the background one, which
+//! would have to wake the waiter in turn (one cross-thread wake-up, 30 to 50 µs on the 2-core
+//! VM of issue 15's figures, on the handoff's path).
 
 use std::future::Future;
 use std::io;
 use std::process;
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
+use std::thread;
 
 use arc_swap::ArcSwapOption;
 use tokio::runtime::{Builder, Runtime};
+use tokio::sync::Notify;
 
-/// The runtime, and the process that built it: its threads do not exist in a forked child, which
-/// builds one of its own. Lock-free, so that a child forked while another thread was building
-/// one finds no lock held.
-static RUNTIME: ArcSwapOption<(u32, Runtime)> = ArcSwapOption::const_empty();
+/// The runtime, the process that built it, and who drives it.
+struct Driven {
+    pid: u32,
+    runtime: Runtime,
+    /// How many threads are in [`wait_here`]: while any is, the background thread keeps out.
+    callers: Mutex<usize>,
+    /// Signalled when `callers` drops to zero.
+    no_callers: Condvar,
+    /// Tells the background thread to let go of the runtime, for a caller that wants it.
+    wanted: Notify,
+    /// Set for a runtime that another thread's, built at the same time, replaced: its
+    /// background thread ends.
+    unused: AtomicBool,
+}
 
-fn runtime() -> io::Result<Arc<(u32, Runtime)>> {
+/// The runtime of this process: its threads do not exist in a forked child, which builds one of
+/// its own. Lock-free, so that a child forked while another thread was building one finds no
+/// lock held.
+static RUNTIME: ArcSwapOption<Driven> = ArcSwapOption::const_empty();
+
+fn runtime() -> io::Result<Arc<Driven>> {
     let me = process::id();
-    let mut ours: Option<Arc<(u32, Runtime)>> = None;
+    let mut ours: Option<Arc<Driven>> = None;
     loop {
         let current = RUNTIME.load_full();
         if let Some(current) = &current
-            && current.0 == me
+            && current.pid == me
         {
+            if let Some(ours) = ours {
+                ours.unused.store(true, Ordering::Release);
+                ours.wanted.notify_one();
+            }
             return Ok(Arc::clone(current));
         }
         let built = match &ours {
             Some(built) => Arc::clone(built),
             None => {
-                let runtime = Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .thread_name("pidlock-postgres")
-                    .enable_io()
-                    .enable_time()
-                    .build()
-                    .map_err(|e| {
-                        io::Error::other(format!(
-                            "cannot start the PostgreSQL client's thread: {e}"
-                        ))
-                    })?;
-                let built = Arc::new((me, runtime));
+                let built = Arc::new(Driven {
+                    pid: me,
+                    runtime: Builder::new_current_thread()
+                        .enable_io()
+                        .enable_time()
+                        .build()
+                        .map_err(|e| not_started(&e))?,
+                    callers: Mutex::new(0),
+                    no_callers: Condvar::new(),
+                    wanted: Notify::new(),
+                    unused: AtomicBool::new(false),
+                });
+                // Its thread before anyone can find it: a runtime that nobody drives would
+                // leave a held lock unwatched.
+                let driver = Arc::clone(&built);
+                thread::Builder::new()
+                    .name("pidlock-postgres".to_owned())
+                    .spawn(move || drive(&driver))
+                    .map_err(|e| not_started(&e))?;
                 ours = Some(Arc::clone(&built));
                 built
             }
@@ -67,18 +104,115 @@ fn runtime() -> io::Result<Arc<(u32, Runtime)>> {
     }
 }
 
-/// Runs `future` on the runtime and blocks the calling thread until it is done. Works from any
-/// thread, including a worker of another async runtime (which it blocks, like any blocking
-/// call).
+fn not_started(e: &io::Error) -> io::Error {
+    io::Error::other(format!("cannot start the PostgreSQL client's thread: {e}"))
+}
+
+/// The background thread: drives the runtime until a caller of [`wait_here`] wants it, and
+/// takes it back when the last one has gone.
+fn drive(driven: &Driven) {
+    loop {
+        driven.runtime.block_on(driven.wanted.notified());
+        if driven.unused.load(Ordering::Acquire) {
+            return;
+        }
+        let mut callers = driven
+            .callers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while *callers > 0 {
+            callers = driven
+                .no_callers
+                .wait(callers)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Runs `future` on the runtime's background thread and blocks the calling thread until it is
+/// done. Works from any thread, including a worker of another async runtime (which it blocks,
+/// like any blocking call).
 pub(crate) fn block_on<F>(future: F) -> io::Result<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let (tx, rx) = mpsc::sync_channel(1);
-    runtime()?.1.spawn(async move {
+    runtime()?.runtime.spawn(async move {
         let _ = tx.send(future.await);
     });
     rx.recv()
         .map_err(|_| io::Error::other("the PostgreSQL client's thread stopped"))
+}
+
+/// Runs `future`, which waits on the process's only session, on the calling thread, which
+/// drives the runtime until it is done: so that what ends the wait wakes this thread directly.
+///
+/// It is [`block_on`] where another session is alive in the process (the statements of a lock
+/// held here would otherwise go through this thread, and its handoff to this very wait would
+/// take two turns of it), and inside another tokio runtime, where a thread cannot drive a
+/// second one.
+pub(crate) fn wait_here<F>(future: F) -> io::Result<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if SESSIONS.load(Ordering::Relaxed) > 1 || tokio::runtime::Handle::try_current().is_ok() {
+        return block_on(future);
+    }
+    let driven = runtime()?;
+    let _caller = Caller::enter(&driven);
+    // Until the background thread lets go, the future is polled here and woken from there;
+    // from then on this thread drives the runtime.
+    Ok(driven.runtime.block_on(future))
+}
+
+/// One thread in [`wait_here`], counted for as long as it is there, even if its future
+/// panics.
+struct Caller<'a>(&'a Driven);
+
+impl<'a> Caller<'a> {
+    fn enter(driven: &'a Driven) -> Caller<'a> {
+        *driven
+            .callers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) += 1;
+        driven.wanted.notify_one();
+        Caller(driven)
+    }
+}
+
+impl Drop for Caller<'_> {
+    fn drop(&mut self) {
+        let mut callers = self
+            .0
+            .callers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *callers -= 1;
+        if *callers == 0 {
+            self.0.no_callers.notify_all();
+        }
+    }
+}
+
+/// How many sessions this process has open (forked children count their parent's too, which
+/// only ever sends their waits the slower way).
+static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// One session, counted in [`SESSIONS`] for as long as it lives.
+#[derive(Debug)]
+pub(crate) struct Alive(());
+
+impl Alive {
+    pub(crate) fn new() -> Alive {
+        SESSIONS.fetch_add(1, Ordering::Relaxed);
+        Alive(())
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        SESSIONS.fetch_sub(1, Ordering::Relaxed);
+    }
 }

@@ -45,6 +45,7 @@ use tokio_postgres::{AsyncMessage, Client, Connection, NoTls, SimpleQueryMessage
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::conninfo::{ConnInfo, SslMode};
+use super::runtime;
 use super::socket::{self, Keepalive, Stream, Target};
 use super::ticker::Ticker;
 use crate::loss::LossSignal;
@@ -91,6 +92,8 @@ pub(crate) struct Session {
     pending: Arc<AtomicUsize>,
     /// Where the connection went and how: a cancel request goes the same way.
     reached: Reached,
+    /// Counts this session among the process's (see `runtime::wait_here`).
+    _alive: runtime::Alive,
 }
 
 /// The server address a session reached (the very address, not a name to resolve again, which
@@ -226,6 +229,7 @@ impl Session {
                         answer_within: info.connect_timeout,
                         pending: Arc::new(AtomicUsize::new(0)),
                         reached,
+                        _alive: runtime::Alive::new(),
                     });
                 }
                 Err(reason) => last = reason,
@@ -287,6 +291,22 @@ impl Session {
                 _ => None,
             })
             .ok_or_else(|| "the server did not say who it is".to_owned())
+    }
+
+    /// Has the server parse and plan a call of `pg_advisory_unlock`, never run (`WHERE false`),
+    /// so that a new session's first release does not pay for looking the function up. That
+    /// look-up is on the next holder's path: it made a new session's release some 35 µs slower
+    /// than a warm one's (issue 15's profile, `benches/pg_handoff.rs`). Run, it would only
+    /// warn: a new session holds no lock. Its failure is of no consequence.
+    pub(crate) async fn look_up_unlock(&self) {
+        let query = self.pending(
+            self.client
+                .simple_query("SELECT pg_advisory_unlock(0) WHERE false"),
+        );
+        let _ = within(self.answer_within, async {
+            query.await.map_err(|e| describe(&e))
+        })
+        .await;
     }
 
     /// `pg_advisory_lock`, waited for on the server for at most `limit` (`lock_timeout`), or

@@ -44,8 +44,9 @@ pub(super) async fn connect_identified(
     lost_after: Duration,
 ) -> Result<(Session, String), String> {
     let session = connect(prepared, lost_after).await?;
-    let server = session.server_identity().await?;
-    Ok((session, server))
+    // In one round trip: the second is sent before the first's answer is read.
+    let (server, ()) = tokio::join!(session.server_identity(), session.look_up_unlock());
+    Ok((session, server?))
 }
 
 pub(super) enum Outcome {

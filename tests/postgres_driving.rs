@@ -1,0 +1,195 @@
+//! Where a fleet lock's sessions are driven (issue 15): a thread that waits for a lock drives
+//! every session of its process while it waits, so that the server's grant wakes it directly,
+//! and hands them back to the background thread when its wait ends. A held lock's loss must be
+//! noticed whichever thread drives its session.
+//!
+//! Alone in its binary, its tests one at a time: a wait drives the sessions only while it is
+//! the process's one session, so no other test's session may be alive beside it.
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use pidlock_test_support::pg as pg_support;
+
+use std::process::Command;
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::Proc;
+use pg_support::Cluster;
+use pidlockfile::PgLock;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+/// A holder in another process: reports `locked TOKEN NS`, lets go on `release`.
+fn holder(url: &str, name: &str) -> Proc {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pg-helper"));
+    command.args(["hold", url, name, "0"]);
+    let mut holder = Proc::spawn(command);
+    let line = holder.next_report();
+    assert!(line.starts_with("locked "), "{line}");
+    holder
+}
+
+/// What the kernel says the thread named `name` of this process sleeps in (`wchan`), or `None`
+/// while it runs.
+fn sleeping_in(name: &str) -> Option<String> {
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        // The kernel keeps 15 bytes of a thread's name.
+        if comm.trim() == &name[..name.len().min(15)] {
+            let wchan = std::fs::read_to_string(dir.join("wchan")).unwrap_or_default();
+            return (wchan != "0" && !wchan.is_empty()).then_some(wchan);
+        }
+    }
+    None
+}
+
+/// Waits (bounded) until the thread `name` sleeps in a function whose name contains `what`
+/// (`epoll` for the thread that drives the runtime, `futex` for one that waits its turn).
+/// `false` if this kernel does not say where threads sleep.
+fn until_sleeping_in(name: &str, what: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        if let Some(wchan) = sleeping_in(name) {
+            if wchan.contains(what) {
+                return true;
+            }
+            seen = wchan;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        seen.is_empty(),
+        "the thread {name} sleeps in {seen}, not in {what}, after 30 s"
+    );
+    false
+}
+
+fn terminate(pg: &Cluster, lock: &PgLock) {
+    let backend = pg.holding_backend(lock.key()).unwrap();
+    pg.psql(&format!("SELECT pg_terminate_backend({backend})"));
+}
+
+#[test]
+fn a_waiting_thread_drives_the_process_s_sessions_and_hands_them_back() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let url = pg.url();
+    let (waited_for, held_here) = (unique("driving-wait"), unique("driving-held"));
+    let mut other = holder(&url, &waited_for);
+    let waiter = thread::Builder::new()
+        .name("pg-waiter".to_owned())
+        .spawn({
+            let (url, name) = (url.clone(), waited_for.clone());
+            move || {
+                let mut lock = PgLock::new(url, name);
+                lock.acquire(Some(Duration::from_secs(60))).map(|()| lock)
+            }
+        })
+        .unwrap();
+    pg.wait_until("the waiter waits", || pg.waits(std::process::id()));
+    // The waiting thread drives the runtime (it sleeps in the runtime's `epoll_wait`), and
+    // the background thread waits for it to be done.
+    let kernel_says = until_sleeping_in("pg-waiter", "epoll");
+    if kernel_says {
+        assert!(until_sleeping_in("pidlock-postgres", "futex"));
+    } else {
+        pidlock_test_support::not_run("this kernel shows no wchan: who drives was not checked");
+    }
+
+    // A lock taken while that thread drives is watched by it: its loss is noticed.
+    let mut lock = PgLock::new(&url, &held_here);
+    lock.acquire(Some(Duration::ZERO)).unwrap();
+    let watch = lock.loss_watch().unwrap();
+    terminate(pg, &lock);
+    let lost = watch
+        .wait(Some(Duration::from_secs(10)))
+        .expect("a loss while another thread's wait drives the session");
+    assert!(lost.reason().contains("terminating connection"), "{lost}");
+    assert!(!lock.i_am_locking());
+    lock.acquire(Some(Duration::ZERO)).unwrap();
+    assert!(pg.waits(std::process::id()), "the wait went on");
+
+    // The wait ends: the thread hands the sessions back.
+    other.send("release");
+    assert!(other.next_report().starts_with("released "));
+    let mut got = waiter.join().unwrap().unwrap();
+    assert!(got.i_am_locking());
+    if kernel_says {
+        assert!(until_sleeping_in("pidlock-postgres", "epoll"));
+    }
+
+    // From the background thread, both held locks' losses are noticed.
+    for lock in [&mut lock, &mut got] {
+        let watch = lock.loss_watch().unwrap();
+        terminate(pg, lock);
+        let lost = watch
+            .wait(Some(Duration::from_secs(10)))
+            .expect("a loss once the wait has handed the sessions back");
+        assert!(lost.reason().contains("terminating connection"), "{lost}");
+    }
+    // And the runtime still serves a release and a new wait.
+    lock.acquire(Some(Duration::ZERO)).unwrap();
+    lock.release().unwrap();
+    assert!(!pg.is_held(lock.key()));
+}
+
+#[test]
+fn a_wait_inside_a_tokio_runtime_leaves_the_runtime_to_its_thread() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let url = pg.url();
+    let name = unique("driving-in-tokio");
+    let mut other = holder(&url, &name);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let waiter = thread::spawn({
+        let url = url.clone();
+        let name = name.clone();
+        move || {
+            // A blocking call inside a runtime's task blocks that thread, as any would; it must
+            // not try to drive a second runtime there (tokio refuses that with a panic).
+            runtime.block_on(async move {
+                let mut lock = PgLock::new(url, name);
+                lock.acquire(Some(Duration::from_secs(60))).map(|()| lock)
+            })
+        }
+    });
+    pg.wait_until("the waiter waits", || pg.waits(std::process::id()));
+    other.send("release");
+    assert!(other.next_report().starts_with("released "));
+    let mut lock = waiter.join().unwrap().unwrap();
+    assert!(lock.i_am_locking());
+    lock.release().unwrap();
+}
+
+/// The release's function is looked up ahead (`SELECT pg_advisory_unlock(0) WHERE false`, at
+/// connection), never run: a session that holds key 0 keeps it.
+#[test]
+fn the_unlock_looked_up_ahead_is_never_run() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let out = pg.psql_all(&[
+        "SELECT pg_advisory_lock(0)",
+        "SELECT pg_advisory_unlock(0) WHERE false",
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND pid = pg_backend_pid() AND classid = 0 AND objid = 0 AND objsubid = 1",
+    ]);
+    assert!(out.trim_end().ends_with('1'), "{out}");
+}
