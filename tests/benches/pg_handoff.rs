@@ -3,7 +3,10 @@
 //! - Handoff: from the holder's release to the waiter's return, for `acquire(None)` and
 //!   `acquire(Some(10 s))`, against two bare tokio-postgres sessions doing
 //!   `pg_advisory_lock` / `pg_advisory_unlock`. Rounds are interleaved, so that the machine's
-//!   noise falls on both alike. Target (issue 15): p50 at most 1.15 times the bare client's.
+//!   noise falls on both alike. Twice: with the waiter in a process of its own (this binary,
+//!   run again with `--waiter`; the figure that counts, since a fleet lock's waiters are other
+//!   processes), and with holder and waiter as two threads of one process. Target (issue 15):
+//!   p50 at most 1.15 times the bare client's.
 //! - The fencing token: the first `fencing_token()` after an acquisition (a transaction whose
 //!   commit is flushed to the WAL), against a bare round trip that reads a transaction id
 //!   without making it durable (`SELECT pg_current_xact_id()`, what the token was before it
@@ -23,20 +26,38 @@
 //! client's count: there is no extra round trip to remove. The server wakes the waiter at the
 //! release itself (its lock manager grants the wait inside `pg_advisory_unlock`).
 //!
-//! What the fleet lock pays on top is where the connection is driven: on the runtime's one
-//! background thread (`postgres/runtime.rs`), which is what lets a held lock see a closed
-//! session at once without a query. `strace -f` of one round shows the two hops on the path:
-//! the releasing thread hands its statement to that thread (an `eventfd` write, and the thread's
-//! wake from `epoll_wait`) before anything is sent, and the answer to the waiter arrives on that
-//! thread, which wakes the waiting thread (a `futex` wake) with it. The bare client has
-//! neither: each of its sessions is driven on the thread that waits. On this 2-core VM, shared
-//! and loaded, each hop costs some 30 to 50 µs, which is the whole gap to the bare client.
-//! Removing them needs the connection to be driven on the caller's thread while the lock is
-//! not held and on the background thread once it is: tokio registers a socket with one
-//! runtime's I/O driver for its life, and tokio-postgres's `Connection` owns the socket, so
-//! the move needs a stream of ours that re-registers itself on the runtime that polls it, and a
-//! driver future that can be handed from one runtime to the other (and back for the release,
-//! which is a hop of its own). Not done in issue 15's time; the figure stays over its target.
+//! What the fleet lock pays on top, timed at each step (`clock_gettime` stamps in the library,
+//! for the profile only; median of 300 rounds, waiter in another process, before the changes
+//! below): the release reaches its statement 8 µs in, and the runtime's thread runs it 40 µs
+//! later; the statement's answer comes 188 µs after that, where the bare holder's whole
+//! `pg_advisory_unlock` takes 116 µs; the waiter returns 30 µs after its grant.
+//!
+//! - **The waiter's hop.** Every session used to be driven on the runtime's one background
+//!   thread (`postgres/runtime.rs`), which is what lets a held lock see a closed session at
+//!   once without a query; the grant reached that thread, which then woke the waiting one (a
+//!   `futex` wake, 30 to 50 µs on this 2-core VM). Now the runtime is a current-thread one
+//!   whose driving passes between threads: a thread that waits for a lock drives it itself
+//!   while it waits, and is woken by the grant in its own `epoll_wait`; it hands the runtime
+//!   back (a condvar) when the wait ends. Where another session of the process is alive, the
+//!   wait stays on the background thread: with holder and waiter in one process, the holder's
+//!   statement would otherwise go through the waiting thread and the grant wait behind the
+//!   holder's answer on that same thread (measured: 1.77x to 1.89x against 1.53x to 1.59x).
+//! - **A new session's first `pg_advisory_unlock`.** A backend looks a function up the first
+//!   time a statement calls it; a holder's session is new for each acquisition, so its
+//!   release paid that on the next holder's path: a bare holder on a new session hands off in
+//!   193 to 204 µs, on a warm one in 159 to 164 µs. A new session now has the server parse and
+//!   plan `SELECT pg_advisory_unlock(0) WHERE false` (never run) in the same round trip as the
+//!   identity query at connection, which took the bare new-session holder back to 162 µs and
+//!   the fleet lock's unlock answer from 188 to 152 µs after its send.
+//! - **What is left: the holder's hop.** The releasing thread hands its statement to the
+//!   thread that drives the held lock's session (an `eventfd` write, and that thread's wake
+//!   from `epoll_wait`, 40 µs here) before anything is sent. It stays: a held lock's session
+//!   must be driven while the holder's thread runs the user's code, and taking the runtime
+//!   from the thread that drives it is itself a wake-up of that thread. The unlock's answer
+//!   also still comes some 35 µs later than the bare client's from the moment it is sent,
+//!   which we could not pin down: the statement, the socket options (`TCP_NODELAY`) and the
+//!   session's settings are the same (a bare session with the fleet lock's `options`
+//!   measures as the bare one).
 //!
 //! The watch of a held lock, profiled with `strace -f` and `/proc/self/task/*/status` on a
 //! holder (`--watch`): before issue 15 it pinged every `lost_after / 4` (2.5 s), each ping a

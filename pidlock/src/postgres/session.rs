@@ -3,7 +3,7 @@
 //!
 //! # Noticing a loss, and the order of the two bounds
 //!
-//! The connection is driven on the runtime's thread at all times, so a session that the server
+//! The connection is driven at all times (see `runtime.rs`), so a session that the server
 //! closes (`pg_terminate_backend`, a restart, a failover) is seen as soon as its socket reports
 //! EOF, without a query. A silent partition closes nothing: a holder pings every
 //! `lost_after / 2`, on one periodic timer, and gives up when no ping it sent in the last
@@ -406,7 +406,7 @@ impl Session {
         let cancel = self.client.cancel_token();
         let reached = self.reached.clone();
         let bound = self.answer_within;
-        // Called on the runtime's thread (the lock was just taken there).
+        // Called on the runtime (the lock was just taken there).
         let runtime = tokio::runtime::Handle::try_current().ok();
         signal.on_loss_let_go(Box::new(move || {
             driver.abort();

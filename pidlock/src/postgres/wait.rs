@@ -1,5 +1,6 @@
 //! How an acquisition waits: on the server (`pg_advisory_lock` with `lock_timeout`), on the
-//! runtime's thread, reconnecting when the session drops while it waits.
+//! runtime (driven by the waiting thread where it can be, see `runtime.rs`), reconnecting when
+//! the session drops while it waits.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,14 +13,14 @@ use super::session::{Refused, Session};
 use super::{Holder, Prepared};
 use crate::loss::LossSignal;
 
-/// Everything one acquisition needs, owned, so that it can run on the runtime's thread.
+/// Everything one acquisition needs, owned, so that it can run on the runtime.
 pub(super) struct Job {
     pub(super) prepared: Prepared,
     pub(super) key: i64,
     pub(super) timeout: Option<Duration>,
     pub(super) lost_after: Duration,
-    /// Fired from the moment the lock is taken: the watch starts on the runtime's thread, in
-    /// the same hop as the lock query.
+    /// Fired from the moment the lock is taken: the watch starts on the runtime, in the same
+    /// turn as the lock query's answer.
     pub(super) signal: Arc<LossSignal>,
     /// Set when the caller no longer wants the lock.
     pub(super) cancelled: Option<Arc<AtomicBool>>,
