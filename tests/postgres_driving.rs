@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::Proc;
 use pg_support::Cluster;
-use pidlockfile::PgLock;
+use pidlockfile::{LockError, PgLock};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -34,6 +34,27 @@ fn holder(url: &str, name: &str) -> Proc {
     let line = holder.next_report();
     assert!(line.starts_with("locked "), "{line}");
     holder
+}
+
+/// Holds `name` in another process while `wait` tries to take it on a thread made by
+/// `thread`, lets go once it waits (or has ended), and checks that the wait took it.
+fn handed_over(
+    pg: &Cluster,
+    name: &str,
+    thread: thread::Builder,
+    wait: impl FnOnce(PgLock) -> Result<PgLock, LockError> + Send + 'static,
+) {
+    let (url, name) = (pg.url(), unique(name));
+    let mut other = holder(&url, &name);
+    let waiter = thread.spawn(move || wait(PgLock::new(url, name))).unwrap();
+    pg.wait_until("the waiter waits", || {
+        waiter.is_finished() || pg.waits(std::process::id())
+    });
+    other.send("release");
+    assert!(other.next_report().starts_with("released "));
+    let mut lock = waiter.join().expect("the waiter panicked").unwrap();
+    assert!(lock.i_am_locking());
+    lock.release().unwrap();
 }
 
 /// What the kernel says the thread named `name` of this process sleeps in (`wchan`), or `None`
@@ -150,31 +171,21 @@ fn a_wait_inside_a_tokio_runtime_leaves_the_runtime_to_its_thread() {
     let Some(pg) = pg_support::cluster() else {
         return;
     };
-    let url = pg.url();
-    let name = unique("driving-in-tokio");
-    let mut other = holder(&url, &name);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let waiter = thread::spawn({
-        let url = url.clone();
-        let name = name.clone();
-        move || {
-            // A blocking call inside a runtime's task blocks that thread, as any would; it must
-            // not try to drive a second runtime there (tokio refuses that with a panic).
-            runtime.block_on(async move {
-                let mut lock = PgLock::new(url, name);
-                lock.acquire(Some(Duration::from_secs(60))).map(|()| lock)
-            })
-        }
-    });
-    pg.wait_until("the waiter waits", || pg.waits(std::process::id()));
-    other.send("release");
-    assert!(other.next_report().starts_with("released "));
-    let mut lock = waiter.join().unwrap().unwrap();
-    assert!(lock.i_am_locking());
-    lock.release().unwrap();
+    // A blocking call inside a runtime's task blocks that thread, as any would; it must not
+    // try to drive a second runtime there (tokio refuses that with a panic).
+    handed_over(
+        pg,
+        "driving-in-tokio",
+        thread::Builder::new(),
+        move |mut lock| {
+            runtime
+                .block_on(async move { lock.acquire(Some(Duration::from_secs(60))).map(|()| lock) })
+        },
+    );
 }
 
 /// The release's function is looked up ahead (`SELECT pg_advisory_unlock(0) WHERE false`, at
@@ -192,4 +203,93 @@ fn the_unlock_looked_up_ahead_is_never_run() {
          AND pid = pg_backend_pid() AND classid = 0 AND objid = 0 AND objsubid = 1",
     ]);
     assert!(out.trim_end().ends_with('1'), "{out}");
+}
+
+/// A timeout so long that the client's own bound past it (the timeout plus `lost_after`) is
+/// beyond what the clock can count: the wait has no client-side bound, and no panic.
+#[test]
+fn a_timeout_too_long_for_the_clock_waits_without_a_panic() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    // The longest timeout the clock can add to now, less 5 s: the wait's deadline fits, the
+    // deadline plus the default `lost_after` (10 s) does not.
+    let now = Instant::now();
+    let (mut fits, mut too_far) = (0_u64, u64::MAX);
+    while too_far - fits > 1 {
+        let mid = fits + (too_far - fits) / 2;
+        if now.checked_add(Duration::from_secs(mid)).is_some() {
+            fits = mid;
+        } else {
+            too_far = mid;
+        }
+    }
+    let timeout = Duration::from_secs(fits - 5);
+    handed_over(
+        pg,
+        "driving-long-timeout",
+        thread::Builder::new(),
+        move |mut lock| lock.acquire(Some(timeout)).map(|()| lock),
+    );
+}
+
+/// A wait on a thread with a small stack: the wait's state is not kept on it.
+#[test]
+fn a_wait_fits_on_a_small_thread_stack() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let thread = thread::Builder::new().stack_size(SMALL_STACK);
+    handed_over(pg, "driving-small-stack", thread, |mut lock| {
+        lock.acquire(Some(Duration::from_secs(60))).map(|()| lock)
+    });
+}
+
+/// What [`a_wait_fits_on_a_small_thread_stack`] gives its thread. Measured on issue 15's
+/// machine, after another test has used the runtime: a release build's wait needs 64 KiB (96
+/// with the wait's state on the stack, which this size catches), a debug build's 192 (224 with
+/// it, too close to tell apart here).
+const SMALL_STACK: usize = if cfg!(debug_assertions) { 256 } else { 80 } * 1024;
+
+/// An acquisition in a thread-local destructor, where tokio cannot tell whether a runtime is
+/// there (its own thread-local may be gone): the wait leaves the runtime to its thread instead
+/// of aborting the process.
+#[test]
+fn a_wait_in_a_thread_local_destructor_does_not_abort() {
+    use std::sync::mpsc;
+
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+
+    struct AtExit(Option<(PgLock, mpsc::Sender<bool>)>);
+    impl Drop for AtExit {
+        fn drop(&mut self) {
+            if let Some((mut lock, done)) = self.0.take() {
+                let held = lock.acquire(Some(Duration::from_secs(30))).is_ok();
+                let _ = done.send(held && lock.release().is_ok());
+            }
+        }
+    }
+    thread_local! {
+        static AT_EXIT: std::cell::RefCell<AtExit> = const { std::cell::RefCell::new(AtExit(None)) };
+    }
+
+    let (done, finished) = mpsc::channel();
+    let lock = PgLock::new(pg.url(), unique("driving-tls"));
+    thread::spawn(move || {
+        AT_EXIT.with(|at_exit| at_exit.borrow_mut().0 = Some((lock, done)));
+        // Then tokio's thread-locals: destructors run last registered first, so theirs go
+        // before ours.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {});
+    })
+    .join()
+    .unwrap();
+    assert_eq!(finished.recv_timeout(Duration::from_secs(60)), Ok(true));
 }

@@ -55,6 +55,9 @@ fn runtime() -> io::Result<Arc<Driven>> {
             if let Some(ours) = ours {
                 ours.unused.store(true, Ordering::Release);
                 ours.wanted.notify_one();
+                // Its thread may let go first, and dropping a runtime panics inside another
+                // one, where the caller may be: a race at the first use leaks one idle runtime.
+                std::mem::forget(ours);
             }
             return Ok(Arc::clone(current));
         }
@@ -64,6 +67,7 @@ fn runtime() -> io::Result<Arc<Driven>> {
                 let built = Arc::new(Driven {
                     pid: me,
                     runtime: Builder::new_current_thread()
+                        .thread_name("pidlock-postgres")
                         .enable_io()
                         .enable_time()
                         .build()
@@ -76,10 +80,14 @@ fn runtime() -> io::Result<Arc<Driven>> {
                 // Its thread before anyone can find it: a runtime that nobody drives would
                 // leave a held lock unwatched.
                 let driver = Arc::clone(&built);
-                thread::Builder::new()
+                let spawned = thread::Builder::new()
                     .name("pidlock-postgres".to_owned())
-                    .spawn(move || drive(&driver))
-                    .map_err(|e| not_started(&e))?;
+                    .spawn(move || drive(&driver));
+                if let Err(e) = spawned {
+                    // Dropping a runtime panics inside another one, where the caller may be.
+                    std::mem::forget(built);
+                    return Err(not_started(&e));
+                }
                 ours = Some(Arc::clone(&built));
                 built
             }
@@ -157,14 +165,21 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    if SESSIONS.load(Ordering::Relaxed) > 1 || tokio::runtime::Handle::try_current().is_ok() {
+    // Only where tokio says plainly that no runtime is here: in a thread-local destructor it
+    // cannot tell, and driving one there would abort the process.
+    let outside_tokio = match tokio::runtime::Handle::try_current() {
+        Ok(_) => false,
+        Err(e) => e.is_missing_context(),
+    };
+    if SESSIONS.load(Ordering::Relaxed) > 1 || !outside_tokio {
         return block_on(future);
     }
     let driven = runtime()?;
     let _caller = Caller::enter(&driven);
     // Until the background thread lets go, the future is polled here and woken from there;
-    // from then on this thread drives the runtime.
-    Ok(driven.runtime.block_on(future))
+    // from then on this thread drives the runtime. Boxed: on the stack, the wait's state would
+    // add to what the caller's thread needs (a 64 KiB thread's acquire needed 96).
+    Ok(driven.runtime.block_on(Box::pin(future)))
 }
 
 /// One thread in [`wait_here`], counted for as long as it is there, even if its future

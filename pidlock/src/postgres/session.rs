@@ -50,6 +50,9 @@ use super::socket::{self, Keepalive, Stream, Target};
 use super::ticker::Ticker;
 use crate::loss::LossSignal;
 
+/// The longest `lock_timeout` the server takes: an int of milliseconds.
+pub(crate) const LONGEST_LOCK_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
 /// The SQLSTATE of a lock wait that ran out of `lock_timeout`.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
@@ -317,7 +320,7 @@ impl Session {
             // lock_timeout is an int of milliseconds, where 0 means no limit: round up to 1.
             Some(limit) => format!(
                 "SET lock_timeout = {}; SELECT pg_advisory_lock({key}); SET lock_timeout = 0",
-                limit.as_millis().clamp(1, i32::MAX as u128)
+                limit.min(LONGEST_LOCK_TIMEOUT).as_millis().max(1)
             ),
             None => format!("SELECT pg_advisory_lock({key})"),
         };

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::holder::identity;
-use super::session::{Refused, Session};
+use super::session::{LONGEST_LOCK_TIMEOUT, Refused, Session};
 use super::{Holder, Prepared};
 use crate::loss::LossSignal;
 
@@ -115,17 +115,20 @@ impl Job {
                 (_, Some(limit)) if once || limit.is_zero() => session.try_lock(self.key).await,
                 // The server ends the wait at `limit`; if it cannot say so (a partition), the
                 // client gives up a little later, and the session goes with it.
-                (Some(deadline), _) => tokio::time::timeout_at(
-                    deadline + self.lost_after,
-                    session.lock(self.key, limit),
-                )
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Refused::Broken(format!(
-                        "no answer from the server for {:?} past the lock timeout",
-                        self.lost_after
-                    )))
-                }),
+                // (A deadline too far away for that is no bound at all.)
+                (Some(deadline), _) => match deadline.checked_add(self.lost_after) {
+                    Some(give_up) => {
+                        tokio::time::timeout_at(give_up, session.lock(self.key, limit))
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(Refused::Broken(format!(
+                                    "no answer from the server for {:?} past the lock timeout",
+                                    self.lost_after
+                                )))
+                            })
+                    }
+                    None => session.lock(self.key, limit).await,
+                },
                 (None, _) => session.lock(self.key, None).await,
             };
             match result {
@@ -133,6 +136,10 @@ impl Job {
                     let mut session = session;
                     session.watch(self.signal, self.lost_after);
                     return Ok((session, server));
+                }
+                // The server waits at most ~24.8 days at a time: a longer timeout waits on.
+                Err(Refused::Busy) if limit.is_some_and(|l| l > LONGEST_LOCK_TIMEOUT) => {
+                    self.first = Some((session, server));
                 }
                 Err(Refused::Busy) => {
                     let holder = session
