@@ -206,7 +206,7 @@ fn the_unlock_looked_up_ahead_is_never_run() {
 }
 
 /// A timeout so long that the client's own bound past it (the timeout plus `lost_after`) is
-/// beyond what the clock can count: the wait has no client-side bound, and no panic.
+/// beyond what the clock can count: the wait is as for a century, and no panic.
 #[test]
 fn a_timeout_too_long_for_the_clock_waits_without_a_panic() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -215,23 +215,39 @@ fn a_timeout_too_long_for_the_clock_waits_without_a_panic() {
     };
     // The longest timeout the clock can add to now, less 5 s: the wait's deadline fits, the
     // deadline plus the default `lost_after` (10 s) does not.
-    let now = Instant::now();
-    let (mut fits, mut too_far) = (0_u64, u64::MAX);
-    while too_far - fits > 1 {
-        let mid = fits + (too_far - fits) / 2;
-        if now.checked_add(Duration::from_secs(mid)).is_some() {
-            fits = mid;
-        } else {
-            too_far = mid;
-        }
-    }
-    let timeout = Duration::from_secs(fits - 5);
+    let timeout = longest_from(Instant::now()) - Duration::from_secs(5);
     handed_over(
         pg,
         "driving-long-timeout",
         thread::Builder::new(),
         move |mut lock| lock.acquire(Some(timeout)).map(|()| lock),
     );
+    // On a free lock, timeouts whose bound ends within a few ms of the clock's last
+    // nanosecond (where tokio's timer adds one more ms), and the longest of all.
+    let lost_after = Duration::from_secs(10);
+    for k in 0..=40 {
+        let mut lock = PgLock::new(pg.url(), unique("driving-far"));
+        let timeout = match k {
+            40 => Duration::MAX,
+            _ => longest_from(Instant::now()) - lost_after - Duration::from_micros(250) * k,
+        };
+        lock.acquire(Some(timeout)).unwrap();
+        lock.release().unwrap();
+    }
+}
+
+/// The longest duration that the clock can add to `now`.
+fn longest_from(now: Instant) -> Duration {
+    let (mut fits, mut too_far) = (Duration::ZERO, Duration::MAX);
+    while too_far - fits > Duration::from_nanos(1) {
+        let mid = fits + (too_far - fits) / 2;
+        if now.checked_add(mid).is_some() {
+            fits = mid;
+        } else {
+            too_far = mid;
+        }
+    }
+    fits
 }
 
 /// A wait on a thread with a small stack: the wait's state is not kept on it.
@@ -278,18 +294,30 @@ fn a_wait_in_a_thread_local_destructor_does_not_abort() {
         static AT_EXIT: std::cell::RefCell<AtExit> = const { std::cell::RefCell::new(AtExit(None)) };
     }
 
-    let (done, finished) = mpsc::channel();
-    let lock = PgLock::new(pg.url(), unique("driving-tls"));
-    thread::spawn(move || {
-        AT_EXIT.with(|at_exit| at_exit.borrow_mut().0 = Some((lock, done)));
-        // Then tokio's thread-locals: destructors run last registered first, so theirs go
-        // before ours.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(async {});
-    })
-    .join()
-    .unwrap();
-    assert_eq!(finished.recv_timeout(Duration::from_secs(60)), Ok(true));
+    for round in 0..10 {
+        let (done, finished) = mpsc::channel();
+        let lock = PgLock::new(pg.url(), unique("driving-tls"));
+        thread::spawn(move || {
+            if round % 2 == 1 {
+                // tokio's context before ours, its parker after: at exit, the context is
+                // still there when the parker is gone.
+                let _ = tokio::runtime::Handle::try_current();
+            }
+            AT_EXIT.with(|at_exit| at_exit.borrow_mut().0 = Some((lock, done)));
+            // Then tokio's thread-locals: destructors run last registered first, so theirs go
+            // before ours.
+            let runtime = if round % 2 == 1 {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_current_thread().build()
+            };
+            runtime.unwrap().block_on(async {});
+        })
+        .join()
+        .unwrap();
+        let result = finished.recv_timeout(Duration::from_secs(60));
+        assert_eq!(result, Ok(true), "round {round}");
+    }
 }

@@ -28,10 +28,10 @@ use tokio::sync::Notify;
 struct Driven {
     pid: u32,
     runtime: Runtime,
-    /// How many threads are in [`wait_here`]: while any is, the background thread keeps out.
-    callers: Mutex<usize>,
-    /// Signalled when `callers` drops to zero.
-    no_callers: Condvar,
+    /// Which thread drives the runtime.
+    turn: Mutex<Turn>,
+    /// Signalled when `turn` changes.
+    turn_changed: Condvar,
     /// Tells the background thread to let go of the runtime, for a caller that wants it.
     wanted: Notify,
     /// Set for a runtime that another thread's, built at the same time, replaced: its
@@ -72,8 +72,8 @@ fn runtime() -> io::Result<Arc<Driven>> {
                         .enable_time()
                         .build()
                         .map_err(|e| not_started(&e))?,
-                    callers: Mutex::new(0),
-                    no_callers: Condvar::new(),
+                    turn: Mutex::new(Turn::Background),
+                    turn_changed: Condvar::new(),
                     wanted: Notify::new(),
                     unused: AtomicBool::new(false),
                 });
@@ -116,22 +116,32 @@ fn not_started(e: &io::Error) -> io::Error {
     io::Error::other(format!("cannot start the PostgreSQL client's thread: {e}"))
 }
 
-/// The background thread: drives the runtime until a caller of [`wait_here`] wants it, and
-/// takes it back when the last one has gone.
+/// Who drives the runtime: the background thread, or a caller of [`wait_here`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    Background,
+    /// A caller has asked the background thread to let go, and waits until it has.
+    Wanted,
+    Caller,
+}
+
+/// The background thread: drives the runtime until a caller of [`wait_here`] wants it, lets go
+/// (so that the caller finds the runtime free), and takes it back when the caller is done.
 fn drive(driven: &Driven) {
     loop {
         driven.runtime.block_on(driven.wanted.notified());
         if driven.unused.load(Ordering::Acquire) {
             return;
         }
-        let mut callers = driven
-            .callers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while *callers > 0 {
-            callers = driven
-                .no_callers
-                .wait(callers)
+        let mut turn = driven.turn.lock().unwrap_or_else(PoisonError::into_inner);
+        if *turn == Turn::Wanted {
+            *turn = Turn::Caller;
+            driven.turn_changed.notify_all();
+        }
+        while *turn != Turn::Background {
+            turn = driven
+                .turn_changed
+                .wait(turn)
                 .unwrap_or_else(PoisonError::into_inner);
         }
     }
@@ -158,8 +168,12 @@ where
 ///
 /// It is [`block_on`] where another session is alive in the process (the statements of a lock
 /// held here would otherwise go through this thread, and its handoff to this very wait would
-/// take two turns of it), and inside another tokio runtime, where a thread cannot drive a
-/// second one.
+/// take two turns of it), while another thread's wait drives it, and inside another tokio
+/// runtime, where a thread cannot drive a second one.
+///
+/// While it waits, the calling thread runs every task of the runtime on its own stack: a
+/// reconnect, another thread's statement: measured, a debug build's needed up to 512 KiB of
+/// stack there (a Rust thread has 2 MiB unless told otherwise).
 pub(crate) fn wait_here<F>(future: F) -> io::Result<F::Output>
 where
     F: Future + Send + 'static,
@@ -175,39 +189,44 @@ where
         return block_on(future);
     }
     let driven = runtime()?;
-    let _caller = Caller::enter(&driven);
-    // Until the background thread lets go, the future is polled here and woken from there;
-    // from then on this thread drives the runtime. Boxed: on the stack, the wait's state would
+    let Some(_caller) = Caller::enter(&driven) else {
+        return block_on(future);
+    };
+    // The background thread has let go: this thread takes the runtime as its own, which keeps
+    // tokio from parking it on a thread-local that may be gone (in a thread-local destructor)
+    // as it would while another thread drove it. Boxed: on the stack, the wait's state would
     // add to what the caller's thread needs (a 64 KiB thread's acquire needed 96).
     Ok(driven.runtime.block_on(Box::pin(future)))
 }
 
-/// One thread in [`wait_here`], counted for as long as it is there, even if its future
-/// panics.
+/// The one thread in [`wait_here`] that drives the runtime, until it drops this, even if its
+/// future panics.
 struct Caller<'a>(&'a Driven);
 
 impl<'a> Caller<'a> {
-    fn enter(driven: &'a Driven) -> Caller<'a> {
-        *driven
-            .callers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) += 1;
+    /// Waits until the background thread has let go of the runtime; `None` if another caller
+    /// drives it.
+    fn enter(driven: &'a Driven) -> Option<Caller<'a>> {
+        let mut turn = driven.turn.lock().unwrap_or_else(PoisonError::into_inner);
+        if *turn != Turn::Background {
+            return None;
+        }
+        *turn = Turn::Wanted;
         driven.wanted.notify_one();
-        Caller(driven)
+        while *turn != Turn::Caller {
+            turn = driven
+                .turn_changed
+                .wait(turn)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        Some(Caller(driven))
     }
 }
 
 impl Drop for Caller<'_> {
     fn drop(&mut self) {
-        let mut callers = self
-            .0
-            .callers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *callers -= 1;
-        if *callers == 0 {
-            self.0.no_callers.notify_all();
-        }
+        *self.0.turn.lock().unwrap_or_else(PoisonError::into_inner) = Turn::Background;
+        self.0.turn_changed.notify_all();
     }
 }
 

@@ -70,7 +70,11 @@ impl Job {
     }
 
     pub(super) async fn attempts(mut self) -> Result<(Session, String), Outcome> {
-        let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
+        // A timeout beyond a century waits as if for a century: the clock and tokio's timer
+        // add their own margins to a deadline, and must not overflow.
+        let deadline = self
+            .timeout
+            .and_then(|t| Instant::now().checked_add(t.min(CENTURY)));
         let once = self.timeout == Some(Duration::ZERO);
         let connect_timeout = self.prepared.info.connect_timeout;
         // Set while a dropped connection is being replaced: since when, and why it dropped.
@@ -166,6 +170,9 @@ impl Job {
         }
     }
 }
+
+/// The longest wait that is not for ever.
+const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// Returns once `flag` is set, looking ten times a second.
 async fn until_set(flag: Arc<AtomicBool>) {
