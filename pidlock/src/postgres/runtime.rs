@@ -134,11 +134,16 @@ fn drive(driven: &Driven) {
             return;
         }
         let mut turn = driven.turn.lock().unwrap_or_else(PoisonError::into_inner);
-        if *turn == Turn::Wanted {
-            *turn = Turn::Caller;
-            driven.turn_changed.notify_all();
-        }
-        while *turn != Turn::Background {
+        loop {
+            // Also while waiting here: the next caller may ask before this thread has seen
+            // the last one go, and this thread does not hold the runtime while it waits.
+            if *turn == Turn::Wanted {
+                *turn = Turn::Caller;
+                driven.turn_changed.notify_all();
+            }
+            if *turn == Turn::Background {
+                break;
+            }
             turn = driven
                 .turn_changed
                 .wait(turn)
@@ -248,5 +253,35 @@ impl Alive {
 impl Drop for Alive {
     fn drop(&mut self) {
         SESSIONS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::Duration;
+
+    use super::wait_here;
+
+    /// Callers one after another and side by side, faster than the background thread takes the
+    /// runtime back in between: each one is driven, and none waits for ever for its turn.
+    #[test]
+    fn callers_in_quick_succession_each_get_their_turn() {
+        let (done, finished) = mpsc::channel();
+        for _ in 0..2 {
+            let done = done.clone();
+            thread::spawn(move || {
+                for i in 0..2000_u32 {
+                    assert_eq!(wait_here(async move { i }).ok(), Some(i));
+                }
+                let _ = done.send(());
+            });
+        }
+        for _ in 0..2 {
+            finished
+                .recv_timeout(Duration::from_secs(120))
+                .expect("a caller waited for its turn for 2 minutes");
+        }
     }
 }
