@@ -45,7 +45,8 @@ fn a_held_lock_times_out_with_1_and_is_waited_for_until_released() {
             .arg("--file")
             .arg(&path)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // Into the test's log: a failure says why.
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("start pidlock wait"),
     );
