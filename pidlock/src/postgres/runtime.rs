@@ -129,7 +129,13 @@ enum Turn {
 /// (so that the caller finds the runtime free), and takes it back when the caller is done.
 fn drive(driven: &Driven) {
     loop {
-        driven.runtime.block_on(driven.wanted.notified());
+        // One turn of the scheduler first (tasks, I/O, timers): `block_on` polls its own future
+        // before anything else, and a caller that wanted the runtime back at once would
+        // otherwise leave the sessions undriven through back-to-back handovers.
+        driven.runtime.block_on(async {
+            tokio::task::yield_now().await;
+            driven.wanted.notified().await;
+        });
         if driven.unused.load(Ordering::Acquire) {
             return;
         }
