@@ -119,20 +119,18 @@ impl Job {
                 (_, Some(limit)) if once || limit.is_zero() => session.try_lock(self.key).await,
                 // The server ends the wait at `limit`; if it cannot say so (a partition), the
                 // client gives up a little later, and the session goes with it.
-                // (A deadline too far away for that is no bound at all.)
-                (Some(deadline), _) => match deadline.checked_add(self.lost_after) {
-                    Some(give_up) => {
-                        tokio::time::timeout_at(give_up, session.lock(self.key, limit))
-                            .await
-                            .unwrap_or_else(|_| {
-                                Err(Refused::Broken(format!(
-                                    "no answer from the server for {:?} past the lock timeout",
-                                    self.lost_after
-                                )))
-                            })
-                    }
-                    None => session.lock(self.key, limit).await,
-                },
+                // (A deadline is at most a century away: this cannot overflow.)
+                (Some(deadline), _) => tokio::time::timeout_at(
+                    deadline + self.lost_after,
+                    session.lock(self.key, limit),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Refused::Broken(format!(
+                        "no answer from the server for {:?} past the lock timeout",
+                        self.lost_after
+                    )))
+                }),
                 (None, _) => session.lock(self.key, None).await,
             };
             match result {
