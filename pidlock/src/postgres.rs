@@ -6,6 +6,7 @@
 //! connection and reports the loss (see [`PgLock::is_lost`] and [`LossWatch`]).
 
 mod conflict;
+mod connection;
 mod conninfo;
 mod guard;
 mod holder;
@@ -220,27 +221,19 @@ impl PgLock {
                         reason: e.to_string(),
                     });
                 }
-                let unlocked = runtime::block_on(async move {
-                    let unlocked = session.unlock(key).await;
-                    drop(session);
-                    unlocked
-                });
+                let unlocked = session.unlock(key, session.answer_within());
+                drop(session);
                 match unlocked {
-                    Ok(Ok(true)) => Ok(()),
-                    Ok(Ok(false)) => Err(UnlockError::Lost {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(UnlockError::Lost {
                         path: self.path(),
                         server,
                         reason: "the session no longer held it".to_owned(),
                     }),
-                    Ok(Err(reason)) => Err(UnlockError::Lost {
+                    Err(reason) => Err(UnlockError::Lost {
                         path: self.path(),
                         server,
                         reason,
-                    }),
-                    Err(e) => Err(UnlockError::Lost {
-                        path: self.path(),
-                        server,
-                        reason: e.to_string(),
                     }),
                 }
             }
@@ -300,9 +293,6 @@ impl Drop for PgLock {
         }
         let key = self.key;
         let limit = self.lost_after.min(Duration::from_secs(5));
-        let _ = runtime::block_on(async move {
-            let _ = tokio::time::timeout(limit, session.unlock(key)).await;
-            drop(session);
-        });
+        let _ = session.unlock(key, limit);
     }
 }

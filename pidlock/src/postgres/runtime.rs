@@ -7,7 +7,9 @@
 //! current-thread one, whose driving can pass from thread to thread.
 //!
 //! A call that only sends a statement and reads its answer runs on that thread ([`block_on`]):
-//! the statement leaves as soon as that thread runs. A wait for a lock runs on the waiting
+//! the statement leaves as soon as that thread runs. A release, which the next holder waits
+//! for, writes its statement from the releasing thread instead, and waits there for the answer
+//! that the runtime reads ([`poll_here`], see `connection.rs`). A wait for a lock runs on the waiting
 //! thread itself ([`wait_here`]), which then drives every session until the wait ends: the
 //! server's grant wakes that thread from its own `epoll_wait`, not the background one, which
 //! would have to wake the waiter in turn (one cross-thread wake-up, 30 to 50 µs on the 2-core
@@ -18,7 +20,9 @@ use std::io;
 use std::process;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use tokio::runtime::{Builder, Runtime};
@@ -238,6 +242,85 @@ impl Drop for Caller<'_> {
     fn drop(&mut self) {
         *self.0.turn.lock().unwrap_or_else(PoisonError::into_inner) = Turn::Background;
         self.0.turn_changed.notify_all();
+    }
+}
+
+/// Polls `future` on the calling thread, without a runtime, until it is done or `limit` has
+/// passed (`None`). Its first poll is the one `start` runs (see `connection::Driver::send_here`,
+/// which writes the statement that this poll queues); what wakes it later is the runtime's
+/// thread, which reads the answer.
+///
+/// Needs nothing of tokio's on this thread, nor any thread-local: it works in a thread-local
+/// destructor, in another runtime's worker (which it blocks, like any blocking call) and on a
+/// thread that drives nothing.
+pub(crate) fn poll_here<F: Future>(
+    future: F,
+    limit: Duration,
+    start: impl FnOnce(&mut dyn FnMut()),
+) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let woken = Arc::new(Woken::default());
+    let waker = Waker::from(Arc::clone(&woken));
+    let mut cx = Context::from_waker(&waker);
+    let mut polled = Poll::Pending;
+    start(&mut || polled = future.as_mut().poll(&mut cx));
+    let deadline = Instant::now().checked_add(limit);
+    loop {
+        if let Poll::Ready(output) = polled {
+            return Some(output);
+        }
+        if !woken.wait(deadline) {
+            return None;
+        }
+        polled = future.as_mut().poll(&mut cx);
+    }
+}
+
+/// A waker for [`poll_here`]: a flag and a condvar, not the thread's own parker, which a
+/// thread-local destructor may find gone.
+#[derive(Default)]
+struct Woken {
+    flag: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Woken {
+    /// Waits until woken (and takes the wake-up), or until `deadline` (`false`).
+    fn wait(&self, deadline: Option<Instant>) -> bool {
+        let mut flag = self.flag.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*flag {
+            match deadline {
+                None => {
+                    flag = self
+                        .changed
+                        .wait(flag)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                Some(deadline) => {
+                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                        return false;
+                    };
+                    flag = self
+                        .changed
+                        .wait_timeout(flag, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+        *flag = false;
+        true
+    }
+}
+
+impl Wake for Woken {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        *self.flag.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.changed.notify_one();
     }
 }
 

@@ -41,9 +41,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_postgres::config::{Host, TargetSessionAttrs};
 use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::{AsyncMessage, Client, Connection, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, Connection, NoTls, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::connection::Driver;
 use super::conninfo::{ConnInfo, SslMode};
 use super::runtime;
 use super::socket::{self, Keepalive, Stream, Target};
@@ -85,7 +86,9 @@ struct Watch {
 pub(crate) struct Session {
     client: Arc<Client>,
     watch: Arc<Mutex<Watch>>,
-    driver: JoinHandle<()>,
+    driver: Driver,
+    /// The driver's task, to wait for it to be gone.
+    driving: JoinHandle<()>,
     pinger: Option<JoinHandle<()>>,
     /// How long any statement but the lock wait may take before the server counts as silent:
     /// the connection string's `connect_timeout`.
@@ -223,11 +226,12 @@ impl Session {
                 info.connect_timeout,
             );
             match attempt.await {
-                Ok((client, driver, watch, reached)) => {
+                Ok((client, (driver, driving), watch, reached)) => {
                     return Ok(Session {
                         client: Arc::new(client),
                         watch,
                         driver,
+                        driving,
                         pinger: None,
                         answer_within: info.connect_timeout,
                         pending: Arc::new(AtomicUsize::new(0)),
@@ -315,19 +319,43 @@ impl Session {
     /// `pg_advisory_lock`, waited for on the server for at most `limit` (`lock_timeout`), or
     /// without a limit (the session's default, set at connection). One round trip; the token is
     /// read by [`read_token`](Self::read_token) afterwards, off the handoff's path.
+    ///
+    /// With a limit, `lock_timeout` is set back to 0 by a second query sent in the same write,
+    /// whose answer is not waited for: the server runs it after the lock's answer has left,
+    /// which a statement inside the lock's query would delay (by some 10 µs, on the handoff's
+    /// path). The `SET` before the lock rolls back with it if the lock fails, as both are in
+    /// one implicit transaction.
     pub(crate) async fn lock(&self, key: i64, limit: Option<Duration>) -> Result<(), Refused> {
-        let sql = match limit {
-            // lock_timeout is an int of milliseconds, where 0 means no limit: round up to 1.
-            Some(limit) => format!(
-                "SET lock_timeout = {}; SELECT pg_advisory_lock({key}); SET lock_timeout = 0",
-                limit.min(LONGEST_LOCK_TIMEOUT).as_millis().max(1)
-            ),
-            None => format!("SELECT pg_advisory_lock({key})"),
+        let Some(limit) = limit else {
+            let sql = format!("SELECT pg_advisory_lock({key})");
+            return self
+                .pending(self.client.simple_query(&sql))
+                .await
+                .map(drop)
+                .map_err(|e| refusal(&e));
         };
-        self.pending(self.client.simple_query(&sql))
-            .await
-            .map(drop)
-            .map_err(|e| refusal(&e))
+        // lock_timeout is an int of milliseconds, where 0 means no limit: round up to 1.
+        let sql = format!(
+            "SET lock_timeout = {}; SELECT pg_advisory_lock({key})",
+            limit.min(LONGEST_LOCK_TIMEOUT).as_millis().max(1)
+        );
+        let mut lock = std::pin::pin!(self.pending(self.client.simple_query(&sql)));
+        // Not counted as pending: nobody waits for its answer, and it never waits itself.
+        let mut reset = std::pin::pin!(self.client.simple_query("SET lock_timeout = 0"));
+        let mut reset_sent = false;
+        std::future::poll_fn(|cx| {
+            let locked = lock.as_mut().poll(cx);
+            // Queued after the lock (a first poll queues a query), and only once: its answer
+            // is of no interest.
+            if !reset_sent {
+                reset_sent = true;
+                let _ = reset.as_mut().poll(cx);
+            }
+            locked
+        })
+        .await
+        .map(drop)
+        .map_err(|e| refusal(&e))
     }
 
     /// Runs one statement's `future`, counted as pending until it finishes.
@@ -344,13 +372,16 @@ impl Session {
     /// `pg_advisory_unlock`: whether this session held the lock. A simple query, with the key
     /// (our own integer) written out: one round trip, where a prepared statement takes two, and
     /// the next holder waits for this one.
-    pub(crate) async fn unlock(&self, key: i64) -> Result<bool, String> {
+    ///
+    /// Sent from the calling thread, which writes the statement to the socket itself (see
+    /// `connection.rs`): the runtime's thread would first have to wake up to send it. Blocks for
+    /// the answer for at most `limit`; needs no runtime on the calling thread.
+    pub(crate) fn unlock(&self, key: i64, limit: Duration) -> Result<bool, String> {
         let sql = format!("SELECT pg_advisory_unlock({key})");
         let query = self.pending(self.client.simple_query(&sql));
-        let messages = within(self.answer_within, async {
-            query.await.map_err(|e| describe(&e))
-        })
-        .await?;
+        let messages = runtime::poll_here(query, limit, |first| self.driver.send_here(first))
+            .ok_or_else(|| format!("no answer from the server within {limit:?}"))?
+            .map_err(|e| describe(&e))?;
         for message in messages {
             if let SimpleQueryMessage::Row(row) = message {
                 return Ok(row.get(0) == Some("t"));
@@ -403,7 +434,7 @@ impl Session {
         // the one who shared it stops them all at a loss (`pidlock run` stops the whole job),
         // and the server frees the lock when the last of them has exited, never under the feet
         // of one still running.
-        let driver = self.driver.abort_handle();
+        let driver = self.driver.clone();
         let shared = Arc::clone(&self.watch);
         let in_flight = Arc::clone(&self.pending);
         let cancel = self.client.cancel_token();
@@ -412,7 +443,7 @@ impl Session {
         // Called on the runtime (the lock was just taken there).
         let runtime = tokio::runtime::Handle::try_current().ok();
         signal.on_loss_let_go(Box::new(move || {
-            driver.abort();
+            driver.cut();
             // The copy kept for `share`: a lost lock is handed to no child from now on.
             #[cfg(unix)]
             {
@@ -462,10 +493,10 @@ impl Session {
         if let Some(pinger) = self.pinger.take() {
             pinger.abort();
         }
-        // Dropped, not finished: the driver's stream is closed (`close(2)`) with it, and the
-        // client's end, dropped after this, finds no driver left to send `Terminate`.
-        self.driver.abort();
-        let _ = (&mut self.driver).await;
+        // Cut, not finished: the stream is closed (`close(2)`), and the client's end, dropped
+        // after this, finds no driver left to send `Terminate`.
+        self.driver.cut();
+        let _ = (&mut self.driving).await;
         #[cfg(unix)]
         {
             self.watch
@@ -502,14 +533,14 @@ impl Drop for Session {
             .as_ref()
             .is_some_and(|signal| signal.lost().is_some());
         if self.pending.load(Ordering::Relaxed) > 0 || lost {
-            self.driver.abort();
+            self.driver.cut();
         }
     }
 }
 
 /// A connected client, its connection's driver, what the driver shares with the session, and
 /// where the connection went.
-type Connected = (Client, JoinHandle<()>, Arc<Mutex<Watch>>, Reached);
+type Connected = (Client, (Driver, JoinHandle<()>), Arc<Mutex<Watch>>, Reached);
 
 /// One attempt: the socket to `target`, TLS as `ssl_mode` says, the startup, and the check
 /// `target_session_attrs=read-write` asks for. The connection is driven from here on; a failed
@@ -572,7 +603,7 @@ async fn start(
                 .await
                 .map_err(|e| describe(&e))?;
             reached.tls = Some(tls.clone());
-            (client, tokio::spawn(drive(connection, Arc::clone(watch))))
+            (client, drive(connection, watch))
         }
     };
     if config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite {
@@ -581,12 +612,12 @@ async fn start(
                 .iter()
                 .any(|m| matches!(m, SimpleQueryMessage::Row(row) if row.get(0) == Some("on"))),
             Err(e) => {
-                driver.abort();
+                driver.0.cut();
                 return Err(describe(&e));
             }
         };
         if !writable {
-            driver.abort();
+            driver.0.cut();
             return Err("error connecting to server: database does not allow writes".to_owned());
         }
     }
@@ -606,13 +637,13 @@ async fn plain(
     config: &mut tokio_postgres::Config,
     stream: Stream,
     watch: &Arc<Mutex<Watch>>,
-) -> Result<(Client, JoinHandle<()>), String> {
+) -> Result<(Client, (Driver, JoinHandle<()>)), String> {
     config.ssl_mode(tokio_postgres::config::SslMode::Disable);
     let (client, connection) = config
         .connect_raw(stream, NoTls)
         .await
         .map_err(|e| describe(&e))?;
-    Ok((client, tokio::spawn(drive(connection, Arc::clone(watch)))))
+    Ok((client, drive(connection, watch)))
 }
 
 /// Runs one statement's `future`, counted in `pending` until it finishes: a statement whose
@@ -649,33 +680,26 @@ async fn cancel_statement(
 }
 
 /// Drives the connection until it ends, then fires the held lock's signal, if any.
-async fn drive<S, T>(connection: Connection<S, T>, watch: Arc<Mutex<Watch>>)
+fn drive<S, T>(connection: Connection<S, T>, watch: &Arc<Mutex<Watch>>) -> (Driver, JoinHandle<()>)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let mut connection = connection;
-    let reason = loop {
-        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-            // Notices (the server's warnings) and notifications are of no interest here.
-            Some(Ok(AsyncMessage::Notice(_) | AsyncMessage::Notification(_))) => {}
-            Some(Ok(_)) => {}
-            Some(Err(error)) => break describe(&error),
-            None => break "connection closed".to_owned(),
+    let watch = Arc::clone(watch);
+    Driver::spawn(connection, move |reason| {
+        let signal = {
+            let mut watch = watch.lock().unwrap_or_else(PoisonError::into_inner);
+            watch.ended = Some(reason.clone());
+            #[cfg(unix)]
+            {
+                watch.socket = None;
+            }
+            watch.signal.clone()
+        };
+        if let Some(signal) = signal {
+            signal.fire(&reason);
         }
-    };
-    let signal = {
-        let mut watch = watch.lock().unwrap_or_else(PoisonError::into_inner);
-        watch.ended = Some(reason.clone());
-        #[cfg(unix)]
-        {
-            watch.socket = None;
-        }
-        watch.signal.clone()
-    };
-    if let Some(signal) = signal {
-        signal.fire(&reason);
-    }
+    })
 }
 
 /// Pings every `lost_after / 2`, on one periodic timer; fires when no ping sent in the last
