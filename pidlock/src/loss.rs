@@ -12,6 +12,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -87,6 +88,9 @@ pub(crate) struct LossSignal {
     server: String,
     state: Mutex<State>,
     changed: Condvar,
+    /// Threads blocked in [`wait`](Self::wait), counted under `state`'s lock: a change wakes
+    /// them only if there are any, since a wake-up is a system call on the release's path.
+    waiting: AtomicUsize,
     callbacks: Vec<OnLost>,
     /// Run once, on the loss, before the callbacks and before `lost()` reports it.
     let_go: Mutex<Vec<LetGo>>,
@@ -109,6 +113,7 @@ impl LossSignal {
             server: server.to_owned(),
             state: Mutex::new(State::Held),
             changed: Condvar::new(),
+            waiting: AtomicUsize::new(0),
             callbacks,
             let_go: Mutex::new(Vec::new()),
         })
@@ -157,9 +162,9 @@ impl LossSignal {
                 reason: reason.to_owned(),
             };
             *state = State::Lost(lost.clone());
+            self.wake_waiting(state);
             lost
         };
-        self.changed.notify_all();
         if self.callbacks.is_empty() {
             return;
         }
@@ -186,9 +191,8 @@ impl LossSignal {
             State::Lost(lost) => Some(lost.clone()),
             State::Held | State::Released => {
                 *state = State::Released;
-                drop(state);
                 // Threads blocked in `LossWatch::wait` return `None` now.
-                self.changed.notify_all();
+                self.wake_waiting(state);
                 None
             }
         }
@@ -201,13 +205,38 @@ impl LossSignal {
         }
     }
 
+    /// Wakes the threads blocked in [`wait`](Self::wait), if any, once `state` has changed.
+    fn wake_waiting(&self, state: MutexGuard<'_, State>) {
+        let any = self.waiting.load(Ordering::Relaxed) > 0;
+        drop(state);
+        if any {
+            self.changed.notify_all();
+        }
+    }
+
     fn wait(&self, timeout: Option<Duration>) -> Option<Lost> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut state = self.state();
+        let state = self.state();
+        // Counted while the state's lock is held, and uncounted on every way out.
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let (state, outcome) = self.wait_counted(state, deadline);
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        drop(state);
+        outcome
+    }
+
+    fn wait_counted<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        deadline: Option<Instant>,
+    ) -> (MutexGuard<'a, State>, Option<Lost>) {
         loop {
             match &*state {
-                State::Lost(lost) => return Some(lost.clone()),
-                State::Released => return None,
+                State::Lost(lost) => {
+                    let lost = lost.clone();
+                    return (state, Some(lost));
+                }
+                State::Released => return (state, None),
                 State::Held => {}
             }
             state = match deadline {
@@ -216,7 +245,9 @@ impl LossSignal {
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner),
                 Some(deadline) => {
-                    let left = deadline.checked_duration_since(Instant::now())?;
+                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                        return (state, None);
+                    };
                     self.changed
                         .wait_timeout(state, left)
                         .unwrap_or_else(PoisonError::into_inner)
