@@ -814,6 +814,32 @@ fn review_the_server_s_idle_session_timeout_does_not_take_the_lock() {
     lock.release().unwrap();
 }
 
+/// A thread blocked in an untimed `LossWatch::wait` returns `None` when another thread
+/// releases the lock (the release wakes the threads that wait, and only those).
+#[test]
+fn a_release_wakes_a_thread_blocked_in_loss_watch_wait() {
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let mut lock = PgLock::new(pg.url(), unique("watch-release"));
+    lock.acquire(Some(Duration::ZERO)).unwrap();
+    let watch = lock.loss_watch().unwrap();
+    let (waiting, waits) = std::sync::mpsc::channel();
+    let (done, finished) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        waiting.send(()).unwrap();
+        done.send(watch.wait(None)).unwrap();
+    });
+    waits.recv_timeout(Duration::from_secs(10)).unwrap();
+    // The thread may not be blocked yet: then it finds the lock released at once, as it must.
+    lock.release().unwrap();
+    let outcome = finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the waiting thread was not woken by the release");
+    assert_eq!(outcome, None);
+    waiter.join().unwrap();
+}
+
 #[test]
 fn review_lost_after_is_kept_within_what_the_kernel_takes() {
     let lock = PgLock::new("host=db.invalid", "x").lost_after(Duration::MAX);
