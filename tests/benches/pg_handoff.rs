@@ -19,12 +19,13 @@
 //! # Where the time goes (profiled for issue 15)
 //!
 //! Round trips, counted per path: the waiter's `acquire(None)` is one statement
-//! (`SELECT pg_advisory_lock(k)`) and `acquire(Some(d))` one simple query of three statements
-//! (`SET lock_timeout`, the lock, `SET lock_timeout = 0`), one round trip; the release is one
-//! (`SELECT pg_advisory_unlock(k)`, then the session closes without waiting for an answer); the
-//! fencing token and the holder's name are read off the handoff's path. That is the bare
-//! client's count: there is no extra round trip to remove. The server wakes the waiter at the
-//! release itself (its lock manager grants the wait inside `pg_advisory_unlock`).
+//! (`SELECT pg_advisory_lock(k)`) and `acquire(Some(d))` one simple query of two statements
+//! (`SET lock_timeout`, the lock), with `SET lock_timeout = 0` as a second query in the same
+//! write; the release is one (`SELECT pg_advisory_unlock(k)`, then the session closes without
+//! waiting for an answer); the fencing token and the holder's name are read off the handoff's
+//! path. That is the bare client's count: there is no extra round trip to remove. The server
+//! wakes the waiter at the release itself (its lock manager grants the wait inside
+//! `pg_advisory_unlock`).
 //!
 //! What the fleet lock pays on top, timed at each step (`clock_gettime` stamps in the library,
 //! for the profile only; median of 300 rounds, waiter in another process, before the changes
@@ -39,9 +40,8 @@
 //!   whose driving passes between threads: a thread that waits for a lock drives it itself
 //!   while it waits, and is woken by the grant in its own `epoll_wait`; it hands the runtime
 //!   back (a condvar) when the wait ends. Where another session of the process is alive, the
-//!   wait stays on the background thread: with holder and waiter in one process, the holder's
-//!   statement would otherwise go through the waiting thread and the grant wait behind the
-//!   holder's answer on that same thread (measured: 1.77x to 1.89x against 1.53x to 1.59x).
+//!   wait stays on the background thread (driving it there too measured no faster, see
+//!   `runtime::wait_here`).
 //! - **A new session's first `pg_advisory_unlock`.** A backend looks a function up the first
 //!   time a statement calls it; a holder's session is new for each acquisition, so its
 //!   release paid that on the next holder's path: a bare holder on a new session hands off in
@@ -49,15 +49,38 @@
 //!   plan `SELECT pg_advisory_unlock(0) WHERE false` (never run) in the same round trip as the
 //!   identity query at connection, which took the bare new-session holder back to 162 µs and
 //!   the fleet lock's unlock answer from 188 to 152 µs after its send.
-//! - **What is left: the holder's hop.** The releasing thread hands its statement to the
-//!   thread that drives the held lock's session (an `eventfd` write, and that thread's wake
-//!   from `epoll_wait`, 40 µs here) before anything is sent. It stays: a held lock's session
-//!   must be driven while the holder's thread runs the user's code, and taking the runtime
-//!   from the thread that drives it is itself a wake-up of that thread. The unlock's answer
-//!   also still comes some 35 µs later than the bare client's from the moment it is sent,
-//!   which we could not pin down: the statement, the socket options (`TCP_NODELAY`) and the
-//!   session's settings are the same (a bare session with the fleet lock's `options`
-//!   measures as the bare one).
+//! - **The holder's hop.** The releasing thread used to hand its statement to the thread that
+//!   drives the held lock's session (an `eventfd` write, and that thread's wake from
+//!   `epoll_wait`, 40 µs here) before anything was sent. Now the releasing thread writes it
+//!   itself (`postgres/connection.rs`): the connection sits under a lock that its driving task
+//!   and the release share; the release polls it once with a waker that wakes no one, queues
+//!   the statement, and polls it again with the task's own waker, which writes the statement
+//!   and leaves the connection registered to wake the task, as the task's own poll would. The
+//!   answer is still read on the runtime's thread, after the server has let the next holder
+//!   in. The session is still driven at all times. Measured: 1.51x/1.56x to 1.21x/1.30x with
+//!   the waiter in another process, 1.79x/1.83x to 1.19x/1.27x in one process (`acquire(None)`
+//!   and `acquire(Some(10 s))`, in one run each, before and after, on a quiet machine). The
+//!   "35 µs more from the unlock's send to its answer" of the earlier profile went with it:
+//!   that was the time from handing the statement over to its leaving the socket.
+//! - **A timed wait's `SET lock_timeout = 0`** was a third statement inside the lock's query:
+//!   the server ran it after the grant and before the answer left. As a query of its own, sent
+//!   in the same write, it runs after the answer has left: `acquire(Some(10 s))` went from 10 to
+//!   14 µs slower than `acquire(None)` to 4 to 12 µs (what is left is the server arming and
+//!   disarming its `lock_timeout` timer).
+//!
+//! What is left, stamped the same way (median of 300 rounds, waiter in another process, final
+//! code; the bare client's whole handoff was 167 µs in the same run, the fleet lock's 202 µs):
+//! the release reaches its `sendto` 10 µs in (the process check, which reads the process's mark:
+//! `getpid`, `fstat`, `fcntl`, see `owner.rs`; the query's encoding), where the bare client
+//! needs a few; on the waiter's side, 20 µs pass from the lock's answer to the return, where
+//! the bare client returns at once: the watch's setup (3.5 µs), leaving the runtime (3 µs),
+//! and handing the runtime back to the background thread (13 µs). That hand-back is a condvar
+//! wake-up, and the woken thread preempts the waiter on its CPU: with the background thread
+//! at `SCHED_BATCH` (or nice 19), whose wake-ups do not preempt, it measured 4 µs. It is left:
+//! a nice value would also give the thread that notices a loss less CPU under load, and
+//! neither rustix nor nix wraps `sched_setscheduler` (unsafe code, or a crate that also
+//! sets the nice value, for 9 µs). A wait that does not hand the runtime back cannot be had:
+//! the held lock's session must be driven after the waiter returns to its caller's code.
 //!
 //! The watch of a held lock, profiled with `strace -f` and `/proc/self/task/*/status` on a
 //! holder (`--watch`): before issue 15 it pinged every `lost_after / 4` (2.5 s), each ping a
