@@ -59,9 +59,7 @@
 //!   answer is still read on the runtime's thread, after the server has let the next holder
 //!   in. The session is still driven at all times. Measured: 1.51x/1.56x to 1.21x/1.30x with
 //!   the waiter in another process, 1.79x/1.83x to 1.19x/1.27x in one process (`acquire(None)`
-//!   and `acquire(Some(10 s))`, in one run each, before and after, on a quiet machine). The
-//!   "35 µs more from the unlock's send to its answer" of the earlier profile went with it:
-//!   that was the time from handing the statement over to its leaving the socket.
+//!   and `acquire(Some(10 s))`, in one run each, before and after, on a quiet machine).
 //! - **A timed wait's `SET lock_timeout = 0`** was a third statement inside the lock's query:
 //!   the server ran it after the grant and before the answer left. As a query of its own, sent
 //!   in the same write, it runs after the answer has left: `acquire(Some(10 s))` went from 10 to
@@ -69,11 +67,15 @@
 //!   disarming its `lock_timeout` timer).
 //!
 //! What is left, stamped the same way (median of 300 rounds, waiter in another process, final
-//! code; the bare client's whole handoff was 167 µs in the same run, the fleet lock's 202 µs):
-//! the release reaches its `sendto` 10 µs in (the process check, which reads the process's mark:
+//! code; the bare client's whole handoff was 175 µs in the same run, the fleet lock's 209 µs):
+//! the release reaches its `sendto` 9 µs in (the process check, which reads the process's mark:
 //! `getpid`, `fstat`, `fcntl`, see `owner.rs`; the query's encoding), where the bare client
-//! needs a few; on the waiter's side, 20 µs pass from the lock's answer to the return, where
-//! the bare client returns at once: the watch's setup (3.5 µs), leaving the runtime (3 µs),
+//! needs a few; from the send, the waiter has its answer 8 µs later than the bare one's (161
+//! against some 153 µs; the holder's process is busier while it waits: its answer is read on
+//! the runtime's thread, which then wakes the releasing one, 153 µs after the send against
+//! the bare holder's 111, off the handoff's path since the server grants inside the unlock);
+//! on the waiter's side, 20 µs pass from the lock's answer to the return, where
+//! the bare client returns at once: the watch's setup (4 µs), leaving the runtime (3 µs),
 //! and handing the runtime back to the background thread (13 µs). That hand-back is a condvar
 //! wake-up, and the woken thread preempts the waiter on its CPU: with the background thread
 //! at `SCHED_BATCH` (or nice 19), whose wake-ups do not preempt, it measured 4 µs. It is left:
