@@ -321,3 +321,48 @@ fn a_wait_in_a_thread_local_destructor_does_not_abort() {
         assert_eq!(result, Ok(true), "round {round}");
     }
 }
+
+/// A release from a task of the user's own runtime that has used up its cooperative budget
+/// (any task that has just done 128 ready operations): the statement is written on the
+/// releasing thread, and tokio must not put that I/O off until the task yields, which it does
+/// not while it blocks in `release`. Pings every 30 s, so that no tick rescues a statement
+/// left unsent: the release would fail after `connect_timeout` (2 s).
+#[test]
+fn a_release_from_a_task_whose_budget_is_spent_sends_its_unlock() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let conninfo = format!("{}?connect_timeout=2", pg.url());
+    for (round, multi_thread) in [false, true, false, true].into_iter().enumerate() {
+        let name = unique(&format!("driving-budget-{round}"));
+        let mut lock = PgLock::new(&conninfo, &name).lost_after(Duration::from_secs(60));
+        lock.acquire(Some(Duration::ZERO)).unwrap();
+        let key = lock.key();
+        let release = async move {
+            for _ in 0..128 {
+                tokio::task::consume_budget().await;
+            }
+            lock.release()
+        };
+        let released = if multi_thread {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async { tokio::spawn(release).await.unwrap() })
+        } else {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(release)
+        };
+        assert!(released.is_ok(), "round {round}: {released:?}");
+        assert!(
+            !pg.is_held(key),
+            "round {round}: still held after the release"
+        );
+    }
+}

@@ -324,3 +324,89 @@ fn review_a_holder_whose_server_stops_answering_is_told_in_bounded_time() {
         started.elapsed()
     );
 }
+
+/// A release whose unlock gets no answer (the session's server process is stopped) gives up
+/// after `connect_timeout` and closes every copy this process has of the session's socket,
+/// the one kept for `share` as well: a copy left open would keep the session, and the lock,
+/// for as long as this process lives, since this process's kernel keeps answering the server.
+/// By `release` and by a drop.
+#[cfg(target_os = "linux")]
+#[test]
+fn review_a_release_that_gets_no_answer_closes_every_copy_of_the_socket() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pg) = pg_support::cluster() else {
+        return;
+    };
+    let me = std::process::id();
+    let conninfo = format!("{}?connect_timeout=2", pg.url());
+    for drop_it in [false, true] {
+        let name = format!("unanswered-{me}-{drop_it}");
+        let mut lock =
+            pidlockfile::PgLock::new(&conninfo, &name).lost_after(Duration::from_secs(60));
+        lock.acquire(Some(Duration::ZERO)).unwrap();
+        let backend = pg.backend(&format!("pidlock {me}@")).to_string();
+        let port: u16 = pg
+            .psql(&format!(
+                "SELECT client_port FROM pg_stat_activity WHERE pid = {backend}"
+            ))
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(copies_of_socket(port) > 0, "no socket found on port {port}");
+        assert!(
+            Command::new("kill")
+                .args(["-STOP", &backend])
+                .status()
+                .unwrap()
+                .success()
+        );
+        struct Resume(String);
+        impl Drop for Resume {
+            fn drop(&mut self) {
+                let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+            }
+        }
+        let resume = Resume(backend);
+        if drop_it {
+            drop(lock);
+        } else {
+            let released = lock.release();
+            assert!(released.is_err(), "{released:?}");
+        }
+        assert_eq!(copies_of_socket(port), 0, "drop: {drop_it}");
+        drop(resume);
+        pg.wait_until("the session is gone", || {
+            pg.backends(&format!("pidlock {me}@")).is_empty()
+        });
+    }
+}
+
+/// How many descriptors of this process refer to the TCP socket whose local port is `port`.
+#[cfg(target_os = "linux")]
+fn copies_of_socket(port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    (fields.get(1)?.ends_with(&local))
+                        .then(|| fields.get(9).map(|i| i.to_string()))?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.to_str() == Some(&format!("socket:[{inode}]")))
+        })
+        .count()
+}

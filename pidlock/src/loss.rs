@@ -125,10 +125,15 @@ impl LossSignal {
     pub(crate) fn on_loss_let_go(&self, undo: LetGo) {
         // Under the state's lock, which `fire` holds while it runs them: never pushed too late.
         let state = self.state();
-        if matches!(*state, State::Lost(_)) {
-            drop(state);
-            undo();
-            return;
+        match *state {
+            State::Lost(_) => {
+                drop(state);
+                undo();
+                return;
+            }
+            // Released first: there will be no loss to let go at.
+            State::Released => return,
+            State::Held => {}
         }
         self.let_go
             .lock()
@@ -191,8 +196,14 @@ impl LossSignal {
             State::Lost(lost) => Some(lost.clone()),
             State::Held | State::Released => {
                 *state = State::Released;
+                // What a loss would have let go of is not needed any more, and it refers back
+                // to this signal (the session's watch does): dropped, or neither would be.
+                let let_go = std::mem::take(
+                    &mut *self.let_go.lock().unwrap_or_else(PoisonError::into_inner),
+                );
                 // Threads blocked in `LossWatch::wait` return `None` now.
                 self.wake_waiting(state);
+                drop(let_go);
                 None
             }
         }
@@ -362,5 +373,28 @@ mod tests {
         signal.fire("connection closed");
         assert_eq!(waiter.join().unwrap(), None);
         assert!(signal.lost().is_none());
+    }
+
+    /// What a loss would let go of refers back to the signal (a session's watch holds it): a
+    /// release drops it, and one registered after the release is dropped at once, or the two
+    /// would keep each other, and the session's socket, alive.
+    #[test]
+    fn a_release_drops_what_a_loss_would_have_let_go_of() {
+        struct Dropped(mpsc::Sender<()>);
+        impl Drop for Dropped {
+            fn drop(&mut self) {
+                let _ = self.0.send(());
+            }
+        }
+        let signal = LossSignal::new("job", "PostgreSQL at db:5432", Vec::new());
+        let (tx, dropped) = mpsc::channel();
+        let (before, after) = (Dropped(tx.clone()), Dropped(tx));
+        signal.on_loss_let_go(Box::new(move || drop(before)));
+        assert!(dropped.try_recv().is_err());
+        assert!(signal.release().is_none());
+        assert!(dropped.try_recv().is_ok());
+        signal.on_loss_let_go(Box::new(move || drop(after)));
+        assert!(dropped.try_recv().is_ok());
+        assert_eq!(Arc::strong_count(&signal), 1);
     }
 }

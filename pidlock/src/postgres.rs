@@ -292,7 +292,10 @@ impl Drop for PgLock {
             return;
         }
         let key = self.key;
-        let limit = self.lost_after.min(Duration::from_secs(5));
+        let limit = self
+            .lost_after
+            .min(Duration::from_secs(5))
+            .min(session.answer_within());
         let _ = session.unlock(key, limit);
     }
 }

@@ -10,6 +10,7 @@
 //! thread instead, which writes the statement to the socket at once. The answer still comes
 //! through the runtime's thread, after the server has already let the next holder in.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -128,13 +129,13 @@ where
         // which has nothing to do for it. Then a poll with the task's waker, which writes the
         // statement and registers the task again for all that the first poll registered (each
         // poll goes through the reads, the writes and the queue alike).
-        let mut ended = match poll(connection, &mut Context::from_waker(Waker::noop())) {
+        let mut ended = match poll_here(connection, &mut Context::from_waker(Waker::noop())) {
             Poll::Ready(reason) => Some(reason),
             Poll::Pending => None,
         };
         send();
         if ended.is_none()
-            && let Poll::Ready(reason) = poll(connection, &mut Context::from_waker(&task))
+            && let Poll::Ready(reason) = poll_here(connection, &mut Context::from_waker(&task))
         {
             ended = Some(reason);
         }
@@ -174,4 +175,17 @@ where
             Poll::Pending => return Poll::Pending,
         }
     }
+}
+
+/// [`poll`] from a releasing thread, outside tokio's cooperative budget: the budget there is
+/// that of the caller's task, if the caller is a task of some runtime, and a task that had used
+/// it up would have its I/O put off until it yields, which it does not while it blocks for the
+/// answer: the statement would stay unsent.
+fn poll_here<S, T>(connection: &mut Connection<S, T>, cx: &mut Context<'_>) -> Poll<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let polled = std::future::poll_fn(|cx| poll(connection, cx));
+    std::pin::pin!(tokio::task::unconstrained(polled)).poll(cx)
 }

@@ -495,8 +495,15 @@ impl Session {
         }
         // Cut, not finished: the stream is closed (`close(2)`), and the client's end, dropped
         // after this, finds no driver left to send `Terminate`.
-        self.driver.cut();
+        self.cut();
         let _ = (&mut self.driving).await;
+    }
+
+    /// Closes this process's copies of the connection's socket now, without a word to the
+    /// server: the connection's own and the one kept for `share`, which would otherwise keep
+    /// the session, and any lock it still has, alive.
+    fn cut(&self) {
+        self.driver.cut();
         #[cfg(unix)]
         {
             self.watch
@@ -533,7 +540,7 @@ impl Drop for Session {
             .as_ref()
             .is_some_and(|signal| signal.lost().is_some());
         if self.pending.load(Ordering::Relaxed) > 0 || lost {
-            self.driver.cut();
+            self.cut();
         }
     }
 }
