@@ -291,22 +291,8 @@ fn review_a_holder_whose_server_stops_answering_is_told_in_bounded_time() {
     let me = std::process::id();
     let backends = pg.backends(&format!("pidlock {me}@"));
     assert_eq!(backends.len(), 1, "{backends:?}");
-    let backend = backends[0].to_string();
     // The backend stops: its socket stays open, and nothing answers.
-    assert!(
-        Command::new("kill")
-            .args(["-STOP", &backend])
-            .status()
-            .unwrap()
-            .success()
-    );
-    struct Resume(String);
-    impl Drop for Resume {
-        fn drop(&mut self) {
-            let _ = Command::new("kill").args(["-CONT", &self.0]).status();
-        }
-    }
-    let _resume = Resume(backend);
+    let _resume = stop(backends[0]);
     let started = std::time::Instant::now();
     let lost = lock
         .loss_watch()
@@ -344,7 +330,7 @@ fn review_a_release_that_gets_no_answer_closes_every_copy_of_the_socket() {
         let mut lock =
             pidlockfile::PgLock::new(&conninfo, &name).lost_after(Duration::from_secs(60));
         lock.acquire(Some(Duration::ZERO)).unwrap();
-        let backend = pg.backend(&format!("pidlock {me}@")).to_string();
+        let backend = pg.backend(&format!("pidlock {me}@"));
         let port: u16 = pg
             .psql(&format!(
                 "SELECT client_port FROM pg_stat_activity WHERE pid = {backend}"
@@ -353,20 +339,7 @@ fn review_a_release_that_gets_no_answer_closes_every_copy_of_the_socket() {
             .parse()
             .unwrap();
         assert!(copies_of_socket(port) > 0, "no socket found on port {port}");
-        assert!(
-            Command::new("kill")
-                .args(["-STOP", &backend])
-                .status()
-                .unwrap()
-                .success()
-        );
-        struct Resume(String);
-        impl Drop for Resume {
-            fn drop(&mut self) {
-                let _ = Command::new("kill").args(["-CONT", &self.0]).status();
-            }
-        }
-        let resume = Resume(backend);
+        let resume = stop(backend);
         if drop_it {
             drop(lock);
         } else {
@@ -409,4 +382,24 @@ fn copies_of_socket(port: u16) -> usize {
                 .any(|inode| target.to_str() == Some(&format!("socket:[{inode}]")))
         })
         .count()
+}
+
+/// Stops the server process `backend` (`SIGSTOP`: its socket stays open, and nothing answers)
+/// until the value returned is dropped, even by a failing test.
+fn stop(backend: u32) -> impl Drop {
+    struct Resume(String);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+        }
+    }
+    let backend = backend.to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &backend])
+            .status()
+            .unwrap()
+            .success()
+    );
+    Resume(backend)
 }
