@@ -129,13 +129,14 @@ where
         // which has nothing to do for it. Then a poll with the task's waker, which writes the
         // statement and registers the task again for all that the first poll registered (each
         // poll goes through the reads, the writes and the queue alike).
-        let mut ended = match poll_here(connection, &mut Context::from_waker(Waker::noop())) {
+        let mut ended = match poll_unbudgeted(connection, &mut Context::from_waker(Waker::noop())) {
             Poll::Ready(reason) => Some(reason),
             Poll::Pending => None,
         };
         send();
         if ended.is_none()
-            && let Poll::Ready(reason) = poll_here(connection, &mut Context::from_waker(&task))
+            && let Poll::Ready(reason) =
+                poll_unbudgeted(connection, &mut Context::from_waker(&task))
         {
             ended = Some(reason);
         }
@@ -181,7 +182,7 @@ where
 /// that of the caller's task, if the caller is a task of some runtime, and a task that had used
 /// it up would have its I/O put off until it yields, which it does not while it blocks for the
 /// answer: the statement would stay unsent.
-fn poll_here<S, T>(connection: &mut Connection<S, T>, cx: &mut Context<'_>) -> Poll<String>
+fn poll_unbudgeted<S, T>(connection: &mut Connection<S, T>, cx: &mut Context<'_>) -> Poll<String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,

@@ -9,11 +9,11 @@
 //! A call that only sends a statement and reads its answer runs on that thread ([`block_on`]):
 //! the statement leaves as soon as that thread runs. A release, which the next holder waits
 //! for, writes its statement from the releasing thread instead, and waits there for the answer
-//! that the runtime reads ([`poll_here`], see `connection.rs`). A wait for a lock runs on the waiting
-//! thread itself ([`wait_here`]), which then drives every session until the wait ends: the
-//! server's grant wakes that thread from its own `epoll_wait`, not the background one, which
-//! would have to wake the waiter in turn (one cross-thread wake-up, 30 to 50 µs on the 2-core
-//! VM of issue 15's figures, on the handoff's path).
+//! that the runtime reads ([`poll_here`], see `connection.rs`). A wait for a lock runs on the
+//! waiting thread itself ([`wait_here`]), which then drives every session until the wait ends:
+//! the server's grant wakes that thread from its own `epoll_wait`, not the background one,
+//! which would have to wake the waiter in turn (one cross-thread wake-up, 30 to 50 µs on the
+//! 2-core VM of issue 15's figures, on the handoff's path).
 
 use std::future::Future;
 use std::io;
